@@ -1,0 +1,38 @@
+"""VisionPipe package. Install against the lock: pip install -c constraints/py310.txt -e .[dev]"""
+from setuptools import find_packages, setup
+
+BASE = [
+    "tfx==1.16.0",
+    "tensorflow==2.16.2",
+    "tf-keras==2.16.0",
+    "tensorflow-model-optimization==0.8.1",
+    "keras-cv==0.9.0",
+    "tensorflow-datasets",
+    "numpy<2",
+    "dill",
+    "opencv-python-headless<4.11",
+    "pyyaml",
+    "Pillow",
+    "scikit-image",
+    "scikit-learn",
+    "pycocotools",
+    "tflite-support",
+]
+EXTRAS = {
+    "serving": ["tensorflow-serving-api==2.16.1", "grpcio", "prometheus-client"],
+    "tracking": ["motmetrics", "faiss-cpu"],
+    "dev": ["pytest", "pytest-timeout", "hypothesis"],
+}
+EXTRAS["dev"] = EXTRAS["dev"] + EXTRAS["serving"] + EXTRAS["tracking"]
+
+setup(
+    name="visionpipe",
+    version="0.1.0",
+    description="A TFX pipeline for convolutional vision models: ingest, train, optimize, gate, serve.",
+    python_requires=">=3.10,<3.11",
+    packages=find_packages(include=["visionpipe", "visionpipe.*"]),
+    package_data={"visionpipe": ["configs/*.yaml"]},
+    install_requires=BASE,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["visionpipe=visionpipe.pipeline.cli:main"]},
+)

@@ -1,0 +1,18 @@
+"""VisionPipe: a TFX pipeline for convolutional vision models.
+
+tfmot and TFX need Keras 2, so TF_USE_LEGACY_KERAS must be set before TensorFlow is
+imported anywhere in the process. Every VisionPipe module lives under this package, so
+importing any of them runs this first.
+"""
+import os
+import sys
+
+if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+    raise ImportError(
+        "TensorFlow was imported before visionpipe without TF_USE_LEGACY_KERAS=1; "
+        "set TF_USE_LEGACY_KERAS=1 in the environment or import visionpipe first."
+    )
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"

@@ -1,0 +1,89 @@
+"""The one interface every task implements (see shared DESIGN.md).
+
+A task turns parsed Examples into (model input, target) with the shared preprocessing,
+augments what is valid for its targets, builds and compiles the model, names the metric
+the gate uses, exports the serving signatures (post-processing such as softmax or NMS lives
+inside them) and evaluates a TFLite file of itself for the int8 gate.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Dict, List, Sequence
+
+import visionpipe  # noqa: F401
+import tensorflow as tf
+
+from visionpipe.models import preprocessing
+
+
+class Task(abc.ABC):
+    name: str = ""
+    #: keys of visionpipe.features this task reads from an Example
+    feature_keys: Sequence[str] = ()
+    #: the metric the evaluation gate and the int8 gate compare (higher is better)
+    gate_metric: str = ""
+
+    def __init__(self, config, class_names: List[str]):
+        self.config = config
+        self.class_names = list(class_names)
+        self.image_size = config.model.image_size
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    # --- data -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def example_to_inputs(self, parsed: Dict[str, tf.Tensor]):
+        """One parsed Example (visionpipe.features.parse_single) -> (image, target).
+
+        image: float32 [S, S, 3] in [0, 255] from ``preprocessing.preprocess_image``."""
+
+    def augment_batch(self, images, targets, training_seed: int):
+        """Augment a batch for training (targets move with the image). Default: none."""
+        return images, targets
+
+    # --- model ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def build_model(self) -> tf.keras.Model:
+        """Backbone + head; input float32 [None, S, S, 3] in [0, 255]."""
+
+    @abc.abstractmethod
+    def compile_model(self, model: tf.keras.Model, learning_rate: float) -> None:
+        """Compile with the task's loss and metrics."""
+
+    # --- export -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def serving_outputs(self, model: tf.keras.Model, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """Model input batch -> the dict every signature returns (post-processing inside)."""
+
+    def signatures(self, model: tf.keras.Model) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+        """serving_default (encoded bytes), serving_examples (tf.Example), serving_tensor (float)."""
+        size = self.image_size
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+        def serving_default(images):
+            return self.serving_outputs(model, preprocessing.preprocess_batch(images, size))
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serving_examples(examples):
+            from visionpipe import features
+
+            parsed = features.parse_examples(examples, keys=[features.ENCODED])
+            return self.serving_outputs(
+                model, preprocessing.preprocess_batch(parsed[features.ENCODED], size))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="pixels")])
+        def serving_tensor(pixels):
+            return self.serving_outputs(model, pixels)
+
+        return {
+            "serving_default": serving_default.get_concrete_function(),
+            "serving_examples": serving_examples.get_concrete_function(),
+            "serving_tensor": serving_tensor.get_concrete_function(),
+        }
+
+    # --- TFLite -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def evaluate_tflite(self, tflite_path: str, dataset: tf.data.Dataset) -> Dict[str, float]:
+        """Metrics of a .tflite file on (image, target) pairs; includes ``gate_metric``."""

@@ -1,0 +1,66 @@
+"""`visionpipe` command line: one CLI across tasks and modes.
+
+Each command lives in a module that exposes ``register(subparsers)``; handlers import
+TensorFlow lazily so ``visionpipe --help`` is instant. Errors the user can fix (bad config
+key, missing file) print one line and exit 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+import visionpipe  # noqa: F401
+
+COMMAND_MODULES = [
+    "visionpipe.pipeline.commands",
+]
+
+
+class UserError(Exception):
+    """An error whose message is all the user needs (no traceback)."""
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--config", required=required, help="YAML config (configs/<task>.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, e.g. train.epochs=3 model.backbone=resnet50")
+
+
+def load_config_from_args(args):
+    from visionpipe.pipeline.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="visionpipe",
+        description="VisionPipe: ingest images, train, gate, optimize and serve vision models on TFX.")
+    parser.add_argument("--version", action="version", version=f"visionpipe {visionpipe.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from visionpipe.pipeline.config import ConfigError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.handler(args)
+    except (ConfigError, UserError, FileNotFoundError) as err:
+        print(f"visionpipe {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"visionpipe {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

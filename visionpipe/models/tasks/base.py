@@ -43,6 +43,11 @@ class Task(abc.ABC):
         """Augment a batch for training (targets move with the image). Default: none."""
         return images, targets
 
+    def batch_dataset(self, dataset: tf.data.Dataset, batch_size: int,
+                      drop_remainder: bool = False) -> tf.data.Dataset:
+        """Batch (image, target) pairs; tasks with variable-length targets pad here."""
+        return dataset.batch(batch_size, drop_remainder=drop_remainder)
+
     # --- model ------------------------------------------------------------------------
     @abc.abstractmethod
     def build_model(self) -> tf.keras.Model:
@@ -57,6 +62,10 @@ class Task(abc.ABC):
     def serving_outputs(self, model: tf.keras.Model, images: tf.Tensor) -> Dict[str, tf.Tensor]:
         """Model input batch -> the dict every signature returns (post-processing inside)."""
 
+    def examples_outputs(self, model: tf.keras.Model, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """Outputs of ``serving_examples`` (the Evaluator's signature). Default: as serving."""
+        return self.serving_outputs(model, images)
+
     def signatures(self, model: tf.keras.Model) -> Dict[str, tf.types.experimental.ConcreteFunction]:
         """serving_default (encoded bytes), serving_examples (tf.Example), serving_tensor (float)."""
         size = self.image_size
@@ -65,12 +74,14 @@ class Task(abc.ABC):
         def serving_default(images):
             return self.serving_outputs(model, preprocessing.preprocess_batch(images, size))
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-        def serving_examples(examples):
+        # The input is named ``inputs`` so TF Serving's Classify API accepts the signature
+        # (export marks its method_name tensorflow/serving/classify).
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def serving_examples(inputs):
             from visionpipe import features
 
-            parsed = features.parse_examples(examples, keys=[features.ENCODED])
-            return self.serving_outputs(
+            parsed = features.parse_examples(inputs, keys=[features.ENCODED])
+            return self.examples_outputs(
                 model, preprocessing.preprocess_batch(parsed[features.ENCODED], size))
 
         @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="pixels")])
@@ -82,6 +93,16 @@ class Task(abc.ABC):
             "serving_examples": serving_examples.get_concrete_function(),
             "serving_tensor": serving_tensor.get_concrete_function(),
         }
+
+    # --- evaluation -------------------------------------------------------------------
+    def evaluator_component(self, examples, model, baseline_model):
+        """The TFX component that evaluates and blesses this task's model.
+
+        Must output ``evaluation`` (ModelEvaluation) and ``blessing`` (ModelBlessing).
+        Default: TFMA's Evaluator on ``serving_examples`` (see pipeline/evaluation.py)."""
+        from visionpipe.pipeline import evaluation
+
+        return evaluation.tfma_evaluator(self, examples, model, baseline_model)
 
     # --- TFLite -----------------------------------------------------------------------
     @abc.abstractmethod

@@ -1,0 +1,169 @@
+"""Anchors: generation (keras-cv's AnchorGenerator) and fitting them to the training boxes.
+
+Fitting clusters box shapes (width, height) with k-means on the IoU distance ``1 - IoU``
+(YOLOv2's recipe: Euclidean distance would let large boxes dominate), then maps the clusters
+onto what a RetinaNet anchor generator can express (one base size per pyramid level, shared
+scales and aspect ratios). Both the raw clusters and that mapped ("adopted") set are scored
+with the best-possible recall at an IoU threshold and the mean best IoU, so a user sees what
+the configured anchors cost and what adopting the fitted ones buys.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+import visionpipe  # noqa: F401
+
+
+def generate_anchors(image_size: int, sizes: Sequence[float], strides: Sequence[int],
+                     scales: Sequence[float], aspect_ratios: Sequence[float],
+                     clip: bool = True) -> np.ndarray:
+    """All anchors of an image, pixel ``yxyx``, level by level, location-major.
+
+    Per level ``i`` and location, the anchors are ``scales x aspect_ratios`` of base size
+    ``sizes[i]`` (height ``size*scale/sqrt(r)``, width ``size*scale*sqrt(r)``), centred at
+    ``(k + 0.5) * strides[i]``; the same order the RetinaNet heads predict in."""
+    return np.concatenate(list(anchor_generator(sizes, strides, scales, aspect_ratios, clip)(
+        image_shape=(image_size, image_size, 3)).values()), axis=0).astype(np.float32)
+
+
+def anchor_generator(sizes, strides, scales, aspect_ratios, clip: bool = True,
+                     bounding_box_format: str = "yxyx"):
+    import keras_cv
+
+    if len(sizes) != len(strides):
+        raise ValueError(f"anchor sizes {list(sizes)} and strides {list(strides)} must pair up "
+                         "(one size per pyramid level)")
+    return keras_cv.layers.AnchorGenerator(
+        bounding_box_format=bounding_box_format, sizes=[float(s) for s in sizes],
+        scales=[float(s) for s in scales], aspect_ratios=[float(r) for r in aspect_ratios],
+        strides=[int(s) for s in strides], clip_boxes=clip)
+
+
+def anchor_shapes(sizes: Sequence[float], scales: Sequence[float],
+                  aspect_ratios: Sequence[float]) -> np.ndarray:
+    """The distinct anchor shapes ``[K, 2]`` (width, height) in pixels."""
+    shapes = [(size * scale * np.sqrt(ratio), size * scale / np.sqrt(ratio))
+              for size in sizes for scale in scales for ratio in aspect_ratios]
+    return np.asarray(shapes, dtype=np.float64)
+
+
+def shape_iou(boxes_wh: np.ndarray, anchors_wh: np.ndarray) -> np.ndarray:
+    """IoU ``[N, K]`` of boxes and anchors placed on a common centre (shape match only)."""
+    boxes_wh = np.asarray(boxes_wh, dtype=np.float64)[:, None, :]
+    anchors_wh = np.asarray(anchors_wh, dtype=np.float64)[None, :, :]
+    inter = np.prod(np.minimum(boxes_wh, anchors_wh), axis=-1)
+    union = np.prod(boxes_wh, axis=-1) + np.prod(anchors_wh, axis=-1) - inter
+    return inter / np.maximum(union, 1e-12)
+
+
+@dataclasses.dataclass
+class AnchorFit:
+    """How well a set of anchor shapes covers the box shapes."""
+    best_possible_recall: float  # fraction of boxes with some anchor at IoU >= threshold
+    mean_best_iou: float
+    num_anchors: int
+
+    def as_dict(self) -> Dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+def score_anchors(boxes_wh: np.ndarray, anchors_wh: np.ndarray, iou_threshold: float = 0.5) -> AnchorFit:
+    best = shape_iou(boxes_wh, anchors_wh).max(axis=1)
+    return AnchorFit(best_possible_recall=float(np.mean(best >= iou_threshold)),
+                     mean_best_iou=float(np.mean(best)), num_anchors=len(anchors_wh))
+
+
+def kmeans_iou(boxes_wh: np.ndarray, k: int, seed: int = 0, max_iterations: int = 300) -> np.ndarray:
+    """k box shapes ``[k, 2]`` minimising the mean ``1 - IoU`` to the boxes, sorted by area.
+
+    k-means++ seeding on the IoU distance, then Lloyd iterations with the median as the
+    centre (robust to the long tail of box sizes)."""
+    boxes_wh = np.asarray(boxes_wh, dtype=np.float64)
+    if boxes_wh.ndim != 2 or boxes_wh.shape[1] != 2:
+        raise ValueError(f"box shapes must be [N, 2] (width, height), got {boxes_wh.shape}")
+    if np.any(boxes_wh <= 0):
+        raise ValueError("box shapes must be positive; zero-area boxes belong in quarantine")
+    if len(boxes_wh) < k:
+        raise ValueError(f"cannot fit {k} anchors to {len(boxes_wh)} boxes")
+    rng = np.random.default_rng(seed)
+    centres = [boxes_wh[rng.integers(len(boxes_wh))]]
+    for _ in range(1, k):
+        distance = 1.0 - shape_iou(boxes_wh, np.asarray(centres)).max(axis=1)
+        weights = distance ** 2
+        total = weights.sum()
+        pick = rng.choice(len(boxes_wh), p=weights / total) if total > 0 else rng.integers(len(boxes_wh))
+        centres.append(boxes_wh[pick])
+    centres = np.asarray(centres)
+    assignment = None
+    for _ in range(max_iterations):
+        new_assignment = np.argmax(shape_iou(boxes_wh, centres), axis=1)
+        if assignment is not None and np.array_equal(new_assignment, assignment):
+            break
+        assignment = new_assignment
+        for cluster in range(k):
+            members = boxes_wh[assignment == cluster]
+            if len(members):
+                centres[cluster] = np.median(members, axis=0)
+    return centres[np.argsort(np.prod(centres, axis=1))]
+
+
+@dataclasses.dataclass
+class AnchorConfigFit:
+    """Fitted anchors mapped onto the generator's parameters (one base size per level)."""
+    sizes: List[float]
+    scales: List[float]
+    aspect_ratios: List[float]
+    clusters_wh: List[List[float]]
+
+
+def fit_anchor_config(boxes_wh: np.ndarray, num_levels: int, scales: Sequence[float],
+                      num_aspect_ratios: int, seed: int = 0) -> AnchorConfigFit:
+    """Fit ``num_levels * len(scales) * num_aspect_ratios`` clusters and express them as
+    per-level base sizes (geometric mean of each level's cluster sizes divided by the mean
+    scale) and shared aspect ratios (k-means of the clusters' log width/height)."""
+    scales = [float(s) for s in scales]
+    k = num_levels * len(scales) * num_aspect_ratios
+    clusters = kmeans_iou(boxes_wh, k, seed=seed)
+    log_ratio = np.log(clusters[:, 0] / clusters[:, 1])
+    ratio_centres = np.quantile(log_ratio, (np.arange(num_aspect_ratios) + 0.5) / num_aspect_ratios)
+    for _ in range(100):
+        labels = np.argmin(np.abs(log_ratio[:, None] - ratio_centres[None, :]), axis=1)
+        updated = np.array([log_ratio[labels == j].mean() if np.any(labels == j) else ratio_centres[j]
+                            for j in range(num_aspect_ratios)])
+        if np.allclose(updated, ratio_centres):
+            break
+        ratio_centres = updated
+    # Clusters come sorted by area: consecutive groups map to increasing pyramid levels.
+    log_size = 0.5 * np.log(np.prod(clusters, axis=1))
+    mean_log_scale = float(np.mean(np.log(scales)))
+    sizes = [float(np.exp(group.mean() - mean_log_scale))
+             for group in np.array_split(log_size, num_levels)]
+    return AnchorConfigFit(sizes=[round(s, 2) for s in sizes], scales=scales,
+                           aspect_ratios=sorted(round(float(np.exp(c)), 3) for c in ratio_centres),
+                           clusters_wh=[[round(float(w), 2), round(float(h), 2)] for w, h in clusters])
+
+
+def anchor_report(boxes_wh: np.ndarray, sizes: Sequence[float], scales: Sequence[float],
+                  aspect_ratios: Sequence[float], iou_threshold: float = 0.5,
+                  seed: int = 0) -> Dict[str, object]:
+    """Configured vs fitted vs adopted anchors on the same box shapes (pixels)."""
+    boxes_wh = np.asarray(boxes_wh, dtype=np.float64)
+    fitted = fit_anchor_config(boxes_wh, len(sizes), scales, len(aspect_ratios), seed=seed)
+    configured = anchor_shapes(sizes, scales, aspect_ratios)
+    adopted = anchor_shapes(fitted.sizes, fitted.scales, fitted.aspect_ratios)
+    return {
+        "num_boxes": int(len(boxes_wh)),
+        "iou_threshold": iou_threshold,
+        "configured": {"sizes": [float(s) for s in sizes], "scales": [float(s) for s in scales],
+                       "aspect_ratios": [float(r) for r in aspect_ratios],
+                       **score_anchors(boxes_wh, configured, iou_threshold).as_dict()},
+        "fitted_clusters": {"clusters_wh": fitted.clusters_wh,
+                            **score_anchors(boxes_wh, np.asarray(fitted.clusters_wh),
+                                            iou_threshold).as_dict()},
+        "adopted": {"sizes": fitted.sizes, "scales": fitted.scales,
+                    "aspect_ratios": fitted.aspect_ratios,
+                    **score_anchors(boxes_wh, adopted, iou_threshold).as_dict()},
+    }

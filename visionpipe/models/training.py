@@ -1,0 +1,187 @@
+"""Training loop, independent of TFX so tests and benchmarks can call it directly.
+
+Always under tf.distribute.MirroredStrategy (all visible GPUs, else the CPU devices);
+mixed precision on GPU; transfer learning in two phases (frozen backbone, then the top N
+layers unfrozen at a lower learning rate); class weights or oversampling; label smoothing;
+early stopping; BackupAndRestore so an interrupted run resumes; TensorBoard logs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import shutil
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+import visionpipe  # noqa: F401
+import tensorflow as tf
+
+from visionpipe.models import backbones, data
+
+log = logging.getLogger("visionpipe.training")
+PHASE1_DONE = "phase1_done.weights.h5"
+
+
+def make_strategy() -> tf.distribute.MirroredStrategy:
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        return tf.distribute.MirroredStrategy()
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices=cpus)
+
+
+def configure_precision(mode: str) -> str:
+    on_gpu = bool(tf.config.list_physical_devices("GPU"))
+    policy = "mixed_float16" if mode == "on" or (mode == "auto" and on_gpu) else "float32"
+    tf.keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: tf.keras.Model
+    history: Dict[str, List[float]]
+    num_train: int
+    num_eval: int
+    class_counts: List[int]
+    replicas: int
+    precision: str
+    weights_loaded: str
+    seconds: float
+    resumed_from_epoch: int = 0
+
+    def summary(self) -> Dict:
+        out = dataclasses.asdict(self)
+        out.pop("model")
+        return out
+
+
+class _EpochLog(tf.keras.callbacks.Callback):
+    def __init__(self, phase: str):
+        super().__init__()
+        self.phase = phase
+        self.start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
+        log.info("%s epoch %d: %s (%.1fs)", self.phase, epoch + 1, shown, time.time() - self.start)
+
+
+def class_weights(counts: np.ndarray) -> Dict[int, float]:
+    """'balanced' weights: n / (k * n_c) for the classes that occur."""
+    present = counts > 0
+    total, k = counts.sum(), present.sum()
+    return {c: float(total / (k * counts[c])) for c in range(len(counts)) if present[c]}
+
+
+def _fit(model, train_ds, eval_ds, epochs, steps, eval_steps, callbacks, weights, initial_epoch=0):
+    return model.fit(train_ds, validation_data=eval_ds, epochs=epochs, initial_epoch=initial_epoch,
+                     steps_per_epoch=steps, validation_steps=eval_steps or None,
+                     class_weight=weights, callbacks=callbacks, verbose=0)
+
+
+def _unfreeze_top(backbone: tf.keras.Model, n: int) -> int:
+    """Unfreeze the top ``n`` layers with weights; BatchNorm stays frozen (standard practice)."""
+    backbone.trainable = True
+    weighted = [layer for layer in backbone.layers if layer.weights]
+    for layer in weighted[:-n] if n < len(weighted) else []:
+        layer.trainable = False
+    for layer in backbone.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            layer.trainable = False
+    return sum(1 for layer in weighted if layer.trainable)
+
+
+def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], log_dir: str,
+          backup_dir: Optional[str] = None, strategy: Optional[tf.distribute.Strategy] = None,
+          extra_callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> TrainResult:
+    """Train ``task``'s model; returns the trained model and what happened."""
+    start = time.time()
+    tcfg = config.train
+    tf.keras.utils.set_random_seed(tcfg.seed)
+    precision = configure_precision(tcfg.mixed_precision)
+    strategy = strategy or make_strategy()
+    replicas = strategy.num_replicas_in_sync
+
+    counts = data.class_counts(train_files, task.num_classes)
+    num_train, num_eval = int(counts.sum()), data.count_examples(eval_files)
+    if task.name == "multilabel":
+        num_train = data.count_examples(train_files)
+    if num_train == 0:
+        raise ValueError(f"the train split is empty ({list(train_files)[:3]}...)")
+    weights = None
+    if tcfg.class_weights == "balanced":
+        task.labels_of(np.eye(task.num_classes))  # raises for tasks without single labels
+        weights = class_weights(counts)
+    oversample_counts = counts if tcfg.oversample else None
+    if tcfg.oversample:
+        task.labels_of(np.eye(task.num_classes))
+
+    global_batch = tcfg.batch_size * replicas
+    steps = tcfg.steps_per_epoch or max(1, math.ceil(num_train / global_batch))
+    eval_steps = tcfg.eval_steps or None
+    train_ds = data.make_dataset(train_files, task, global_batch, training=True, seed=tcfg.seed,
+                                 oversample_counts=oversample_counts)
+    eval_ds = data.make_dataset(eval_files, task, global_batch, training=False)
+
+    with strategy.scope():
+        model = task.build_model()
+        task.compile_model(model, tcfg.learning_rate)
+    backbone = model.get_layer(backbones.BACKBONE_LAYER_NAME)
+    transfer = bool(task.weights_loaded)
+
+    callbacks: List[tf.keras.callbacks.Callback] = [tf.keras.callbacks.TensorBoard(log_dir=log_dir)]
+    if tcfg.early_stopping_patience:
+        callbacks.append(tf.keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=tcfg.early_stopping_patience, restore_best_weights=True))
+    callbacks.extend(extra_callbacks)
+
+    def with_backup(phase):
+        cbs = list(callbacks) + [_EpochLog(phase)]
+        if backup_dir:
+            cbs.append(tf.keras.callbacks.BackupAndRestore(os.path.join(backup_dir, phase)))
+        return cbs
+
+    history: Dict[str, List[float]] = {}
+    phase1_marker = os.path.join(backup_dir, PHASE1_DONE) if backup_dir else None
+    resumed_from = 0
+    if phase1_marker and tf.io.gfile.exists(phase1_marker):
+        model.load_weights(phase1_marker)
+        log.info("resuming after the first phase from %s", phase1_marker)
+    else:
+        if transfer:
+            backbone.trainable = False
+            with strategy.scope():
+                task.compile_model(model, tcfg.learning_rate)
+        result = _fit(model, train_ds, eval_ds, tcfg.epochs, steps, eval_steps,
+                      with_backup("phase1"), weights)
+        resumed_from = result.epoch[0] if result.epoch else tcfg.epochs
+        _extend(history, result.history)
+        if phase1_marker and transfer and tcfg.fine_tune_epochs:
+            model.save_weights(phase1_marker)
+
+    if transfer and tcfg.fine_tune_epochs:
+        unfrozen = _unfreeze_top(backbone, tcfg.fine_tune_layers)
+        log.info("fine-tuning the top %d backbone layers at lr %.2g", unfrozen,
+                 tcfg.learning_rate * tcfg.fine_tune_lr_factor)
+        with strategy.scope():
+            task.compile_model(model, tcfg.learning_rate * tcfg.fine_tune_lr_factor)
+        result = _fit(model, train_ds, eval_ds, tcfg.epochs + tcfg.fine_tune_epochs, steps,
+                      eval_steps, with_backup("phase2"), weights, initial_epoch=tcfg.epochs)
+        _extend(history, result.history)
+    if backup_dir:
+        shutil.rmtree(backup_dir, ignore_errors=True)
+
+    return TrainResult(model=model, history=history, num_train=num_train, num_eval=num_eval,
+                       class_counts=[int(c) for c in counts], replicas=replicas, precision=precision,
+                       weights_loaded=task.weights_loaded, seconds=round(time.time() - start, 2),
+                       resumed_from_epoch=resumed_from)
+
+
+def _extend(history: Dict[str, List[float]], new: Dict[str, List[float]]) -> None:
+    for key, values in new.items():
+        history.setdefault(key, []).extend(float(v) for v in values)

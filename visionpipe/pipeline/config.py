@@ -36,6 +36,7 @@ class DataConfig:
     images_dir: str = ""  # base for relative image paths (csv, coco)
     tfds_name: str = ""
     tfds_data_dir: str = ""
+    tfds_splits: List[str] = field(default_factory=list)  # empty: every prepared split
     class_names: List[str] = field(default_factory=list)  # empty: discovered
     split_ratios: Dict[str, float] = field(default_factory=lambda: {"train": 0.8, "eval": 0.2})
     use_source_splits: bool = False
@@ -176,10 +177,60 @@ class EvaluateConfig:
 @dataclass
 class OptimizeConfig:
     enabled: bool = False
-    max_int8_drop: float = 0.01
+    # post-training quantization to TFLite (model_float32.tflite is always written: the baseline)
+    ptq_modes: List[str] = field(default_factory=lambda: ["dynamic", "float16", "int8"])
+    representative_samples: int = 100  # training images that calibrate int8
+    max_int8_drop: float = 0.01  # gate metric points an int8 file may lose vs model_float32
+    repair_int8: bool = True  # keep the worst layers in float when int8 loses too much
+    max_float_layers: int = 6  # bound on tensors kept in float by the repair
+    eval_max_images: int = 0  # 0: the whole eval split
+    latency_runs: int = 30  # batch-1 invokes per file; the report gives the median
+    # magnitude pruning during a short fine-tune, then strip
+    prune: bool = False
+    prune_sparsity: float = 0.5
+    prune_structure: str = "unstructured"  # unstructured | 2:4
+    prune_epochs: int = 2
+    max_prune_drop: float = 0.01
+    # knowledge distillation into a smaller student
+    distill: bool = False
+    student_backbone: str = "small_cnn"
+    student_width: int = 8
+    distill_temperature: float = 4.0
+    distill_alpha: float = 0.1  # weight of the hard-label loss; 1 - alpha on the soft KL
+    distill_epochs: int = 5
+    max_distill_drop: float = 0.05
+    # quantization-aware training: off | fallback (when int8 PTQ fails its gate) | always
+    qat: str = "fallback"
+    qat_epochs: int = 1
+    fine_tune_learning_rate: float = 1e-4  # pruning and QAT fine-tunes
 
     def validate(self) -> None:
         _require(0 <= self.max_int8_drop <= 1, "optimize.max_int8_drop", "must be in [0, 1]")
+        modes = ("dynamic", "float16", "int8")
+        for mode in self.ptq_modes:
+            _require(mode in modes, "optimize.ptq_modes", f"must be a subset of {modes}, got {mode!r}")
+        _require(self.representative_samples >= 1, "optimize.representative_samples", "must be >= 1")
+        _require(self.max_float_layers >= 0, "optimize.max_float_layers", "must be >= 0")
+        _require(self.eval_max_images >= 0, "optimize.eval_max_images", "must be >= 0")
+        _require(self.latency_runs >= 1, "optimize.latency_runs", "must be >= 1")
+        _require(0.0 < self.prune_sparsity < 1.0, "optimize.prune_sparsity", "must be in (0, 1)")
+        _require(self.prune_structure in ("unstructured", "2:4"), "optimize.prune_structure",
+                 f"must be 'unstructured' or '2:4', got {self.prune_structure!r}")
+        if self.prune_structure == "2:4":
+            _require(self.prune_sparsity == 0.5, "optimize.prune_sparsity",
+                     "must be 0.5 with prune_structure '2:4' (2 of every 4 weights are zero)")
+        _require(self.student_backbone in BACKBONES, "optimize.student_backbone",
+                 f"must be one of {BACKBONES}, got {self.student_backbone!r}")
+        _require(self.student_width >= 4, "optimize.student_width", "must be >= 4")
+        _require(self.distill_temperature > 0, "optimize.distill_temperature", "must be > 0")
+        _require(0.0 <= self.distill_alpha <= 1.0, "optimize.distill_alpha", "must be in [0, 1]")
+        _require(self.qat in ("off", "fallback", "always"), "optimize.qat",
+                 f"must be off, fallback or always, got {self.qat!r}")
+        for key in ("prune_epochs", "distill_epochs", "qat_epochs"):
+            _require(getattr(self, key) >= 1, f"optimize.{key}", "must be >= 1")
+        for key in ("max_prune_drop", "max_distill_drop"):
+            _require(0 <= getattr(self, key) <= 1, f"optimize.{key}", "must be in [0, 1]")
+        _require(self.fine_tune_learning_rate > 0, "optimize.fine_tune_learning_rate", "must be > 0")
 
 
 @dataclass
@@ -214,6 +265,57 @@ class RunnerConfig:
         _require(self.kind in ("local", "beam"), "runner.kind", "must be 'local' or 'beam'")
 
 
+RETINANET_STRIDES = [8, 16, 32, 64, 128]  # keras-cv RetinaNet's feature pyramid P3..P7
+
+
+@dataclass
+class DetectionConfig:
+    architecture: str = "retinanet"  # retinanet (anchor-based) | yolov8 (anchor-free)
+    # RetinaNet anchors: one base size (pixels of the model input) per pyramid level.
+    anchor_sizes: List[float] = field(default_factory=lambda: [16.0, 32.0, 64.0, 128.0, 256.0])
+    anchor_strides: List[int] = field(default_factory=lambda: list(RETINANET_STRIDES))
+    anchor_scales: List[float] = field(default_factory=lambda: [1.0, 1.26, 1.587])
+    anchor_aspect_ratios: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    fpn_channels: int = 64  # RetinaNet pyramid and head width (the paper uses 256)
+    head_conv_layers: int = 2
+    yolo_fpn_depth: int = 1
+    box_loss: str = "smoothl1"  # retinanet: smoothl1 | huber; yolov8 always uses CIoU
+    # export and evaluation post-processing (NMS lives inside the exported model)
+    score_threshold: float = 0.05
+    iou_threshold: float = 0.5
+    max_detections: int = 100
+    pre_nms_top_k: int = 1000
+    # augmentation
+    mosaic: bool = False
+    min_box_pixels: float = 2.0  # boxes thinner than this after augmentation are dropped
+    anchor_fit_iou: float = 0.5  # IoU of the best-possible-recall in `visionpipe anchors`
+
+    def validate(self) -> None:
+        _require(self.architecture in ("retinanet", "yolov8"), "detection.architecture",
+                 f"must be 'retinanet' or 'yolov8', got {self.architecture!r}")
+        _require(len(self.anchor_sizes) == len(self.anchor_strides), "detection.anchor_sizes",
+                 f"needs one size per stride {self.anchor_strides}, got {self.anchor_sizes}")
+        if self.architecture == "retinanet":
+            _require(list(self.anchor_strides) == RETINANET_STRIDES, "detection.anchor_strides",
+                     f"must be {RETINANET_STRIDES} (RetinaNet's pyramid levels P3..P7)")
+        for key in ("anchor_sizes", "anchor_scales", "anchor_aspect_ratios", "anchor_strides"):
+            values = getattr(self, key)
+            _require(bool(values) and all(v > 0 for v in values), f"detection.{key}",
+                     f"must be a non-empty list of positive numbers, got {values}")
+        _require(self.fpn_channels >= 8, "detection.fpn_channels", "must be >= 8")
+        _require(self.head_conv_layers >= 1, "detection.head_conv_layers", "must be >= 1")
+        _require(self.yolo_fpn_depth >= 1, "detection.yolo_fpn_depth", "must be >= 1")
+        _require(self.box_loss in ("smoothl1", "huber"), "detection.box_loss",
+                 "must be 'smoothl1' or 'huber'")
+        _require(0.0 <= self.score_threshold < 1.0, "detection.score_threshold", "must be in [0, 1)")
+        _require(0.0 < self.iou_threshold <= 1.0, "detection.iou_threshold", "must be in (0, 1]")
+        _require(self.max_detections >= 1, "detection.max_detections", "must be >= 1")
+        _require(self.pre_nms_top_k >= self.max_detections, "detection.pre_nms_top_k",
+                 "must be >= detection.max_detections")
+        _require(self.min_box_pixels >= 0, "detection.min_box_pixels", "must be >= 0")
+        _require(0.0 < self.anchor_fit_iou < 1.0, "detection.anchor_fit_iou", "must be in (0, 1)")
+
+
 @dataclass
 class PipelineConfig:
     name: str = "visionpipe"
@@ -227,6 +329,7 @@ class PipelineConfig:
     push: PushConfig = field(default_factory=PushConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
 
     def validate(self) -> "PipelineConfig":
         _require(self.task in TASKS, "task", f"must be one of {TASKS}, got {self.task!r}")

@@ -1,0 +1,61 @@
+"""ImageExampleGen executor: runs the shared ingest Beam pipeline on TFX's Beam settings."""
+from __future__ import annotations
+
+import json
+import posixpath
+from typing import Any, Dict, List
+
+import visionpipe  # noqa: F401
+from tfx import types
+from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_beam_executor
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+
+from visionpipe.components.image_example_gen import spec
+from visionpipe.components.image_example_gen.ingest import (CLASS_NAMES_FILENAME, IngestResult,
+                                                            check_result, run_ingest)
+from visionpipe.pipeline.config import config_from_dict
+
+
+def read_class_names(examples_uri: str) -> List[str]:
+    """The class names (index = label id) of an Examples artifact written by ImageExampleGen."""
+    import tensorflow as tf
+
+    path = posixpath.join(examples_uri, CLASS_NAMES_FILENAME)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} not found: {examples_uri} was not written by ImageExampleGen")
+    with tf.io.gfile.GFile(path, "r") as f:
+        names = json.load(f)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{path}: expected a JSON list of class names")
+    return names
+
+
+def record_result(examples: types.Artifact, report_artifact: types.Artifact,
+                  result: IngestResult) -> None:
+    examples.split_names = artifact_utils.encode_split_names(result.split_names)
+    examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
+    examples_utils.set_file_format(examples, "tfrecords_gzip")
+    for split, count in result.counts_by_split.items():
+        examples.set_int_custom_property(spec.SPLIT_COUNT_PROPERTY.format(split=split), count)
+        examples.set_int_custom_property(spec.SPLIT_OBJECTS_PROPERTY.format(split=split),
+                                         result.objects_by_split.get(split, 0))
+    for artifact in (examples, report_artifact):
+        artifact.set_int_custom_property(spec.QUARANTINED_COUNT_PROPERTY, result.quarantined)
+        artifact.set_int_custom_property(spec.DUPLICATE_COUNT_PROPERTY, result.duplicates)
+        artifact.set_int_custom_property(spec.TOTAL_INPUTS_PROPERTY, result.total_inputs)
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+    """Reads config.data with Beam into a TFX Examples artifact and a QuarantineReport."""
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        config = config_from_dict(json.loads(exec_properties[spec.CONFIG_KEY])).validate()
+        examples = artifact_utils.get_single_instance(output_dict[spec.EXAMPLES_KEY])
+        report_artifact = artifact_utils.get_single_instance(output_dict[spec.QUARANTINE_REPORT_KEY])
+        result, report = run_ingest(self._make_beam_pipeline, config, examples.uri, report_artifact.uri)
+        record_result(examples, report_artifact, result)
+        check_result(report, result, config)

@@ -1,0 +1,471 @@
+"""Sources: turn a folder tree, CSV manifest, COCO JSON, Pascal VOC tree, TFDS dataset or
+TFRecord files into a PCollection of ``SourceItem``.
+
+Annotation files are small next to the images, so folder/CSV/COCO/VOC sources read them on
+the launcher (which also fixes the class list before any image is read); images are read,
+decoded and checked later inside Beam. TFDS and TFRecord sources carry image bytes, so
+their records are read inside Beam too. Problems found in the annotations become items
+with a ``problem`` and are quarantined like any bad image.
+"""
+from __future__ import annotations
+
+import abc
+import csv
+import io
+import json
+import posixpath
+import re
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+
+import apache_beam as beam
+
+import visionpipe  # noqa: F401
+from visionpipe import features as F
+from visionpipe.components.image_example_gen import items as it
+from visionpipe.pipeline.config import ConfigError, DataConfig
+
+
+def _gfile():
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+def _join(base: str, relative: str) -> str:
+    return relative if relative.startswith("/") or "://" in relative else posixpath.join(base, relative)
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+class ImageSource(abc.ABC):
+    """What a source tells the ingest pipeline, and how to read it."""
+
+    def __init__(self, data: DataConfig):
+        self.data = data
+
+    @property
+    def class_names(self) -> Optional[List[str]]:
+        """The classes the source declares, in id order; None: discovered from the items."""
+        return None
+
+    @property
+    def split_names(self) -> Optional[List[str]]:
+        """The source's own splits, or None when it has none."""
+        return None
+
+    @abc.abstractmethod
+    def read(self, pipeline: beam.Pipeline) -> beam.PCollection:
+        """A PCollection of ``SourceItem``."""
+
+
+class _ListedSource(ImageSource):
+    """A source whose items are listed on the launcher from small annotation files."""
+
+    def __init__(self, data: DataConfig):
+        super().__init__(data)
+        self._items, self._class_names, self._split_names = self._list()
+
+    @abc.abstractmethod
+    def _list(self) -> Tuple[List[it.SourceItem], Optional[List[str]], Optional[List[str]]]:
+        """Returns (items, declared class names, source split names)."""
+
+    @property
+    def class_names(self):
+        return self._class_names
+
+    @property
+    def split_names(self):
+        return self._split_names
+
+    @property
+    def items(self) -> List[it.SourceItem]:
+        return self._items
+
+    def read(self, pipeline):
+        return pipeline | "ListItems" >> beam.Create(self._items)
+
+
+class FolderSource(_ListedSource):
+    """``root/<class>/<image>`` or ``root/<split>/<class>/<image>``; hidden files are skipped."""
+
+    def _list(self):
+        gfile = _gfile()
+        root = self.data.path.rstrip("/")
+        if not gfile.isdir(root):
+            raise ConfigError(f"data.path: image folder not found: {root}")
+        top_dirs = sorted(d.rstrip("/") for d in gfile.listdir(root)
+                          if not _is_hidden(d) and gfile.isdir(_join(root, d)))
+        has_splits = any(gfile.isdir(_join(_join(root, d), sub))
+                         for d in top_dirs for sub in gfile.listdir(_join(root, d)))
+        depth = 3 if has_splits else 2
+        items, classes = [], set()
+        for dirpath, dirnames, filenames in gfile.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d.rstrip("/")))
+            rel_dir = posixpath.relpath(dirpath.rstrip("/"), root)
+            parts = [] if rel_dir == "." else rel_dir.split("/")
+            if len(parts) == depth - 1:
+                classes.add(parts[-1])
+            for name in sorted(f for f in filenames if not _is_hidden(f)):
+                rel = "/".join(parts + [name])
+                item = it.SourceItem(filename=rel, path=_join(dirpath, name))
+                if len(parts) != depth - 1:
+                    layout = "<split>/<class>/" if has_splits else "<class>/"
+                    item.problem = (it.BAD_ANNOTATION, f"not inside a {layout} folder, so it has no label")
+                else:
+                    item.labels = [parts[-1]]
+                    item.source_split = parts[0] if has_splits else None
+                items.append(item)
+        if not items:
+            raise ConfigError(f"data.path: no files found under {root}")
+        return items, sorted(classes), (top_dirs if has_splits else None)
+
+
+class CsvSource(_ListedSource):
+    """A manifest with columns ``path,label`` (optional ``split`` and ``text``)."""
+
+    def _list(self):
+        gfile = _gfile()
+        manifest = self.data.path
+        if not gfile.exists(manifest):
+            raise ConfigError(f"data.path: CSV manifest not found: {manifest}")
+        base = self.data.images_dir or posixpath.dirname(manifest)
+        with gfile.GFile(manifest, "r") as f:
+            reader = csv.DictReader(io.StringIO(f.read()))
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            missing = {"path", "label"} - set(columns)
+            if missing:
+                raise ConfigError(f"{manifest}: missing column(s) {sorted(missing)}; "
+                                  f"found {columns}, expected a header 'path,label'")
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+        sep = self.data.csv_label_separator
+        items, classes, splits = [], set(), set()
+        for line, row in enumerate(rows, start=2):  # line 1 is the header
+            path = row["path"]
+            item = it.SourceItem(filename=path or f"{manifest}:{line}", path=_join(base, path) if path else None,
+                                 text=row.get("text") or None, source_split=row.get("split") or None)
+            labels = list(dict.fromkeys(l.strip() for l in row["label"].split(sep) if l.strip()))
+            if not path:
+                item.problem = (it.BAD_ANNOTATION, f"{manifest} line {line}: empty path")
+            elif not labels:
+                item.problem = (it.BAD_ANNOTATION, f"{manifest} line {line}: empty label")
+            item.labels = labels
+            classes.update(labels)
+            if item.source_split:
+                splits.add(item.source_split)
+            items.append(item)
+        if not items:
+            raise ConfigError(f"data.path: CSV manifest has no rows: {manifest}")
+        return items, sorted(classes), (sorted(splits) if splits else None)
+
+
+class CocoSource(_ListedSource):
+    """COCO instances JSON: boxes, polygon/RLE masks; classes are the categories by id."""
+
+    def _list(self):
+        gfile = _gfile()
+        path = self.data.path
+        if not gfile.exists(path):
+            raise ConfigError(f"data.path: COCO JSON not found: {path}")
+        with gfile.GFile(path, "r") as f:
+            try:
+                coco = json.load(f)
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"{path}: not valid JSON: {err}") from None
+        for key in ("images", "annotations", "categories"):
+            if not isinstance(coco.get(key), list):
+                raise ConfigError(f"{path}: missing the '{key}' list of a COCO file")
+        categories = sorted(coco["categories"], key=lambda c: c["id"])
+        names = [str(c["name"]) for c in categories]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{path}: category names are not unique: {names}")
+        name_by_id = {c["id"]: str(c["name"]) for c in categories}
+        base = self.data.images_dir or posixpath.dirname(path)
+
+        annotations = defaultdict(list)
+        image_ids = {image.get("id") for image in coco["images"]}
+        items = []
+        for ann in coco["annotations"]:
+            if ann.get("image_id") in image_ids:
+                annotations[ann["image_id"]].append(ann)
+            else:
+                items.append(it.SourceItem(
+                    filename=f"{path}#annotation-{ann.get('id')}",
+                    problem=(it.BAD_ANNOTATION, f"annotation {ann.get('id')} refers to image_id "
+                                                f"{ann.get('image_id')!r}, which is not in 'images'")))
+        for image in coco["images"]:
+            file_name = str(image.get("file_name", ""))
+            item = it.SourceItem(filename=file_name or f"{path}#image-{image.get('id')}",
+                                 path=_join(base, file_name) if file_name else None,
+                                 declared_size=(int(image.get("width") or 0), int(image.get("height") or 0)))
+            try:
+                item.objects = [self._object(ann, name_by_id) for ann in annotations[image.get("id")]]
+            except ValueError as err:
+                item.problem = (it.BAD_ANNOTATION, str(err))
+            if not file_name:
+                item.problem = (it.BAD_ANNOTATION, f"image {image.get('id')} has no file_name")
+            items.append(item)
+        return items, names, None
+
+    @staticmethod
+    def _object(ann: dict, name_by_id: Dict[int, str]) -> it.ObjectAnnotation:
+        if ann.get("category_id") not in name_by_id:
+            raise ValueError(f"annotation {ann.get('id')}: unknown category_id {ann.get('category_id')!r}")
+        bbox = ann.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4:
+            raise ValueError(f"annotation {ann.get('id')}: bbox must be [x, y, width, height], got {bbox!r}")
+        x, y, w, h = (float(v) for v in bbox)
+        return it.ObjectAnnotation(label=name_by_id[ann["category_id"]], box=(x, y, x + w, y + h),
+                                   segmentation=ann.get("segmentation") or None)
+
+
+class VocSource(_ListedSource):
+    """Pascal VOC: ``Annotations/*.xml``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``."""
+
+    SPLIT_FILES = ("train", "val", "test")
+
+    def _list(self):
+        gfile = _gfile()
+        root = self.data.path.rstrip("/")
+        ann_dir = _join(root, "Annotations")
+        if not gfile.isdir(ann_dir):
+            raise ConfigError(f"data.path: {root} is not a Pascal VOC folder (no Annotations/)")
+        split_of = self._split_membership(root)
+        xml_ids = {posixpath.splitext(n)[0] for n in gfile.listdir(ann_dir) if n.endswith(".xml")}
+        items, classes = [], set()
+        for image_id in sorted(xml_ids | set(split_of)):
+            split, split_problem = split_of.get(image_id, (None, None))
+            xml_rel = f"Annotations/{image_id}.xml"
+            if image_id not in xml_ids:
+                items.append(it.SourceItem(filename=xml_rel, problem=(
+                    it.MISSING_FILE, f"listed in ImageSets/Main/{split}.txt but {xml_rel} is missing")))
+                continue
+            try:
+                item = self._parse(root, xml_rel)
+            except (ET.ParseError, ValueError) as err:
+                item = it.SourceItem(filename=xml_rel, problem=(it.BAD_ANNOTATION, f"{xml_rel}: {err}"))
+            item.source_split = split
+            if split_problem:
+                item.problem = (it.BAD_ANNOTATION, split_problem)
+            classes.update(o.label for o in item.objects)
+            items.append(item)
+        if not items:
+            raise ConfigError(f"data.path: no annotations in {ann_dir}")
+        splits = sorted({s for s, _ in split_of.values()}) or None
+        return items, sorted(classes), splits
+
+    def _split_membership(self, root: str) -> Dict[str, Tuple[str, Optional[str]]]:
+        gfile = _gfile()
+        sets_dir = _join(root, "ImageSets/Main")
+        present = [s for s in self.SPLIT_FILES if gfile.exists(_join(sets_dir, f"{s}.txt"))]
+        if not {"train", "val"} & set(present) and gfile.exists(_join(sets_dir, "trainval.txt")):
+            present.insert(0, "trainval")
+        membership: Dict[str, Tuple[str, Optional[str]]] = {}
+        for split in present:
+            with gfile.GFile(_join(sets_dir, f"{split}.txt"), "r") as f:
+                for image_id in f.read().split():
+                    if image_id in membership and membership[image_id][0] != split:
+                        membership[image_id] = (membership[image_id][0], (
+                            f"listed in both ImageSets/Main/{membership[image_id][0]}.txt and {split}.txt"))
+                    else:
+                        membership[image_id] = (split, None)
+        return membership
+
+    @staticmethod
+    def _parse(root: str, xml_rel: str) -> it.SourceItem:
+        with _gfile().GFile(_join(root, xml_rel), "rb") as f:
+            tree = ET.fromstring(f.read())
+        image_id = posixpath.splitext(posixpath.basename(xml_rel))[0]
+        file_name = (tree.findtext("filename") or "").strip() or f"{image_id}.jpg"
+        size = (int(float(tree.findtext("size/width") or 0)), int(float(tree.findtext("size/height") or 0)))
+        objects = []
+        for index, obj in enumerate(tree.findall("object")):
+            name = (obj.findtext("name") or "").strip()
+            box = obj.find("bndbox")
+            if not name or box is None:
+                raise ValueError(f"object {index} needs <name> and <bndbox>")
+            try:
+                coords = tuple(float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+            except (TypeError, ValueError):
+                raise ValueError(f"object {index} has a missing or non-numeric bndbox coordinate") from None
+            objects.append(it.ObjectAnnotation(label=name, box=coords))
+        rel = f"JPEGImages/{file_name}"
+        return it.SourceItem(filename=rel, path=_join(root, rel), objects=objects, declared_size=size)
+
+
+class TfdsSource(ImageSource):
+    """A prepared TFDS dataset in a local ``data.tfds_data_dir`` (never downloaded).
+
+    The image is the first ``Image`` feature, the label the ``ClassLabel`` named 'label'
+    (else the first one), scalar or a sequence for multi-label. Each split is read by one
+    Beam worker.
+    """
+
+    def __init__(self, data: DataConfig):
+        super().__init__(data)
+        import tensorflow_datasets as tfds
+
+        try:
+            builder = tfds.builder(data.tfds_name, data_dir=data.tfds_data_dir)
+        except Exception as err:  # noqa: BLE001 - TFDS raises several types for unknown names
+            raise ConfigError(f"data.tfds_name: cannot open {data.tfds_name!r} in "
+                              f"{data.tfds_data_dir}: {err}") from None
+        features = builder.info.features
+        images = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
+        if not images:
+            raise ConfigError(f"data.tfds_name: {data.tfds_name} has no Image feature ({list(features)})")
+        self.image_key = images[0]
+        self.label_key, self.multi_label, self._class_names = None, False, None
+        labels = {}
+        for key, feature in features.items():
+            if isinstance(feature, tfds.features.ClassLabel):
+                labels[key] = (feature, False)
+            elif (isinstance(feature, tfds.features.Sequence)
+                  and isinstance(feature.feature, tfds.features.ClassLabel)):
+                labels[key] = (feature.feature, True)
+        if labels:
+            self.label_key = "label" if "label" in labels else next(iter(labels))
+            feature, self.multi_label = labels[self.label_key]
+            self._class_names = list(feature.names)
+        self._split_names = list(data.tfds_splits) or sorted(builder.info.splits)
+        if not self._split_names:
+            raise ConfigError(f"data.tfds_splits: {data.tfds_name} in {data.tfds_data_dir} lists no "
+                              "prepared splits; name them, e.g. data.tfds_splits=[train,test]")
+
+    @property
+    def class_names(self):
+        return self._class_names
+
+    @property
+    def split_names(self):
+        return self._split_names
+
+    def read(self, pipeline):
+        return (pipeline
+                | "TfdsSplits" >> beam.Create(self._split_names)
+                | "ReadTfdsSplit" >> beam.FlatMap(_read_tfds_split, self.data.tfds_name,
+                                                  self.data.tfds_data_dir, self.image_key,
+                                                  self.label_key, self.multi_label, self._class_names))
+
+
+def _read_tfds_split(split: str, name: str, data_dir: str, image_key: str, label_key: Optional[str],
+                     multi_label: bool, class_names: Optional[List[str]]) -> Iterator[it.SourceItem]:
+    import tensorflow_datasets as tfds
+
+    dataset = tfds.load(name, split=split, data_dir=data_dir, download=False,
+                        decoders={image_key: tfds.decode.SkipDecoding()})
+    for index, example in enumerate(tfds.as_numpy(dataset)):
+        labels = []
+        if label_key is not None:
+            ids = example[label_key].tolist() if multi_label else [int(example[label_key])]
+            labels = [class_names[i] for i in ids]
+        yield it.SourceItem(filename=f"{name}/{split}/{index}", encoded=bytes(example[image_key]),
+                            labels=labels, source_split=split)
+
+
+_SPLIT_DIR = re.compile(r"(?:^|/)Split-([^/]+)/")
+
+
+class TfrecordSource(ImageSource):
+    """TFRecord files of tf.Example in VisionPipe's feature spec (``data.path`` is a glob).
+
+    Files under ``Split-<name>/`` folders (a TFX Examples artifact) keep that split as
+    their source split. Gzip is detected from the ``.gz`` suffix.
+    """
+
+    def __init__(self, data: DataConfig):
+        super().__init__(data)
+        self.files = sorted(_gfile().glob(data.path))
+        if not self.files:
+            raise ConfigError(f"data.path: no TFRecord files match {data.path}")
+        splits = [_SPLIT_DIR.search(f) for f in self.files]
+        self._split_names = sorted({m.group(1) for m in splits}) if all(splits) else None
+
+    @property
+    def class_names(self):
+        return list(self.data.class_names) or None
+
+    @property
+    def split_names(self):
+        return self._split_names
+
+    def read(self, pipeline):
+        return (pipeline
+                | "TfrecordFiles" >> beam.Create(self.files)
+                | "ReadTfrecords" >> beam.io.ReadAllFromTFRecord(with_filename=True)
+                | "ParseTfExamples" >> beam.MapTuple(_item_from_record, list(self.data.class_names)))
+
+
+def _item_from_record(source_file: str, record: bytes, class_names: List[str]) -> it.SourceItem:
+    import tensorflow as tf
+
+    split = _SPLIT_DIR.search(source_file)
+    try:
+        feature = tf.train.Example.FromString(record).features.feature
+    except Exception as err:  # noqa: BLE001 - protobuf DecodeError and friends
+        return it.SourceItem(filename=source_file, problem=(it.BAD_ANNOTATION, f"not a tf.Example: {err}"))
+
+    def values(key):
+        if key not in feature:
+            return []
+        kind = feature[key].WhichOneof("kind")
+        return list(getattr(feature[key], kind).value) if kind else []
+
+    def texts(key):
+        return [v.decode("utf-8") for v in values(key)]
+
+    def names(text_key, label_key, what):
+        if values(text_key):
+            return texts(text_key)
+        ids = values(label_key)
+        if ids and not class_names:
+            raise ValueError(f"has {label_key} ids but no {text_key}; set data.class_names to name them")
+        if any(not 0 <= i < len(class_names) for i in ids):
+            raise ValueError(f"{what} id out of range for {len(class_names)} classes: {ids}")
+        return [class_names[i] for i in ids]
+
+    filename = (texts(F.FILENAME) or [""])[0] or source_file
+    item = it.SourceItem(filename=filename, text=(texts(F.TEXT) or [None])[0],
+                         source_split=split.group(1) if split else None)
+    encoded = values(F.ENCODED)
+    if not encoded:
+        item.problem = (it.MISSING_IMAGE_DATA, f"record in {source_file} has no {F.ENCODED}")
+        return item
+    item.encoded = encoded[0]
+    try:
+        item.labels = names(F.LABEL_TEXT, F.LABEL, "class")
+        object_labels = names(F.OBJECT_TEXT, F.OBJECT_LABEL, "object class")
+        coords = [values(k) for k in (F.BBOX_XMIN, F.BBOX_YMIN, F.BBOX_XMAX, F.BBOX_YMAX)]
+        masks = values(F.OBJECT_MASK)
+        if len({len(c) for c in coords} | {len(object_labels)}) != 1 or (masks and len(masks) != len(coords[0])):
+            raise ValueError("box coordinate, object label and mask lists differ in length")
+        item.objects = [it.ObjectAnnotation(label=label, box=box, normalized=True,
+                                            mask_png=masks[i] if masks else None)
+                        for i, (label, box) in enumerate(zip(object_labels, zip(*coords)))]
+    except ValueError as err:
+        item.problem = (it.BAD_ANNOTATION, f"record in {source_file}: {err}")
+    return item
+
+
+_SOURCES = {"folder": FolderSource, "csv": CsvSource, "coco": CocoSource, "voc": VocSource,
+            "tfds": TfdsSource, "tfrecord": TfrecordSource}
+
+
+def make_source(data: DataConfig) -> ImageSource:
+    if data.source not in _SOURCES:
+        generated = " (generate it first: its images are written as a folder tree)" \
+            if data.source in ("shapes", "digits") else ""
+        raise ConfigError(f"data.source: ImageExampleGen reads {sorted(_SOURCES)}, "
+                          f"not {data.source!r}{generated}")
+    return _SOURCES[data.source](data)
+
+
+def iter_source_items(data: DataConfig) -> Iterable[it.SourceItem]:
+    """The listed items of a folder/CSV/COCO/VOC source (for inspection and tests)."""
+    source = make_source(data)
+    if not isinstance(source, _ListedSource):
+        raise ConfigError(f"data.source: {data.source!r} items are only read inside Beam")
+    return source.items

@@ -1,0 +1,30 @@
+"""ImageExampleGen's component spec: key names, the QuarantineReport artifact type."""
+from tfx.types import standard_artifacts
+from tfx.types.artifact import Artifact
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+# Keys of the component's outputs and exec properties.
+EXAMPLES_KEY = "examples"
+QUARANTINE_REPORT_KEY = "quarantine_report"
+CONFIG_KEY = "config_json"  # json.dumps(PipelineConfig.to_dict())
+
+# Custom properties recorded on the artifacts.
+QUARANTINED_COUNT_PROPERTY = "quarantined_count"
+DUPLICATE_COUNT_PROPERTY = "duplicate_count"
+TOTAL_INPUTS_PROPERTY = "total_inputs"
+SPLIT_COUNT_PROPERTY = "num_examples_{split}"
+SPLIT_OBJECTS_PROPERTY = "num_objects_{split}"
+
+
+class QuarantineReport(Artifact):
+    """A folder with quarantine.json: every input that was not turned into an Example."""
+    TYPE_NAME = "QuarantineReport"
+
+
+class ImageExampleGenSpec(ComponentSpec):
+    PARAMETERS = {CONFIG_KEY: ExecutionParameter(type=str)}
+    INPUTS = {}
+    OUTPUTS = {
+        EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        QUARANTINE_REPORT_KEY: ChannelParameter(type=QuarantineReport),
+    }

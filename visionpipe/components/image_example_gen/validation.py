@@ -1,0 +1,170 @@
+"""Read, fully decode and check one image with its annotations.
+
+Runs inside a Beam ``Map``: every failure becomes a ``Quarantined`` entry naming the file
+and the reason, never an exception, so one bad file cannot stop a large ingest.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from typing import List, Optional, Sequence, Tuple, Union
+
+from visionpipe.components.image_example_gen import items as it
+
+# PIL's format name -> the image/format value (what tf.io.decode_image accepts).
+_PIL_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "GIF": "gif", "BMP": "bmp"}
+BOX_TOLERANCE_PX = 1.0
+
+
+def read_bytes(path: str) -> bytes:
+    import visionpipe  # noqa: F401
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
+def file_exists(path: str) -> bool:
+    import visionpipe  # noqa: F401
+    import tensorflow as tf
+
+    return tf.io.gfile.exists(path)
+
+
+def decode_image(data: bytes) -> Union[Tuple[str, int, int], Tuple[str, str]]:
+    """Returns ``(format, width, height)`` or ``(kind, reason)`` when it cannot be used."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        return it.ZERO_BYTES, "zero-byte file"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            pil_format = image.format
+            image.verify()  # checksums and structure
+    except UnidentifiedImageError:
+        return it.UNSUPPORTED_FORMAT, "not a recognised image (unsupported format or not an image)"
+    except Exception as err:  # noqa: BLE001 - PIL raises many types for broken files
+        return it.CORRUPT_IMAGE, f"corrupt image: {err}"
+    if pil_format not in _PIL_FORMATS:
+        return it.UNSUPPORTED_FORMAT, (f"unsupported image format {pil_format} "
+                                       f"(supported: {', '.join(sorted(set(_PIL_FORMATS.values())))})")
+    try:
+        # verify() does not decode pixels; load() does, and fails on truncated data.
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            width, height = image.size
+    except Exception as err:  # noqa: BLE001
+        return it.CORRUPT_IMAGE, f"truncated or corrupt image: {err}"
+    if width < 1 or height < 1:
+        return it.CORRUPT_IMAGE, f"image has no pixels ({width}x{height})"
+    return _PIL_FORMATS[pil_format], width, height
+
+
+def box_problem(index: int, box_px: Sequence[float], width: int, height: int) -> Optional[str]:
+    """Why a pixel box ``(xmin, ymin, xmax, ymax)`` is unusable, or None."""
+    xmin, ymin, xmax, ymax = box_px
+    where = f"box {index} (xmin={xmin:g}, ymin={ymin:g}, xmax={xmax:g}, ymax={ymax:g})"
+    if not all(math.isfinite(v) for v in box_px):
+        return f"{where} has a non-finite coordinate"
+    if xmax <= xmin or ymax <= ymin:
+        return f"{where} has zero or negative area"
+    tol = BOX_TOLERANCE_PX
+    if xmin < -tol or ymin < -tol or xmax > width + tol or ymax > height + tol:
+        return f"{where} lies outside the {width}x{height} image"
+    return None
+
+
+def rasterize_segmentation(segmentation, width: int, height: int) -> bytes:
+    """COCO polygon list or RLE (compressed or not) -> PNG mask with values 0/255."""
+    import numpy as np
+    from PIL import Image
+    from pycocotools import mask as mask_utils
+
+    if isinstance(segmentation, list):
+        if not segmentation or any(len(p) < 6 or len(p) % 2 for p in segmentation):
+            raise ValueError("polygon needs at least 3 (x, y) points")
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
+        if list(segmentation["size"]) != [height, width]:
+            raise ValueError(f"RLE size {segmentation['size']} differs from the image's "
+                             f"[{height}, {width}]")
+        if isinstance(segmentation["counts"], list):
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        else:
+            counts = segmentation["counts"]
+            rle = {"size": [height, width],
+                   "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    else:
+        raise ValueError("expected a polygon list or an RLE dict with 'counts' and 'size'")
+    mask = mask_utils.decode(rle).astype(np.uint8) * 255
+    buffer = io.BytesIO()
+    Image.fromarray(mask, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _label_problem(label: str, class_names: Optional[Sequence[str]], what: str) -> Optional[str]:
+    if class_names is None or label in class_names:
+        return None
+    shown = ", ".join(class_names[:10]) + (", ..." if len(class_names) > 10 else "")
+    return f"{what} {label!r} is not in the class list ({len(class_names)} classes: {shown})"
+
+
+def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]]
+                  ) -> Union[it.ValidImage, it.Quarantined]:
+    """Decode ``item`` fully and check every annotation against the image."""
+    def quarantine(kind: str, reason: str) -> it.Quarantined:
+        return it.Quarantined(file=item.filename, kind=kind, reason=reason)
+
+    if item.problem is not None:
+        return quarantine(*item.problem)
+    data = item.encoded
+    if data is None:
+        if not item.path or not file_exists(item.path):
+            return quarantine(it.MISSING_FILE, f"image file not found: {item.path}")
+        try:
+            data = read_bytes(item.path)
+        except Exception as err:  # noqa: BLE001 - any I/O error is this file's problem
+            return quarantine(it.UNREADABLE, f"cannot read {item.path}: {err}")
+    decoded = decode_image(data)
+    if len(decoded) == 2:
+        return quarantine(*decoded)
+    image_format, width, height = decoded
+    if item.declared_size and all(item.declared_size) and tuple(item.declared_size) != (width, height):
+        return quarantine(it.SIZE_MISMATCH,
+                          f"annotation gives size {item.declared_size[0]}x{item.declared_size[1]} "
+                          f"but the image is {width}x{height}")
+    for label in item.labels:
+        problem = _label_problem(label, class_names, "label")
+        if problem:
+            return quarantine(it.UNKNOWN_LABEL, problem)
+
+    boxes: List[Tuple[float, float, float, float]] = []
+    masks: List[bytes] = []
+    for index, obj in enumerate(item.objects):
+        problem = _label_problem(obj.label, class_names, f"object {index} label")
+        if problem:
+            return quarantine(it.UNKNOWN_LABEL, problem)
+        xmin, ymin, xmax, ymax = obj.box
+        if obj.normalized:
+            xmin, xmax, ymin, ymax = xmin * width, xmax * width, ymin * height, ymax * height
+        problem = box_problem(index, (xmin, ymin, xmax, ymax), width, height)
+        if problem:
+            return quarantine(it.BAD_BOX, problem)
+        boxes.append(tuple(min(max(v, 0.0), 1.0) for v in
+                           (ymin / height, xmin / width, ymax / height, xmax / width)))
+        if obj.segmentation is not None:
+            try:
+                masks.append(rasterize_segmentation(obj.segmentation, width, height))
+            except Exception as err:  # noqa: BLE001 - malformed annotations vary widely
+                return quarantine(it.BAD_MASK, f"object {index} segmentation: {err}")
+        elif obj.mask_png is not None:
+            masks.append(obj.mask_png)
+    if masks and len(masks) != len(boxes):
+        return quarantine(it.BAD_MASK, f"{len(masks)} masks for {len(boxes)} objects: "
+                                       "every object needs a mask or none may have one")
+    return it.ValidImage(
+        sha256=hashlib.sha256(data).hexdigest(), encoded=data, image_format=image_format,
+        height=height, width=width, filename=item.filename, labels=list(item.labels),
+        boxes=boxes, object_labels=[o.label for o in item.objects], masks=masks,
+        text=item.text, source_split=item.source_split)

@@ -214,9 +214,9 @@ class OptimizeConfig:
         _require(self.eval_max_images >= 0, "optimize.eval_max_images", "must be >= 0")
         _require(self.latency_runs >= 1, "optimize.latency_runs", "must be >= 1")
         _require(0.0 < self.prune_sparsity < 1.0, "optimize.prune_sparsity", "must be in (0, 1)")
-        _require(self.prune_structure in ("unstructured", "2:4"), "optimize.prune_structure",
-                 f"must be 'unstructured' or '2:4', got {self.prune_structure!r}")
-        if self.prune_structure == "2:4":
+        _require(self.prune_structure in ("unstructured", "2by4"), "optimize.prune_structure",
+                 f"must be 'unstructured' or '2by4', got {self.prune_structure!r}")
+        if self.prune_structure == "2by4":
             _require(self.prune_sparsity == 0.5, "optimize.prune_sparsity",
                      "must be 0.5 with prune_structure '2:4' (2 of every 4 weights are zero)")
         _require(self.student_backbone in BACKBONES, "optimize.student_backbone",

@@ -1,0 +1,151 @@
+"""Keras model -> TFLite flatbuffer: float32, dynamic range, float16 and full-integer int8.
+
+int8 models take int8 pixels and return int8 outputs (their quantization parameters are in the
+file), calibrated on images that went through ``visionpipe.models.preprocessing``. Every file
+gets TFLite metadata: the input is an RGB image with mean 0 / std 1, because the model's first
+layer normalises the [0, 255] pixels itself, plus the labels file when the output is one score
+per class.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+import visionpipe  # noqa: F401
+import tensorflow as tf
+
+PTQ_MODES = ("float32", "dynamic", "float16", "int8")
+
+RepresentativeDataset = Callable[[], Iterator[List[np.ndarray]]]
+
+
+def representative_dataset(images: Iterable, num_samples: int) -> RepresentativeDataset:
+    """A calibration generator over the first ``num_samples`` single images.
+
+    ``images`` yields float32 [S, S, 3] (or batches [N, S, S, 3]) model inputs in [0, 255],
+    e.g. a training split mapped through ``preprocessing.preprocess_image``."""
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    samples: List[np.ndarray] = []
+    for item in images:
+        array = np.asarray(item, dtype=np.float32)
+        batch = array if array.ndim == 4 else array[None]
+        for image in batch:
+            samples.append(image[None])
+            if len(samples) == num_samples:
+                break
+        if len(samples) == num_samples:
+            break
+    if not samples:
+        raise ValueError("the representative dataset is empty: no training images to calibrate int8")
+
+    def generate() -> Iterator[List[np.ndarray]]:
+        for sample in samples:
+            yield [sample]
+
+    return generate
+
+
+def make_converter(model: tf.keras.Model, mode: str,
+                   representative: Optional[RepresentativeDataset] = None,
+                   quantization_aware: bool = False) -> tf.lite.TFLiteConverter:
+    """A configured converter. ``quantization_aware`` models (tfmot QAT) carry their own
+    ranges, so int8 needs no representative dataset for them."""
+    if mode not in PTQ_MODES:
+        raise ValueError(f"unknown TFLite mode {mode!r}; choose one of {PTQ_MODES}")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode == "float32":
+        return converter
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "int8":
+        if representative is None and not quantization_aware:
+            raise ValueError("int8 conversion needs a representative dataset")
+        if representative is not None:
+            converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter
+
+
+def convert(model: tf.keras.Model, mode: str,
+            representative: Optional[RepresentativeDataset] = None,
+            quantization_aware: bool = False) -> bytes:
+    """The TFLite flatbuffer of ``model`` in ``mode`` (one of PTQ_MODES)."""
+    converter = make_converter(model, mode, representative, quantization_aware)
+    try:
+        return converter.convert()
+    except Exception as err:  # the converter raises ConverterError, RuntimeError, ValueError...
+        raise RuntimeError(f"TFLite {mode} conversion of model {model.name!r} failed: {err}") from err
+
+
+def add_metadata(tflite_model: bytes, labels: Optional[Sequence[str]] = None,
+                 name: str = "VisionPipe model", description: str = "") -> bytes:
+    """Embed input normalisation (mean 0, std 1 on [0, 255] pixels) and the labels file."""
+    # Import the metadata writers directly: ``import tflite_support`` loads the Task library,
+    # whose pybind types clash with TensorFlow's in the same process.
+    from tensorflow_lite_support.metadata.python.metadata_writers import (
+        image_classifier, metadata_info, metadata_writer)
+
+    interpreter = tf.lite.Interpreter(model_content=tflite_model)
+    outputs = interpreter.get_output_details()
+    with tempfile.TemporaryDirectory() as tmp:
+        label_files = []
+        if labels:
+            label_path = os.path.join(tmp, "labels.txt")
+            with open(label_path, "w") as f:
+                f.write("".join(f"{label}\n" for label in labels))
+            label_files = [label_path]
+        one_score_per_class = (len(outputs) == 1 and labels
+                               and int(outputs[0]["shape"][-1]) == len(labels))
+        if one_score_per_class:
+            writer = image_classifier.MetadataWriter.create_for_inference(
+                bytearray(tflite_model), input_norm_mean=[0.0], input_norm_std=[1.0],
+                label_file_paths=label_files)
+        else:
+            input_md = metadata_info.InputImageTensorMd(
+                name="image", description="RGB pixels in [0, 255]; the model normalises them.",
+                norm_mean=[0.0], norm_std=[1.0], color_space_type=_rgb(),
+                tensor_type=_tensor_type(interpreter.get_input_details()[0]["dtype"]))
+            output_md = [metadata_info.TensorMd(name=detail["name"]) for detail in outputs]
+            writer = metadata_writer.MetadataWriter.create_from_metadata_info(
+                bytearray(tflite_model),
+                general_md=metadata_info.GeneralMd(name=name, description=description),
+                input_md=[input_md], output_md=output_md, associated_files=label_files)
+        return bytes(writer.populate())
+
+
+def _rgb():
+    from tensorflow_lite_support.metadata import metadata_schema_py_generated as schema
+
+    return schema.ColorSpaceType.RGB
+
+
+def _tensor_type(dtype):
+    from tensorflow_lite_support.metadata import schema_py_generated as schema
+
+    return {np.float32: schema.TensorType.FLOAT32, np.int8: schema.TensorType.INT8,
+            np.uint8: schema.TensorType.UINT8}[np.dtype(dtype).type]
+
+
+def read_labels(tflite_path: str) -> List[str]:
+    """The labels embedded in a TFLite file's metadata (empty when it has none)."""
+    from tensorflow_lite_support.metadata.python import metadata
+
+    displayer = metadata.MetadataDisplayer.with_model_file(tflite_path)
+    names = displayer.get_packed_associated_file_list()
+    if "labels.txt" not in names:
+        return []
+    return displayer.get_associated_file_buffer("labels.txt").decode("utf-8").splitlines()
+
+
+def write(path: str, tflite_model: bytes) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(tflite_model)
+    return path

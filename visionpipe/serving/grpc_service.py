@@ -1,0 +1,196 @@
+"""gRPC front end: tensorflow.serving.PredictionService and ModelService.
+
+Messages and service definitions come from tensorflow-serving-api, so the stubs any TF
+Serving client uses work unchanged. Failures abort with the ServingError's status code.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from concurrent import futures
+from typing import Callable, List, Optional
+
+import visionpipe  # noqa: F401
+import grpc
+import numpy as np
+import tensorflow as tf
+from google.protobuf import any_pb2
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
+                                     model_management_pb2, model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc, regression_pb2)
+
+from visionpipe.serving import errors
+from visionpipe.serving.inference import InferenceService, ModelSpec
+from visionpipe.serving.model_manager import ModelManager
+
+log = logging.getLogger(__name__)
+
+# tensorflow.error.Code values carry the same numbers as grpc.StatusCode.
+_STATE_ENUM = get_model_status_pb2.ModelVersionStatus.State
+
+
+def model_spec_from_proto(proto) -> ModelSpec:
+    choice = proto.WhichOneof("version_choice")
+    return ModelSpec(name=proto.name,
+                     version=proto.version.value if choice == "version" else None,
+                     label=proto.version_label if choice == "version_label" else None,
+                     signature_name=proto.signature_name)
+
+
+def _fill_spec(target, servable, signature_name: str) -> None:
+    target.name = servable.model_name
+    target.version.value = servable.version
+    target.signature_name = signature_name
+
+
+def tensor_to_ndarray(name: str, proto) -> np.ndarray:
+    try:
+        return tf.make_ndarray(proto)
+    except Exception as err:  # malformed TensorProto (bad dtype, content size mismatch)
+        raise errors.invalid_argument(f"input {name!r}: not a valid TensorProto: {err}") from None
+
+
+def ndarray_to_tensor(value: np.ndarray):
+    return tf.make_tensor_proto(value)
+
+
+def _deadline(context) -> Optional[float]:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def serialized_examples(input_proto) -> List[bytes]:
+    """tensorflow.serving.Input -> serialized Examples; context features merge as TF Serving does."""
+    kind = input_proto.WhichOneof("kind")
+    if kind == "example_list":
+        return [e.SerializeToString() for e in input_proto.example_list.examples]
+    if kind == "example_list_with_context":
+        context = input_proto.example_list_with_context.context.SerializeToString()
+        # Concatenated serialized messages parse as a merge; the example's own features win.
+        return [context + e.SerializeToString()
+                for e in input_proto.example_list_with_context.examples]
+    raise errors.invalid_argument("Input is empty")
+
+
+def _rpc(api: str):
+    """Map ServingError to the gRPC status; record the request in metrics."""
+    def decorate(method: Callable):
+        @functools.wraps(method)
+        def wrapper(self, request, context):
+            spec = model_spec_from_proto(request.model_spec)
+            try:
+                with self.service.timed(api, spec):
+                    return method(self, request, context, spec)
+            except errors.ServingError as err:
+                context.abort(err.code, err.message)
+            except Exception as err:  # never leak a traceback to the client
+                log.exception("%s failed", api)
+                context.abort(grpc.StatusCode.INTERNAL, f"{api} failed: {err}")
+        return wrapper
+    return decorate
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, service: InferenceService):
+        self.service = service
+
+    @_rpc("predict")
+    def Predict(self, request, context, spec):
+        inputs = {name: tensor_to_ndarray(name, proto) for name, proto in request.inputs.items()}
+        servable, signature, outputs = self.service.predict(
+            spec, inputs, list(request.output_filter), _deadline(context))
+        response = predict_pb2.PredictResponse()
+        _fill_spec(response.model_spec, servable, signature.name)
+        for name, value in outputs.items():
+            response.outputs[name].CopyFrom(ndarray_to_tensor(value))
+        return response
+
+    @_rpc("classify")
+    def Classify(self, request, context, spec):
+        servable, signature, results = self.service.classify(
+            spec, serialized_examples(request.input), _deadline(context))
+        response = classification_pb2.ClassificationResponse()
+        _fill_spec(response.model_spec, servable, signature.name)
+        for row in results:
+            classifications = response.result.classifications.add()
+            for label, score in row:
+                classifications.classes.add(label=label, score=score)
+        return response
+
+    @_rpc("regress")
+    def Regress(self, request, context, spec):
+        servable, signature, values = self.service.regress(
+            spec, serialized_examples(request.input), _deadline(context))
+        response = regression_pb2.RegressionResponse()
+        _fill_spec(response.model_spec, servable, signature.name)
+        for value in values:
+            response.result.regressions.add(value=value)
+        return response
+
+    @_rpc("metadata")
+    def GetModelMetadata(self, request, context, spec):
+        return model_metadata(self.service, spec, list(request.metadata_field))
+
+    def MultiInference(self, request, context):
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not supported by this server")
+
+
+def model_metadata(service: InferenceService, spec: ModelSpec, fields: List[str]):
+    if fields != ["signature_def"]:
+        raise errors.invalid_argument(
+            f"Metadata field(s) {fields} not supported; only signature_def is")
+    servable = service.resolve(spec)
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    _fill_spec(response.model_spec, servable, "")
+    packed = any_pb2.Any()
+    packed.Pack(servable.signature_def_map())
+    response.metadata["signature_def"].CopyFrom(packed)
+    return response
+
+
+def model_status(manager: ModelManager, spec: ModelSpec):
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for version, status in manager.status(spec.name, spec.version, spec.label):
+        entry = response.model_version_status.add(version=version, state=_STATE_ENUM.Value(status.state))
+        entry.status.error_code = status.error_code.value[0]
+        entry.status.error_message = status.error_message
+    return response
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, service: InferenceService, manager: ModelManager):
+        self.service = service
+        self.manager = manager
+
+    def GetModelStatus(self, request, context):
+        try:
+            return model_status(self.manager, model_spec_from_proto(request.model_spec))
+        except errors.ServingError as err:
+            context.abort(err.code, err.message)
+
+    def HandleReloadConfigRequest(self, request, context):
+        response = model_management_pb2.ReloadConfigResponse()
+        try:
+            self.manager.set_config(request.config)
+        except ValueError as err:  # ConfigFileError: an invalid config is refused, the old stays
+            response.status.error_code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+            response.status.error_message = str(err)
+        return response
+
+
+def build_grpc_server(service: InferenceService, manager: ModelManager, address: str,
+                      max_workers: int, max_message_bytes: int):
+    """Bind the two services to ``address`` ("host:port"); returns (server, bound port)."""
+    options = [("grpc.max_receive_message_length", max_message_bytes),
+               ("grpc.max_send_message_length", max_message_bytes),
+               ("grpc.so_reuseport", 0)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
+                                                    thread_name_prefix="grpc"),
+                         options=options, maximum_concurrent_rpcs=max_workers * 4)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(service), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service, manager), server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind gRPC server to {address}")
+    return server, port

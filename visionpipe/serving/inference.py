@@ -1,0 +1,199 @@
+"""Predict, Classify and Regress on numpy tensors: the logic both front ends share.
+
+The REST and gRPC layers only translate their wire formats to ``{input name: ndarray}`` and
+back; model lookup, signature checks, limits, batching, deadlines and metrics live here, so the
+two protocols cannot drift apart.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from visionpipe.serving import errors
+from visionpipe.serving.batching import BatchScheduler, queue_key
+from visionpipe.serving.metrics import ServerMetrics
+from visionpipe.serving.model_manager import ModelManager
+from visionpipe.serving.servable import (CLASSIFY_METHOD, REGRESS_METHOD, LoadedVersion, Signature,
+                                         check_image_pixels)
+
+CLASSIFY_INPUT = "inputs"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    version: Optional[int] = None
+    label: Optional[str] = None
+    signature_name: str = ""
+
+
+@dataclasses.dataclass
+class Limits:
+    max_image_pixels: int = 4096 * 4096
+    max_request_bytes: int = 64 * 1024 * 1024
+
+
+def _dtype_name(dtype) -> str:
+    return "string" if dtype.kind in "OSU" else dtype.name
+
+
+def coerce_input(info, value: np.ndarray) -> np.ndarray:
+    """Check a request tensor's dtype against the signature (no silent casts across kinds)."""
+    want = info.dtype
+    if want.name == "string":
+        if value.dtype.kind not in "OSU":
+            raise errors.invalid_argument(
+                f"Expects arg {info.name!r} to be string but {_dtype_name(value.dtype)} is provided")
+        if value.dtype.kind == "U":
+            value = np.vectorize(lambda s: s.encode("utf-8"), otypes=[object])(value)
+        return value.astype(object)
+    if value.dtype.kind in "OSU":
+        raise errors.invalid_argument(
+            f"Expects arg {info.name!r} to be {want.name} but string is provided")
+    np_dtype = want.as_numpy_dtype
+    if value.dtype != np_dtype:
+        if value.dtype.kind == "f" and np.dtype(np_dtype).kind in "iub":
+            raise errors.invalid_argument(
+                f"Expects arg {info.name!r} to be {want.name} but {value.dtype.name} is provided")
+        value = value.astype(np_dtype)
+    return value
+
+
+class InferenceService:
+    def __init__(self, manager: ModelManager, metrics: ServerMetrics, limits: Limits,
+                 scheduler: Optional[BatchScheduler] = None):
+        self.manager = manager
+        self.metrics = metrics
+        self.limits = limits
+        self.scheduler = scheduler
+
+    # --- lookups ------------------------------------------------------------------------
+    def resolve(self, spec: ModelSpec) -> LoadedVersion:
+        return self.manager.get(spec.name, spec.version, spec.label)
+
+    def _signature(self, servable: LoadedVersion, spec: ModelSpec, method: Optional[str]) -> Signature:
+        signature = servable.signature(spec.signature_name)
+        if method and signature.method_name != method:
+            kind = "classification" if method == CLASSIFY_METHOD else "regression"
+            raise errors.invalid_argument(
+                f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}")
+        return signature
+
+    # --- the three inference APIs --------------------------------------------------------
+    def predict(self, spec: ModelSpec, inputs: Mapping[str, np.ndarray],
+                output_filter: Sequence[str] = (), deadline: Optional[float] = None
+                ) -> Tuple[LoadedVersion, Signature, Dict[str, np.ndarray]]:
+        servable = self.resolve(spec)
+        signature = self._signature(servable, spec, None)
+        return servable, signature, self.predict_on(servable, signature, inputs, output_filter, deadline)
+
+    def predict_on(self, servable: LoadedVersion, signature: Signature,
+                   inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = (),
+                   deadline: Optional[float] = None) -> Dict[str, np.ndarray]:
+        """Predict on an already resolved version (it stays usable even if unloaded meanwhile)."""
+        unknown = [k for k in output_filter if k not in signature.outputs]
+        if unknown:
+            raise errors.invalid_argument(f"output tensor alias not found in signature: {unknown[0]}")
+        outputs = self.run(servable, signature, inputs, deadline)
+        if output_filter:
+            outputs = {k: outputs[k] for k in output_filter}
+        return outputs
+
+    def classify(self, spec: ModelSpec, serialized_examples: List[bytes],
+                 deadline: Optional[float] = None):
+        """-> (servable, signature, [[(label, score), ...] per example])."""
+        servable = self.resolve(spec)
+        signature = self._signature(servable, spec, CLASSIFY_METHOD)
+        outputs = self.run(servable, signature, self._examples_input(signature, serialized_examples),
+                           deadline)
+        classes, scores = outputs.get("classes"), outputs.get("scores")
+        if classes is None and scores is None:
+            raise errors.invalid_argument("Classification signature has neither 'classes' nor 'scores' output")
+        results = []
+        for i in range(len(serialized_examples)):
+            row_classes = classes[i] if classes is not None else [b""] * len(scores[i])
+            row_scores = scores[i] if scores is not None else [0.0] * len(classes[i])
+            results.append([(c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c), float(s))
+                            for c, s in zip(row_classes, row_scores)])
+        return servable, signature, results
+
+    def regress(self, spec: ModelSpec, serialized_examples: List[bytes],
+                deadline: Optional[float] = None):
+        servable = self.resolve(spec)
+        signature = self._signature(servable, spec, REGRESS_METHOD)
+        outputs = self.run(servable, signature, self._examples_input(signature, serialized_examples),
+                           deadline)
+        if "outputs" not in outputs:
+            raise errors.invalid_argument("Regression signature has no 'outputs' output")
+        values = outputs["outputs"].reshape(len(serialized_examples), -1)
+        if values.shape[1] != 1:
+            raise errors.invalid_argument("Regression output must hold one value per example")
+        return servable, signature, [float(v) for v in values[:, 0]]
+
+    def _examples_input(self, signature: Signature, serialized: List[bytes]) -> Dict[str, np.ndarray]:
+        if list(signature.inputs) != [CLASSIFY_INPUT]:
+            raise errors.invalid_argument(
+                f"Expected one input Tensor named {CLASSIFY_INPUT!r}, signature has {sorted(signature.inputs)}")
+        if not serialized:
+            raise errors.invalid_argument("Input is empty: no examples")
+        array = np.empty(len(serialized), dtype=object)
+        array[:] = serialized
+        return {CLASSIFY_INPUT: array}
+
+    # --- execution ----------------------------------------------------------------------
+    def run(self, servable: LoadedVersion, signature: Signature, inputs: Mapping[str, np.ndarray],
+            deadline: Optional[float]) -> Dict[str, np.ndarray]:
+        expected, sent = set(signature.inputs), set(inputs)
+        if expected != sent:
+            raise errors.invalid_argument(
+                f"input size does not match signature: {len(sent)}!={len(expected)} "
+                f"len({{{', '.join(sorted(sent))}}}) != len({{{', '.join(sorted(expected))}}}). "
+                f"Sent extra: {{{', '.join(sorted(sent - expected))}}}. "
+                f"Missing but required: {{{', '.join(sorted(expected - sent))}}}.")
+        checked = {}
+        for name, value in inputs.items():
+            info = signature.inputs[name]
+            value = coerce_input(info, np.asarray(value) if not isinstance(value, np.ndarray) else value)
+            info.check(value, "input")
+            if info.dtype.name == "string":
+                check_image_pixels(value, self.limits.max_image_pixels, name)
+            checked[name] = value
+        if deadline is not None and time.monotonic() >= deadline:
+            raise errors.deadline_exceeded()
+        batchable = self.scheduler is not None and all(
+            v.ndim >= 1 and (i.shape is None or (len(i.shape) >= 1 and i.shape[0] is None))
+            for v, i in ((checked[n], signature.inputs[n]) for n in checked))
+        if not batchable:
+            return servable.run(signature, checked)
+        model_name = servable.model_name
+        return self.scheduler.run(
+            queue_key(id(servable), signature.name, checked), checked,
+            lambda batch: servable.run(signature, batch), deadline,
+            on_batch=lambda rows, padded: self.metrics.observe_batch(model_name, rows, padded))
+
+    def timed(self, api: str, spec: ModelSpec):
+        """Context manager recording a request's status and latency."""
+        return _Timed(self.metrics, api, spec, spec.name in self.manager.model_names())
+
+
+class _Timed:
+    def __init__(self, metrics: ServerMetrics, api: str, spec: ModelSpec, known_model: bool):
+        self.metrics, self.api, self.spec = metrics, api, spec
+        self.known_model = known_model
+        self.start = time.perf_counter()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        status = "OK" if exc is None else (exc.code_name if isinstance(exc, errors.ServingError)
+                                           else "INTERNAL")
+        # Unknown model names are not used as label values: a scan of random names would
+        # otherwise grow the metric cardinality without bound.
+        model = self.spec.name if self.known_model else "<unknown>"
+        self.metrics.observe_request(model, self.api, self.spec.signature_name or "serving_default",
+                                     status, time.perf_counter() - self.start)
+        return False

@@ -15,6 +15,7 @@ import visionpipe  # noqa: F401
 
 COMMAND_MODULES = [
     "visionpipe.pipeline.commands",
+    "visionpipe.serving.commands",
 ]
 
 

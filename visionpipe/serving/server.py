@@ -1,7 +1,6 @@
 """The model server: model manager + batching + REST and gRPC front ends in one process."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from pathlib import Path
@@ -10,53 +9,16 @@ from typing import Optional
 import visionpipe  # noqa: F401
 
 from visionpipe.serving import model_config
-from visionpipe.serving.batching import BatchingOptions, BatchScheduler
+from visionpipe.serving.batching import BatchScheduler
 from visionpipe.serving.grpc_service import build_grpc_server, tensor_to_ndarray
 from visionpipe.serving.inference import InferenceService, Limits, coerce_input
 from visionpipe.serving.metrics import ServerMetrics
 from visionpipe.serving.model_manager import ModelManager
+from visionpipe.serving.options import ServerOptions
 from visionpipe.serving.rest import build_rest_server
 from visionpipe.serving.servable import LoadedVersion
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class ServerOptions:
-    """The subset of tensorflow_model_server's flags this server implements (same names)."""
-    port: int = 8500
-    rest_api_port: int = 8501
-    host: str = "127.0.0.1"
-    model_name: str = "default"
-    model_base_path: str = ""
-    model_config_file: str = ""
-    model_config_file_poll_wait_seconds: float = 0.0
-    file_system_poll_wait_seconds: float = 1.0
-    enable_batching: bool = False
-    batching_parameters_file: str = ""
-    monitoring_config_file: str = ""
-    enable_model_warmup: bool = True
-    rest_api_timeout_in_ms: int = 30000
-    rest_api_num_threads: int = 64
-    grpc_max_threads: int = 32
-    max_request_bytes: int = 64 * 1024 * 1024
-    max_image_pixels: int = 4096 * 4096
-
-    def model_server_config(self):
-        if bool(self.model_config_file) == bool(self.model_base_path):
-            raise model_config.ConfigFileError(
-                "give exactly one of --model_base_path or --model_config_file")
-        if self.model_config_file:
-            return model_config.load_model_server_config(self.model_config_file)
-        return model_config.single_model_config(self.model_name, str(Path(self.model_base_path).resolve()))
-
-    def batching_options(self) -> Optional[BatchingOptions]:
-        if not self.enable_batching:
-            return None
-        if self.batching_parameters_file:
-            return BatchingOptions.from_proto(
-                model_config.load_batching_parameters(self.batching_parameters_file))
-        return BatchingOptions.from_proto(model_config.BatchingParameters())
 
 
 def load_and_warm(name: str, version: int, path: Path, warmup: bool = True) -> LoadedVersion:

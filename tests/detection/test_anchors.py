@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from visionpipe.models.detection import anchors
+
+
+def test_generated_anchors_match_hand_computed_for_one_level_two_ratios():
+    # 32px image, stride 16 -> centres at 8 and 24; size 8, ratio 1 -> 8x8, ratio 4 -> h 4, w 16.
+    got = anchors.generate_anchors(32, sizes=[8.0], strides=[16], scales=[1.0],
+                                   aspect_ratios=[1.0, 4.0], clip=False)
+    expected = []
+    for cy in (8.0, 24.0):
+        for cx in (8.0, 24.0):
+            expected.append([cy - 4, cx - 4, cy + 4, cx + 4])
+            expected.append([cy - 2, cx - 8, cy + 2, cx + 8])
+    np.testing.assert_allclose(got, np.array(expected), atol=1e-5)
+
+
+def test_generated_anchors_are_clipped_to_the_image_and_cover_every_level():
+    got = anchors.generate_anchors(64, sizes=[16.0, 32.0], strides=[8, 16], scales=[1.0, 2.0],
+                                   aspect_ratios=[0.5, 1.0, 2.0])
+    assert got.shape == ((8 * 8 + 4 * 4) * 2 * 3, 4)
+    assert got.min() >= 0.0 and got.max() <= 64.0
+
+
+def test_kmeans_on_iou_distance_recovers_three_known_box_shapes():
+    rng = np.random.default_rng(0)
+    truth = np.array([[6.0, 6.0], [12.0, 30.0], [48.0, 20.0]])
+    boxes = np.concatenate([t * rng.uniform(0.93, 1.07, size=(200, 2)) for t in truth])
+    fitted = anchors.kmeans_iou(boxes, 3, seed=1)
+    np.testing.assert_allclose(fitted, truth, rtol=0.05)
+
+
+def test_fitted_anchors_raise_recall_where_configured_ones_do_not_fit_the_boxes():
+    rng = np.random.default_rng(3)
+    boxes = np.concatenate([rng.uniform(4, 8, size=(300, 2)), rng.uniform(10, 16, size=(300, 2))])
+    report = anchors.anchor_report(boxes, sizes=[64.0, 128.0], scales=[1.0], aspect_ratios=[1.0])
+    assert report["configured"]["best_possible_recall"] == 0.0
+    assert report["adopted"]["best_possible_recall"] > 0.9
+    assert report["fitted_clusters"]["mean_best_iou"] > report["configured"]["mean_best_iou"]
+    assert len(report["adopted"]["sizes"]) == 2
+
+
+def test_zero_area_box_shapes_are_refused_by_the_fit():
+    with pytest.raises(ValueError, match="zero-area"):
+        anchors.kmeans_iou(np.array([[4.0, 0.0], [5.0, 5.0]]), 1)

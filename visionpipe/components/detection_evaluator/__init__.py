@@ -1,0 +1,1 @@
+"""DetectionEvaluator: COCO mAP (pycocotools) gate for detectors, blessing like TFX's Evaluator."""

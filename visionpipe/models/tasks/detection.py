@@ -1,0 +1,138 @@
+"""Object detection: keras-cv RetinaNet (anchor-based) or YOLOv8 (anchor-free) on the
+project's backbones, box-aware augmentation, NMS inside every exported signature and a COCO
+mAP gate computed by pycocotools.
+
+Targets are keras-cv dense boxes in pixels of the model input, ``yxyx``:
+``{"boxes": [N, 4], "classes": [N] (-1 pads), "image_shape": [2] (original height, width)}``;
+``image_shape`` lets the evaluation use COCO's small/medium/large at the image's real size.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import visionpipe  # noqa: F401
+import tensorflow as tf
+
+from visionpipe import features
+from visionpipe.models import preprocessing
+from visionpipe.models.tasks.base import Task
+
+PAD = -1.0
+
+
+class DetectionTask(Task):
+    name = "detection"
+    feature_keys = (features.ENCODED, features.OBJECT_LABEL, *features.BBOX_KEYS)
+    gate_metric = "map_50"
+
+    def __init__(self, config, class_names):
+        super().__init__(config, class_names)
+        self.detection = config.detection
+        self._augmenter = None
+        self.weights_loaded = ""
+
+    # --- data -------------------------------------------------------------------------
+    def example_to_inputs(self, parsed: Dict[str, tf.Tensor]):
+        image = preprocessing.decode_image(parsed[features.ENCODED])
+        image_shape = tf.shape(image)[:2]
+        pixels = preprocessing.resize_image(image, self.image_size)
+        boxes = tf.stack([tf.cast(parsed[k], tf.float32) for k in features.BBOX_KEYS], axis=-1)
+        boxes = tf.reshape(boxes, [-1, 4]) * float(self.image_size)
+        classes = tf.cast(tf.reshape(parsed[features.OBJECT_LABEL], [-1]), tf.float32)
+        # Ingestion quarantines zero-area boxes; a degenerate one that still arrives must not
+        # be matched to anchors, so it becomes padding.
+        degenerate = tf.logical_or(boxes[:, 2] <= boxes[:, 0], boxes[:, 3] <= boxes[:, 1])
+        classes = tf.where(degenerate, PAD, classes)
+        return pixels, {"boxes": boxes, "classes": classes, "image_shape": image_shape}
+
+    def augment_batch(self, images, targets, training_seed: int):
+        if not self.config.augment.enabled:
+            return images, targets
+        augmenter = self.augmenter(training_seed)
+        images, boxes = augmenter(images, {"boxes": targets["boxes"], "classes": targets["classes"]})
+        return images, {**targets, **boxes}
+
+    def augmenter(self, seed: int):
+        """The box-aware augmenter; ``augmenter(seed).report()`` counts dropped boxes."""
+        from visionpipe.models.detection.box_augment import BoxAugmenter
+
+        if self._augmenter is None:
+            self._augmenter = BoxAugmenter(self.config.augment, self.image_size,
+                                           mosaic=self.detection.mosaic,
+                                           min_box_pixels=self.detection.min_box_pixels, seed=seed)
+        return self._augmenter
+
+    def batch_dataset(self, dataset: tf.data.Dataset, batch_size: int,
+                      drop_remainder: bool = False) -> tf.data.Dataset:
+        """Pads boxes to the batch's largest count (keras-cv dense format, class -1)."""
+        return dataset.padded_batch(
+            batch_size,
+            padded_shapes=([self.image_size, self.image_size, 3],
+                           {"boxes": [None, 4], "classes": [None], "image_shape": [2]}),
+            padding_values=(0.0, {"boxes": PAD, "classes": PAD, "image_shape": 0}),
+            drop_remainder=drop_remainder)
+
+    # --- model ------------------------------------------------------------------------
+    def build_model(self) -> tf.keras.Model:
+        from visionpipe.models.detection import models
+
+        model, self.weights_loaded = models.build_detector(self.config, self.num_classes)
+        return model
+
+    def backbone(self, model: tf.keras.Model) -> tf.keras.Model:
+        """The part transfer learning freezes: keras-cv keeps the pyramid backbone at
+        ``model.backbone`` (not a top-level layer), sharing its layers with the detector."""
+        return model.backbone
+
+    def compile_model(self, model: tf.keras.Model, learning_rate: float) -> None:
+        from visionpipe.models.detection import models
+
+        models.compile_detector(model, self.config, learning_rate)
+
+    # --- export -----------------------------------------------------------------------
+    def raw_predictions(self, model: tf.keras.Model, images: tf.Tensor):
+        """Boxes ``[B, A, 4]`` (model pixels, yxyx) and class probabilities before NMS."""
+        from visionpipe.models.detection import models
+
+        return models.decode(model, model(images, training=False), self.image_size)
+
+    def postprocess(self, boxes: tf.Tensor, scores: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """Class-aware NMS with ``config.detection``'s thresholds -> the signature outputs."""
+        from visionpipe.models.detection import nms
+
+        det = self.detection
+        kept = nms.class_aware_nms(boxes, scores, score_threshold=det.score_threshold,
+                                   iou_threshold=det.iou_threshold,
+                                   max_detections=det.max_detections, pre_nms_top_k=det.pre_nms_top_k)
+        return nms.serving_dict(kept, self.image_size, self.class_names)
+
+    def serving_outputs(self, model: tf.keras.Model, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+        return self.postprocess(*self.raw_predictions(model, images))
+
+    # --- evaluation -------------------------------------------------------------------
+    def evaluate_model(self, model: tf.keras.Model, dataset: tf.data.Dataset) -> Dict[str, float]:
+        """COCO metrics of an in-process model on batched (image, target) pairs."""
+        from visionpipe.models.detection import evaluation
+
+        serve = tf.function(lambda images: self.serving_outputs(model, images))
+        return evaluation.evaluate_pairs(serve, self._batched(dataset).as_numpy_iterator(),
+                                         self.image_size, self.class_names)
+
+    def evaluator_component(self, examples, model, baseline_model):
+        from visionpipe.components.detection_evaluator.component import DetectionEvaluator
+
+        return DetectionEvaluator(examples=examples, model=model, baseline_model=baseline_model,
+                                  config=self.config, class_names=self.class_names)
+
+    def evaluate_tflite(self, tflite_path: str, dataset: tf.data.Dataset) -> Dict[str, float]:
+        """COCO metrics of a TFLite detector (its signature has NMS inside) on (image, target)
+        pairs, batched or not, from the TFLite interpreter."""
+        from visionpipe.models.detection import evaluation
+
+        return evaluation.evaluate_pairs(evaluation.tflite_predict_fn(tflite_path),
+                                         self._batched(dataset).as_numpy_iterator(), self.image_size,
+                                         self.class_names)
+
+    def _batched(self, dataset: tf.data.Dataset, batch_size: int = 16) -> tf.data.Dataset:
+        images_spec = dataset.element_spec[0]
+        return self.batch_dataset(dataset, batch_size) if images_spec.shape.rank == 3 else dataset

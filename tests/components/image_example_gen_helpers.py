@@ -55,3 +55,34 @@ def filenames(examples: List[dict]) -> List[str]:
 
 def load_report(report_path: str) -> dict:
     return json.loads(Path(report_path).read_text())
+
+
+def folder_config(path, **data):
+    """A validated config whose data section reads ``path`` (any ``data.*`` override)."""
+    from visionpipe.pipeline.config import PipelineConfig
+
+    config = PipelineConfig()
+    config.data.source = data.pop("source", "folder")
+    config.data.path = str(path)
+    for key, value in data.items():
+        setattr(config.data, key, value)
+    return config.validate()
+
+
+def write_voc(root: Path, images: Dict[str, List[tuple]], splits: Dict[str, List[str]],
+              size=(40, 30), seed: int = 100) -> Path:
+    """A Pascal VOC tree: ``images[id] = [(name, xmin, ymin, xmax, ymax), ...]``."""
+    (root / "Annotations").mkdir(parents=True, exist_ok=True)
+    (root / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
+    for i, (image_id, objects) in enumerate(sorted(images.items())):
+        write_image(root / "JPEGImages" / f"{image_id}.jpg", seed + i, size, fmt="JPEG")
+        xml_objects = "".join(
+            f"<object><name>{name}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
+            f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+            for name, x0, y0, x1, y1 in objects)
+        (root / "Annotations" / f"{image_id}.xml").write_text(
+            f"<annotation><filename>{image_id}.jpg</filename><size><width>{size[0]}</width>"
+            f"<height>{size[1]}</height><depth>3</depth></size>{xml_objects}</annotation>")
+    for split, ids in splits.items():
+        (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    return root

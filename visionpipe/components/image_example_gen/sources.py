@@ -396,11 +396,13 @@ class TfrecordSource(ImageSource):
         return (pipeline
                 | "TfrecordFiles" >> beam.Create(self.files)
                 | "ReadTfrecords" >> beam.io.ReadAllFromTFRecord(with_filename=True)
-                | "ParseTfExamples" >> beam.MapTuple(_item_from_record, list(self.data.class_names)))
+                | "ParseTfExamples" >> beam.Map(_item_from_record, list(self.data.class_names)))
 
 
-def _item_from_record(source_file: str, record: bytes, class_names: List[str]) -> it.SourceItem:
+def _item_from_record(file_and_record: Tuple[str, bytes], class_names: List[str]) -> it.SourceItem:
     import tensorflow as tf
+
+    source_file, record = file_and_record
 
     split = _SPLIT_DIR.search(source_file)
     try:

@@ -34,9 +34,10 @@ def register(subparsers) -> None:
     for field in dataclasses.fields(ServerOptions):
         default = getattr(defaults, field.name)
         kind = {bool: _bool, int: int, float: float}.get(type(default), str)
+        extra = {"nargs": "?", "const": True} if kind is _bool else {}
         serve.add_argument(f"--{field.name}", type=kind, default=default,
                            metavar=kind.__name__.lstrip("_").upper(),
-                           help=f"(default: {default!r})")
+                           help=f"(default: {default!r})", **extra)
     serve.set_defaults(handler=run_serve)
 
     config = subparsers.add_parser(

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from visionpipe.models.detection.box_augment import BoxAugmenter
+from visionpipe.pipeline.config import AugmentConfig
+
+from .scenes import COLOURS, scene
+
+SIZE = 64
+BOXES = [(4, 6, 20, 30), (30, 40, 58, 60), (40, 2, 52, 14)]
+
+
+def _object_pixels_bbox(image: np.ndarray, colour) -> tuple:
+    """Tight yxyx box of the pixels close to one object's colour (None if it left the image)."""
+    mask = np.all(np.abs(image.astype(np.float32) - np.array(colour)) < 60, axis=-1)
+    if not mask.any():
+        return None
+    rows, cols = np.nonzero(mask)
+    return rows.min(), cols.min(), rows.max() + 1, cols.max() + 1
+
+
+def _augment(cfg: AugmentConfig, repeats: int = 6, seed: int = 3):
+    augmenter = BoxAugmenter(cfg, SIZE, seed=seed)
+    image = scene(SIZE, BOXES).astype(np.float32)
+    images = tf.constant(np.stack([image] * repeats))
+    targets = {"boxes": tf.constant([BOXES] * repeats, tf.float32),
+               "classes": tf.constant([[0, 1, 2]] * repeats, tf.float32)}
+    out_images, out_targets = augmenter(images, targets)
+    return augmenter, out_images.numpy(), out_targets["boxes"].numpy(), out_targets["classes"].numpy()
+
+
+def _assert_boxes_cover_their_objects(images, boxes, classes, tolerance: float):
+    checked = 0
+    for image, image_boxes, image_classes in zip(images, boxes, classes):
+        for box, label in zip(image_boxes, image_classes):
+            if label < 0:
+                continue
+            pixels = _object_pixels_bbox(image, COLOURS[int(label)])
+            assert pixels is not None, f"object {int(label)} has a box but no pixels"
+            np.testing.assert_allclose(box, pixels, atol=tolerance)
+            checked += 1
+    assert checked > 0
+
+
+def test_flips_move_each_box_onto_its_flipped_object():
+    cfg = AugmentConfig(horizontal_flip=True, vertical_flip=True)
+    _, images, boxes, classes = _augment(cfg, repeats=8)
+    assert (boxes[:, 0] != np.array(BOXES[0], np.float32)).any(), "no flip happened in 8 draws"
+    _assert_boxes_cover_their_objects(images, boxes, classes, tolerance=0.01)
+
+
+def test_scale_jitter_crop_keeps_each_box_on_its_object():
+    cfg = AugmentConfig(horizontal_flip=False, zoom=0.4)
+    _, images, boxes, classes = _augment(cfg, repeats=8)
+    moved = np.abs(boxes - np.array([BOXES] * 8, np.float32))[classes >= 0]
+    assert moved.max() > 4, "the scale jitter did not move any box"
+    # bilinear resampling smears an edge over about one pixel at up to 1.4x zoom
+    _assert_boxes_cover_their_objects(images, boxes, classes, tolerance=2.0)
+
+
+def test_translation_keeps_boxes_on_objects_and_counts_those_pushed_out():
+    cfg = AugmentConfig(horizontal_flip=False, translation=0.9)
+    augmenter, images, boxes, classes = _augment(cfg, repeats=16)
+    _assert_boxes_cover_their_objects(images, boxes, classes, tolerance=1.5)
+    report = augmenter.report()
+    kept = int((classes >= 0).sum())
+    assert report["boxes_in"] == 16 * 3
+    assert report["boxes_dropped"] == 16 * 3 - kept
+    assert report["boxes_dropped"] > 0
+
+
+def test_photometric_changes_leave_boxes_unchanged():
+    cfg = AugmentConfig(horizontal_flip=False, brightness=0.3, contrast=0.3, saturation=0.5, hue=0.1,
+                        cutout=0.2)
+    _, images, boxes, classes = _augment(cfg)
+    np.testing.assert_array_equal(boxes, np.array([BOXES] * 6, np.float32))
+    assert not np.allclose(images, scene(SIZE, BOXES)[None].astype(np.float32))
+
+
+def test_mosaic_output_keeps_the_image_size_and_valid_boxes():
+    augmenter = BoxAugmenter(AugmentConfig(horizontal_flip=False), SIZE, mosaic=True, seed=5)
+    images = tf.constant(np.stack([scene(SIZE, BOXES).astype(np.float32)] * 4))
+    targets = {"boxes": tf.constant([BOXES] * 4, tf.float32), "classes": tf.constant([[0, 1, 2]] * 4, tf.float32)}
+    out_images, out = augmenter(images, targets)
+    assert out_images.shape == (4, SIZE, SIZE, 3)
+    valid = out["boxes"].numpy()[out["classes"].numpy() >= 0]
+    assert len(valid) > 0
+    assert (valid >= 0).all() and (valid <= SIZE).all()
+    assert (valid[:, 2] - valid[:, 0] >= 2).all() and (valid[:, 3] - valid[:, 1] >= 2).all()

@@ -1,0 +1,116 @@
+"""Bad input is quarantined by name with its reason, and too much of it fails the run."""
+import pytest
+
+from visionpipe import features as F
+from visionpipe.components.image_example_gen import QuarantineLimitExceeded, ingest
+
+from .image_example_gen_helpers import (filenames, folder_config, image_bytes, load_report,
+                                        read_examples, write_folder_tree)
+
+BAD_FILES = {
+    "cat/truncated.jpg": ("corrupt_image", "truncated"),
+    "cat/empty.png": ("zero_byte_file", "zero-byte file"),
+    "dog/notes.png": ("unsupported_format", "not a recognised image"),
+    "bird/bird_0.png": ("unknown_label", "label 'bird' is not in the class list"),
+}
+
+
+@pytest.fixture
+def messy_folder(tmp_path):
+    root = tmp_path / "data"
+    write_folder_tree(root, {"cat": 8, "dog": 8})
+    jpeg = image_bytes(500, fmt="JPEG")
+    (root / "cat" / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (root / "cat" / "empty.png").write_bytes(b"")
+    (root / "dog" / "notes.png").write_text("this is a text file, not a PNG\n")
+    write_folder_tree(root, {"bird": 1}, seed=600)
+    (root / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # hidden files are not inputs
+    return root
+
+
+def test_bad_files_fail_the_run_with_one_readable_message(messy_folder, tmp_path):
+    config = folder_config(messy_folder, class_names=["cat", "dog"])
+
+    with pytest.raises(QuarantineLimitExceeded) as raised:
+        ingest(config, str(tmp_path / "out"))
+
+    message = str(raised.value)
+    report_path = tmp_path / "out" / "quarantine_report" / "quarantine.json"
+    assert "4 of 20 inputs (20.0%) were quarantined" in message
+    assert "data.max_bad_fraction=0" in message
+    assert f"Report: {report_path}" in message
+    for name, (_, reason) in BAD_FILES.items():
+        (line,) = [line for line in message.splitlines() if line.startswith(f"  {name}: ")]
+        assert reason in line[len(name) + 4:].lower()
+    report = load_report(str(report_path))
+    assert report["counts_by_reason"] == {"corrupt_image": 1, "unknown_label": 1,
+                                          "unsupported_format": 1, "zero_byte_file": 1}
+
+
+def test_each_bad_file_is_in_the_report_by_name_with_its_reason(messy_folder, tmp_path):
+    result = ingest(folder_config(messy_folder, class_names=["cat", "dog"], max_bad_fraction=0.25),
+                    str(tmp_path / "out"))
+
+    report = load_report(result.report_path)
+    quarantined = {q["file"]: (q["kind"], q["reason"]) for q in report["quarantined"]}
+    assert set(quarantined) == set(BAD_FILES)
+    for name, (kind, reason) in BAD_FILES.items():
+        assert quarantined[name][0] == kind and reason in quarantined[name][1].lower(), quarantined[name]
+    assert result.quarantined == 4 and report["bad_fraction"] == pytest.approx(0.2)
+
+
+def test_raised_max_bad_fraction_keeps_every_good_image(messy_folder, tmp_path):
+    result = ingest(folder_config(messy_folder, class_names=["cat", "dog"], max_bad_fraction=0.25),
+                    str(tmp_path / "out"))
+
+    kept = [name for split in ("train", "eval") for name in filenames(read_examples(result.examples_uri, split))]
+    assert sorted(kept) == sorted([f"cat/cat_{i}.png" for i in range(8)] + [f"dog/dog_{i}.png" for i in range(8)])
+    assert sum(result.counts_by_split.values()) == 16 and result.class_names == ["cat", "dog"]
+
+
+def test_image_outside_a_class_folder_is_quarantined(tmp_path):
+    root = tmp_path / "data"
+    write_folder_tree(root, {"cat": 6, "dog": 6})
+    (root / "stray.png").write_bytes(image_bytes(77))
+
+    result = ingest(folder_config(root, max_bad_fraction=0.1), str(tmp_path / "out"))
+
+    report = load_report(result.report_path)
+    assert [(q["file"], q["kind"]) for q in report["quarantined"]] == [("stray.png", "bad_annotation")]
+    assert "not inside a <class>/ folder" in report["quarantined"][0]["reason"]
+
+
+def test_zero_area_and_outside_boxes_quarantine_the_whole_coco_image(tmp_path):
+    import json
+
+    from .image_example_gen_helpers import write_image
+
+    images, annotations = [], []
+    boxes = {0: [[1, 1, 10, 10]], 1: [[1, 1, 10, 10], [5, 5, 0, 8]], 2: [[30, 20, 12, 5]],
+             3: [[0, 0, 40, 30]], 4: [[-0.5, 2, 10, 10]]}
+    boxes.update({i: [[2, 2, 8, 8]] for i in range(5, 12)})
+    for i, image_boxes in boxes.items():
+        write_image(tmp_path / f"{i}.png", i, (40, 30))
+        images.append({"id": i, "file_name": f"{i}.png", "width": 40, "height": 30})
+        for j, box in enumerate(image_boxes):
+            annotations.append({"id": 100 * i + j, "image_id": i, "category_id": 1, "bbox": box})
+    annotations.append({"id": 999, "image_id": 42, "category_id": 1, "bbox": [1, 1, 2, 2]})
+    images.append({"id": 12, "file_name": "missing.png", "width": 40, "height": 30})
+    (tmp_path / "coco.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "thing"}]}))
+
+    result = ingest(folder_config(tmp_path / "coco.json", source="coco", max_bad_fraction=0.5,
+                                  split_ratios={"train": 0.5, "eval": 0.5}), str(tmp_path / "out"))
+
+    report = load_report(result.report_path)
+    quarantined = {q["file"]: q["reason"] for q in report["quarantined"]}
+    assert set(quarantined) == {"1.png", "2.png", "missing.png", f"{tmp_path}/coco.json#annotation-999"}
+    assert "box 1 (xmin=5, ymin=5, xmax=5, ymax=13) has zero or negative area" in quarantined["1.png"]
+    assert "box 0 (xmin=30, ymin=20, xmax=42, ymax=25) lies outside the 40x30 image" in quarantined["2.png"]
+    assert "image file not found" in quarantined["missing.png"]
+    assert "not in 'images'" in quarantined[f"{tmp_path}/coco.json#annotation-999"]
+    # a box on the border (3.png) and one within the 1-pixel tolerance (4.png) are kept, clipped
+    assert sum(result.counts_by_split.values()) == 10
+    kept = {e[F.FILENAME]: e for split in ("train", "eval") for e in read_examples(result.examples_uri, split)}
+    assert [kept[b"3.png"][k][0] for k in F.BBOX_KEYS] == [0.0, 0.0, 1.0, 1.0]
+    assert kept[b"4.png"][F.BBOX_XMIN][0] == 0.0

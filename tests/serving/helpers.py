@@ -1,0 +1,41 @@
+"""Small helpers shared by the serving tests."""
+from __future__ import annotations
+
+import socket
+import time
+
+import grpc
+
+
+def wait_for(condition, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def grpc_predict_version(port: int, image: bytes, model: str = "toy", timeout: float = 30.0) -> int:
+    """Version that answered a gRPC Predict (raises grpc.RpcError on failure)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model
+        request.inputs["images"].CopyFrom(tf.make_tensor_proto([image], dtype=tf.string))
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        return stub.Predict(request, timeout=timeout).model_spec.version.value
+
+
+def percentile(values, q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]

@@ -19,6 +19,21 @@ def ingest_source(config) -> str:
     return INGEST_SOURCE_BY_TASK[config.task]
 
 
+def generated_class_names(config) -> list:
+    """The classes a generated source writes (empty for a source that is not generated)."""
+    if config.data.source not in GENERATED_SOURCES:
+        return []
+    if config.data.class_names:
+        return list(config.data.class_names)
+    if config.data.source == "digits":
+        from visionpipe.datasets.digits import DIGIT_CLASSES
+
+        return list(DIGIT_CLASSES)
+    from visionpipe.datasets.shapes import DEFAULT_CLASSES
+
+    return list(DEFAULT_CLASSES)
+
+
 def _check(config) -> None:
     from visionpipe.pipeline.config import ConfigError
 

@@ -1,0 +1,68 @@
+"""The data-validation part of a VisionPipe pipeline, ready to add to ``create_pipeline``."""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence
+
+import visionpipe  # noqa: F401
+from tfx import types
+from tfx.components import ExampleValidator, StatisticsGen
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+
+from visionpipe import features as F
+from visionpipe.components.data_validation.component import DataGate
+from visionpipe.components.data_validation.schema import (
+    curated_schema, image_stats_options, write_content_addressed_schema)
+
+
+class ValidationComponents(NamedTuple):
+    statistics_gen: StatisticsGen
+    schema_gen: ImportSchemaGen
+    example_validator: ExampleValidator
+    data_gate: DataGate
+
+
+def expected_class_names(config) -> list:
+    """``data.class_names``, else the classes a generated source is known to produce,
+    else none (the classes are then discovered and the schema leaves labels open)."""
+    if config.data.class_names:
+        return list(config.data.class_names)
+    from visionpipe.datasets.generated import generated_class_names
+
+    return generated_class_names(config)
+
+
+def validation_components(examples: types.BaseChannel, config,
+                          baseline_statistics: Optional[types.BaseChannel] = None, *,
+                          schema_file: Optional[str] = None, schema_dir: Optional[str] = None,
+                          class_names: Optional[Sequence[str]] = None) -> ValidationComponents:
+    """StatisticsGen (image statistics) -> ImportSchemaGen -> ExampleValidator -> DataGate.
+
+    The schema is ``schema_file`` (a curated schema kept with the project) or, without
+    one, ``curated_schema`` for the config's task and classes written to ``schema_dir``.
+    ``baseline_statistics`` is the previous run's statistics channel (None: no drift
+    check). The gate applies ``data.accept_anomalies``, ``data.drift_linf_threshold`` and
+    ``data.imbalance_ratio_warn``. Make training depend on ``result.data_gate``.
+    """
+    data = config.data
+    names = list(class_names) if class_names is not None else expected_class_names(config)
+    if schema_file is None:
+        if schema_dir is None:
+            raise ValueError("validation_components needs schema_file (a curated schema) or "
+                             "schema_dir (where the schema derived from the config is written)")
+        schema_file = write_content_addressed_schema(curated_schema(config.task, names),
+                                                     schema_dir)
+    statistics_gen = StatisticsGen(examples=examples, stats_options=image_stats_options())
+    schema_gen = ImportSchemaGen(schema_file=schema_file)
+    example_validator = ExampleValidator(statistics=statistics_gen.outputs["statistics"],
+                                         schema=schema_gen.outputs["schema"])
+    data_gate = DataGate(
+        anomalies=example_validator.outputs["anomalies"],
+        statistics=statistics_gen.outputs["statistics"],
+        baseline_statistics=baseline_statistics,
+        schema=schema_gen.outputs["schema"],
+        accept_anomalies=data.accept_anomalies,
+        drift_linf_threshold=data.drift_linf_threshold,
+        imbalance_ratio_warn=data.imbalance_ratio_warn,
+        label_feature=F.LABEL_TEXT,
+        class_names=names)
+    return ValidationComponents(statistics_gen, schema_gen, example_validator, data_gate)

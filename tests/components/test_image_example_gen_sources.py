@@ -243,3 +243,29 @@ def test_tfrecord_class_names_are_discovered_from_class_text(tmp_path):
                    str(tmp_path / "again"))
 
     assert again.class_names == ["emu", "owl"] and again.counts_by_split == {"eval": 4, "train": 6}
+
+
+def test_bccd_official_splits_with_its_zero_area_boxes_quarantined(shared_datasets, tmp_path):
+    config = folder_config(shared_datasets / "bccd" / "BCCD", source="voc", use_source_splits=True,
+                           source_split_map={"val": "eval"}, max_bad_fraction=0.01)
+
+    result = ingest(config, str(tmp_path / "out"))
+
+    report = load_report(result.report_path)
+    assert [(q["file"], q["reason"]) for q in report["quarantined"]] == [
+        ("JPEGImages/BloodImage_00338.jpg", "box 12 (xmin=504, ymin=337, xmax=504, ymax=337) has zero or negative area"),
+        ("JPEGImages/BloodImage_00343.jpg", "box 3 (xmin=181, ymin=329, xmax=181, ymax=329) has zero or negative area"),
+    ]
+    # official lists: train 205, val 87, test 72; 00343 is in train, 00338 in val
+    assert result.counts_by_split == {"eval": 86, "test": 72, "train": 204}
+    assert result.class_names == ["Platelets", "RBC", "WBC"]
+    assert sum(result.objects_by_split.values()) == 4888 - 26  # the two images held 26 boxes
+    evaluation = read_examples(result.examples_uri, "eval")
+    assert len(evaluation) == 86
+    for example in evaluation:
+        assert (example[F.WIDTH], example[F.HEIGHT], example[F.FORMAT]) == (640, 480, b"jpeg")
+        boxes = np.stack([example[k] for k in F.BBOX_KEYS], axis=1)
+        assert len(boxes) == len(example[F.OBJECT_LABEL]) > 0
+        assert (boxes >= 0).all() and (boxes <= 1).all()
+        assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+        assert example[F.LABEL].tolist() == sorted(set(example[F.OBJECT_LABEL].tolist()))

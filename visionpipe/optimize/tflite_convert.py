@@ -50,10 +50,10 @@ def representative_dataset(images: Iterable, num_samples: int) -> Representative
 
 
 def make_converter(model: tf.keras.Model, mode: str,
-                   representative: Optional[RepresentativeDataset] = None,
-                   quantization_aware: bool = False) -> tf.lite.TFLiteConverter:
-    """A configured converter. ``quantization_aware`` models (tfmot QAT) carry their own
-    ranges, so int8 needs no representative dataset for them."""
+                   representative: Optional[RepresentativeDataset] = None
+                   ) -> tf.lite.TFLiteConverter:
+    """A configured converter. int8 always needs a representative dataset: even a
+    quantization-aware model has layers (the input normalisation) calibrated from it."""
     if mode not in PTQ_MODES:
         raise ValueError(f"unknown TFLite mode {mode!r}; choose one of {PTQ_MODES}")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -63,10 +63,9 @@ def make_converter(model: tf.keras.Model, mode: str,
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif mode == "int8":
-        if representative is None and not quantization_aware:
+        if representative is None:
             raise ValueError("int8 conversion needs a representative dataset")
-        if representative is not None:
-            converter.representative_dataset = representative
+        converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
@@ -74,10 +73,9 @@ def make_converter(model: tf.keras.Model, mode: str,
 
 
 def convert(model: tf.keras.Model, mode: str,
-            representative: Optional[RepresentativeDataset] = None,
-            quantization_aware: bool = False) -> bytes:
+            representative: Optional[RepresentativeDataset] = None) -> bytes:
     """The TFLite flatbuffer of ``model`` in ``mode`` (one of PTQ_MODES)."""
-    converter = make_converter(model, mode, representative, quantization_aware)
+    converter = make_converter(model, mode, representative)
     try:
         return converter.convert()
     except Exception as err:  # the converter raises ConverterError, RuntimeError, ValueError...

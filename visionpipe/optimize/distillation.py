@@ -1,0 +1,115 @@
+"""Knowledge distillation: a small student learns from the frozen teacher's temperature-
+softened outputs (KL divergence, scaled by T^2 so its gradients keep their size as T grows)
+plus the hard labels, weighted ``alpha * hard + (1 - alpha) * soft`` (Hinton et al., 2015).
+
+Models may end in a softmax: their log-probabilities are logits up to a per-row constant,
+which the softmax of the tempered distribution ignores, so both kinds of output work.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import visionpipe  # noqa: F401
+import tensorflow as tf
+
+
+def outputs_are_probabilities(model: tf.keras.Model, images: np.ndarray) -> bool:
+    """True when the model's output rows are non-negative and sum to 1 on ``images``."""
+    outputs = np.asarray(model(images, training=False))
+    return bool(np.all(outputs >= 0) and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3))
+
+
+def _as_logits(outputs: tf.Tensor, probabilities: bool) -> tf.Tensor:
+    return tf.math.log(tf.clip_by_value(outputs, 1e-7, 1.0)) if probabilities else outputs
+
+
+class Distiller(tf.keras.Model):
+    """Trains ``student`` from ``teacher`` (frozen); call/predict run the student."""
+
+    def __init__(self, teacher: tf.keras.Model, student: tf.keras.Model,
+                 teacher_probabilities: bool, student_probabilities: bool, **kwargs):
+        super().__init__(**kwargs)
+        self.teacher = teacher
+        self.student = student
+        self.teacher.trainable = False
+        self.teacher_probabilities = teacher_probabilities
+        self.student_probabilities = student_probabilities
+        self.hard_loss_fn = None
+        self.alpha = 0.1
+        self.temperature = 4.0
+        self.loss_tracker = tf.keras.metrics.Mean(name="loss")
+        self.hard_loss_tracker = tf.keras.metrics.Mean(name="hard_loss")
+        self.soft_loss_tracker = tf.keras.metrics.Mean(name="distillation_loss")
+
+    def compile(self, optimizer, hard_loss, alpha: float = 0.1, temperature: float = 4.0,
+                metrics=None, **kwargs):
+        """``hard_loss(y_true, student_outputs)``: the task's loss on the student's outputs."""
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        self.hard_loss_fn = tf.keras.losses.get(hard_loss)
+        self.alpha = alpha
+        self.temperature = temperature
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.hard_loss_tracker, self.soft_loss_tracker,
+                *self.compiled_metrics.metrics] if self.compiled_metrics else [
+            self.loss_tracker, self.hard_loss_tracker, self.soft_loss_tracker]
+
+    def distillation_loss(self, teacher_outputs, student_outputs):
+        t = self.temperature
+        soft_teacher = tf.nn.softmax(_as_logits(teacher_outputs, self.teacher_probabilities) / t)
+        soft_student = tf.nn.softmax(_as_logits(student_outputs, self.student_probabilities) / t)
+        kl = tf.keras.losses.KLDivergence()(soft_teacher, soft_student)
+        return kl * (t ** 2)
+
+    def train_step(self, data):
+        images, targets = data[0], data[1]
+        teacher_outputs = self.teacher(images, training=False)
+        with tf.GradientTape() as tape:
+            student_outputs = self.student(images, training=True)
+            hard = self.hard_loss_fn(targets, student_outputs)
+            soft = self.distillation_loss(teacher_outputs, student_outputs)
+            loss = self.alpha * hard + (1.0 - self.alpha) * soft
+        variables = self.student.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.compiled_metrics.update_state(targets, student_outputs)
+        self.loss_tracker.update_state(loss)
+        self.hard_loss_tracker.update_state(hard)
+        self.soft_loss_tracker.update_state(soft)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        images, targets = data[0], data[1]
+        student_outputs = self.student(images, training=False)
+        hard = self.hard_loss_fn(targets, student_outputs)
+        soft = self.distillation_loss(self.teacher(images, training=False), student_outputs)
+        self.compiled_metrics.update_state(targets, student_outputs)
+        self.loss_tracker.update_state(self.alpha * hard + (1.0 - self.alpha) * soft)
+        self.hard_loss_tracker.update_state(hard)
+        self.soft_loss_tracker.update_state(soft)
+        return {m.name: m.result() for m in self.metrics}
+
+    def call(self, inputs, training=False):
+        return self.student(inputs, training=training)
+
+
+def count_parameters(model: tf.keras.Model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.weights))
+
+
+def distill(teacher: tf.keras.Model, student: tf.keras.Model, train_batches: tf.data.Dataset,
+            hard_loss, learning_rate: float, epochs: int, alpha: float = 0.1,
+            temperature: float = 4.0) -> tf.keras.Model:
+    """Train ``student`` from ``teacher`` on batched (input, target) pairs; returns the student."""
+    sample = next(iter(train_batches))[0]
+    distiller = Distiller(teacher, student,
+                          teacher_probabilities=outputs_are_probabilities(teacher, sample),
+                          student_probabilities=outputs_are_probabilities(student, sample))
+    distiller.compile(tf.keras.optimizers.Adam(learning_rate), hard_loss=hard_loss,
+                      alpha=alpha, temperature=temperature)
+    distiller.fit(train_batches, epochs=epochs, verbose=0)
+    return student

@@ -1,0 +1,210 @@
+"""The optimization stage, task-agnostic: a trained Keras model in, gated TFLite files and a
+report out. Every artifact is measured the same way, on a TFLite file with the TFLite
+interpreter, against ``model_float32.tflite`` (the float model converted without
+optimization), so drops and ratios compare like with like.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+import visionpipe  # noqa: F401
+import tensorflow as tf
+
+from visionpipe.optimize import quantization_repair, report as report_lib, tflite_convert
+from visionpipe.optimize.report import Artifact, OptimizationReport
+from visionpipe.serving.tflite_runtime import TFLiteModel
+
+log = logging.getLogger(__name__)
+
+BASELINE = "float32"
+
+
+@dataclasses.dataclass
+class TaskHooks:
+    """What the optimizer needs from a task, as plain callables."""
+    evaluate_tflite: Callable[[str], Dict[str, float]]  # .tflite path -> metrics (eval split)
+    gate_metric: str  # key of evaluate_tflite's result; higher is better
+    compile_model: Callable[[tf.keras.Model, float], None]  # (model, learning_rate)
+    build_student: Optional[Callable[[], tf.keras.Model]] = None
+
+
+@dataclasses.dataclass
+class OptimizationInputs:
+    model: tf.keras.Model  # the trained float model; input float32 pixels in [0, 255]
+    train_batches: tf.data.Dataset  # batched (input, target) pairs for the fine-tunes
+    calibration_images: Iterable  # float32 [S, S, 3] training images (shared preprocessing)
+    labels: List[str]
+    saved_model_dir: Optional[str] = None  # the float SavedModel, for its size in the report
+
+
+class Optimizer:
+    def __init__(self, inputs: OptimizationInputs, hooks: TaskHooks, config, output_dir: str):
+        """``config`` is an OptimizeConfig."""
+        self.inputs = inputs
+        self.hooks = hooks
+        self.config = config
+        self.output_dir = output_dir
+        os.makedirs(output_dir, exist_ok=True)
+        self.representative = tflite_convert.representative_dataset(
+            inputs.calibration_images, config.representative_samples)
+        self.report = OptimizationReport(baseline=BASELINE, gate_metric=hooks.gate_metric)
+
+    # --- measuring --------------------------------------------------------------------
+    def _metrics(self, path: str) -> Dict[str, float]:
+        metrics = self.hooks.evaluate_tflite(path)
+        if self.hooks.gate_metric not in metrics:
+            raise KeyError(f"evaluate_tflite({path}) returned {sorted(metrics)}, "
+                           f"without the gate metric {self.hooks.gate_metric!r}")
+        return {k: float(v) for k, v in metrics.items()}
+
+    def _metric_of_bytes(self, tflite_model: bytes) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = tflite_convert.write(os.path.join(tmp, "candidate.tflite"), tflite_model)
+            return self._metrics(path)[self.hooks.gate_metric]
+
+    def _latency(self, path: str) -> float:
+        return TFLiteModel(path, num_threads=1).median_latency_ms(runs=self.config.latency_runs)
+
+    def _add_tflite(self, name: str, tflite_model: bytes, max_drop: Optional[float],
+                    notes: Optional[Dict[str, Any]] = None) -> Artifact:
+        file = f"model_{name}.tflite"
+        path = os.path.join(self.output_dir, file)
+        with_metadata = tflite_convert.add_metadata(
+            tflite_model, self.inputs.labels, name=f"{self.inputs.model.name} ({name})",
+            description=f"VisionPipe {name} TFLite model; input RGB pixels in [0, 255].")
+        tflite_convert.write(path, with_metadata)
+        artifact = Artifact(
+            name=name, file=file, size_bytes=report_lib.size_on_disk(path),
+            gzip_bytes=report_lib.gzipped_size(path), metrics=self._metrics(path),
+            gate_metric=self.hooks.gate_metric, latency_ms=self._latency(path),
+            max_drop=max_drop, notes=notes or {})
+        if max_drop is None:
+            artifact.blessed = True  # the reference every other file is gated against
+        else:
+            drop = self._baseline_metric - artifact.metric
+            artifact.blessed = drop <= max_drop + 1e-9
+        self.report.artifacts.append(artifact)
+        log.info("%s: %s=%.4f blessed=%s", file, self.hooks.gate_metric, artifact.metric,
+                 artifact.blessed)
+        return artifact
+
+    @property
+    def _baseline_metric(self) -> float:
+        return self.report.get(BASELINE).metric
+
+    # --- steps ------------------------------------------------------------------------
+    def _float_baseline(self) -> None:
+        model = self.inputs.model
+        self._add_tflite(BASELINE, tflite_convert.convert(model, "float32"), max_drop=None)
+        saved_model_dir = self.inputs.saved_model_dir
+        with tempfile.TemporaryDirectory() as tmp:
+            if not saved_model_dir:
+                saved_model_dir = os.path.join(tmp, "saved_model")
+                model.save(saved_model_dir, include_optimizer=False)
+            base = self.report.get(BASELINE)
+            self.report.artifacts.insert(0, Artifact(
+                name="float_savedmodel", file="", size_bytes=report_lib.size_on_disk(saved_model_dir),
+                gzip_bytes=report_lib.gzipped_size(saved_model_dir), metrics=dict(base.metrics),
+                gate_metric=base.gate_metric, latency_ms=base.latency_ms, max_drop=None,
+                notes={"measured_as": base.file}))
+
+    def _int8(self) -> Artifact:
+        config = self.config
+        model = self.inputs.model
+        int8_model = tflite_convert.convert(model, "int8", self.representative)
+        metric = self._metric_of_bytes(int8_model)
+        notes: Dict[str, Any] = {"float_layers": []}
+        if self._baseline_metric - metric > config.max_int8_drop:
+            result = quantization_repair.repair_int8(
+                model, self.representative, self._metric_of_bytes, self._baseline_metric,
+                config.max_int8_drop, config.max_float_layers if config.repair_int8 else 0,
+                int8_model=int8_model, int8_metric=metric)
+            int8_model = result.model
+            notes = {
+                "float_layers": result.float_layers,
+                "kept_in_float_because": [layer.to_dict() for layer in result.repaired_for],
+                "worst_layers": [layer.to_dict() for layer in result.worst_layers],
+                "repair_attempts": result.attempts,
+                "repair_enabled": config.repair_int8,
+            }
+        return self._add_tflite("int8", int8_model, config.max_int8_drop, notes)
+
+    def _qat(self) -> None:
+        from visionpipe.optimize import qat
+
+        config = self.config
+        qat_model = qat.train_quantization_aware(
+            self.inputs.model, self.inputs.train_batches,
+            lambda m: self.hooks.compile_model(m, config.fine_tune_learning_rate), config.qat_epochs)
+        self._add_tflite("qat_int8", tflite_convert.convert(qat_model, "int8", self.representative),
+                         config.max_int8_drop)
+
+    def _prune(self) -> None:
+        from visionpipe.optimize import pruning
+
+        config = self.config
+        result = pruning.prune(
+            self.inputs.model, self.inputs.train_batches,
+            lambda m: self.hooks.compile_model(m, config.fine_tune_learning_rate),
+            sparsity=config.prune_sparsity, structure=config.prune_structure,
+            epochs=config.prune_epochs)
+        notes = {"structure": config.prune_structure, "target_sparsity": config.prune_sparsity,
+                 "overall_sparsity": result.overall_sparsity, "layer_sparsity": result.layer_sparsity}
+        self._add_tflite("pruned", tflite_convert.convert(result.model, "float32"),
+                         config.max_prune_drop, notes)
+        self._add_tflite("pruned_int8",
+                         tflite_convert.convert(result.model, "int8", self.representative),
+                         config.max_prune_drop, notes)
+
+    def _distill(self) -> None:
+        from visionpipe.optimize import distillation
+
+        config = self.config
+        if self.hooks.build_student is None:
+            self.report.skipped["distill"] = "the task gave no student builder"
+            return
+        student = self.hooks.build_student()
+        self.hooks.compile_model(student, 1e-3)  # gives the student the task's loss
+        teacher_params = distillation.count_parameters(self.inputs.model)
+        student_params = distillation.count_parameters(student)
+        distillation.distill(
+            self.inputs.model, student, self.inputs.train_batches, hard_loss=student.loss,
+            learning_rate=1e-3, epochs=config.distill_epochs, alpha=config.distill_alpha,
+            temperature=config.distill_temperature)
+        notes = {"student_backbone": config.student_backbone, "student_width": config.student_width,
+                 "teacher_parameters": teacher_params, "student_parameters": student_params,
+                 "parameter_ratio": student_params / teacher_params,
+                 "temperature": config.distill_temperature, "alpha": config.distill_alpha}
+        self._add_tflite("student", tflite_convert.convert(student, "float32"),
+                         config.max_distill_drop, notes)
+
+    def run(self) -> OptimizationReport:
+        config = self.config
+        self._float_baseline()
+        int8 = None
+        for mode in config.ptq_modes:
+            if mode == "int8":
+                int8 = self._int8()
+            else:
+                self._add_tflite(mode, tflite_convert.convert(self.inputs.model, mode),
+                                 config.max_int8_drop)
+        if config.qat == "always" or (config.qat == "fallback" and int8 is not None
+                                      and not int8.blessed):
+            self._qat()
+        if config.prune:
+            self._prune()
+        if config.distill:
+            self._distill()
+        self.report.finalize()
+        self.report.write(self.output_dir)
+        return self.report
+
+
+def optimize(inputs: OptimizationInputs, hooks: TaskHooks, config, output_dir: str
+             ) -> OptimizationReport:
+    """Run every configured step; writes model_*.tflite, report.json and report.md."""
+    return Optimizer(inputs, hooks, config, output_dir).run()

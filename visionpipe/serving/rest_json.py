@@ -84,10 +84,10 @@ def to_ndarray(value: Any, dtype, name: str) -> np.ndarray:
         elif np_dtype.kind in "iu" and isinstance(leaf, float) and not leaf.is_integer():
             raise errors.invalid_argument(f"input {name!r} expects integers, got {leaf}")
     try:
-        if np_dtype.kind in "iu":
-            info = np.iinfo(np_dtype)
-            if any(not info.min <= leaf <= info.max for leaf in leaves if math.isfinite(leaf)):
-                raise OverflowError
+        info = np.iinfo(np_dtype) if np_dtype.kind in "iu" else np.finfo(np_dtype)
+        if np_dtype.kind != "b" and any(not info.min <= leaf <= info.max
+                                        for leaf in leaves if math.isfinite(leaf)):
+            raise OverflowError
         return np.asarray(leaves, dtype=np_dtype).reshape(shape)
     except (OverflowError, ValueError):
         raise errors.invalid_argument(f"input {name!r}: value out of range for {dtype.name}") from None

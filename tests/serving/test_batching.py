@@ -123,3 +123,20 @@ def test_model_error_reaches_every_request_of_the_batch_and_workers_survive(make
     _, errors_seen = run_concurrently(lambda i: scheduler.run("k", {"x": np.zeros((1, 1))}, broken), 3)
     assert len(errors_seen) == 3 and all(e.code == grpc.StatusCode.INTERNAL for e in errors_seen)
     assert scheduler.run("k", {"x": np.ones((1, 1))}, lambda i: {"y": i["x"]})["y"].tolist() == [[1.0]]
+
+
+def test_rest_request_outliving_rest_api_timeout_is_504(start_server, model_base, png_bytes, tmp_path):
+    import base64
+
+    import requests
+
+    slow_batches = tmp_path / "batching.config"
+    slow_batches.write_text("max_batch_size { value: 64 } batch_timeout_micros { value: 5000000 } "
+                            "num_batch_threads { value: 1 }")
+    server = start_server(model_base_path=str(model_base), enable_batching=True,
+                          batching_parameters_file=str(slow_batches), rest_api_timeout_in_ms=300)
+    began = time.monotonic()
+    response = requests.post(f"http://127.0.0.1:{server.rest_port}/v1/models/toy:predict", timeout=30,
+                             json={"instances": [{"b64": base64.b64encode(png_bytes).decode()}]})
+    assert response.status_code == 504 and "Deadline exceeded" in response.json()["error"]
+    assert time.monotonic() - began < 2

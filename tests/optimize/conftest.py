@@ -53,12 +53,12 @@ def small_cnn(width=8, outlier=False, name="digits_cnn", seed=0):
         bias = np.zeros(width + 1, np.float32)
         bias[-1] = OUTLIER
         x = tf.keras.layers.Conv2D(width + 1, 1, name="outlier", trainable=False,
-                                   kernel_initializer=tf.constant_initializer(expand),
-                                   bias_initializer=tf.constant_initializer(bias))(x)
+                                   kernel_initializer=tf.keras.initializers.Constant(expand),
+                                   bias_initializer=tf.keras.initializers.Constant(bias))(x)
         select = np.zeros((1, 1, width + 1, width), np.float32)
         select[0, 0, np.arange(width), np.arange(width)] = 1.0
         x = tf.keras.layers.Conv2D(width, 1, name="select", trainable=False,
-                                   kernel_initializer=tf.constant_initializer(select))(x)
+                                   kernel_initializer=tf.keras.initializers.Constant(select))(x)
     x = tf.keras.layers.Conv2D(width * 2, 3, strides=2, padding="same", activation="relu",
                                name="conv2")(x)
     x = tf.keras.layers.MaxPooling2D(name="pool")(x)

@@ -121,7 +121,8 @@ def run_example_validator(statistics, schema, out_dir: Path):
 def run_data_gate(anomalies, statistics, out_dir: Path, baseline=None, schema=None,
                   accept=(), drift=0.25, imbalance=3.0, class_names=CLASSES) -> dict:
     """The real DataGate executor with the exec properties its component builds;
-    returns the report it wrote (the executor raises before returning on failure)."""
+    returns the report it wrote (on failure the executor raises, and writes the report to
+    ``executor.rejected_report_dir(out_dir)``)."""
     from tfx.types import channel_utils, standard_artifacts
 
     from visionpipe.components.data_validation import DataGate, DataValidationReport

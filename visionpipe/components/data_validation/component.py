@@ -44,7 +44,10 @@ class DataGate(base_component.BaseComponent):
     ``accept_anomalies`` does not accept; class imbalance is reported as a warning.
 
     Downstream components that must not run on rejected data should depend on it, e.g.
-    ``trainer.add_upstream_node(data_gate)``.
+    ``trainer.add_upstream_node(data_gate)``. TFX deletes the outputs of a failed
+    execution, so a rejected run's report is kept in
+    ``<pipeline_root>/DataGate/report_rejected/<execution id>/report.json``; the error
+    message names it.
     """
 
     SPEC_CLASS = DataGateSpec

@@ -129,6 +129,22 @@ def failure_message(report: Dict[str, Any], report_path: str) -> str:
     return "\n".join(lines)
 
 
+def rejected_report_dir(report_uri: str) -> str:
+    """Where a rejected run's report goes: TFX deletes a failed execution's output folder
+    (``<root>/DataGate/report/<id>``), so it is written beside it, in
+    ``<root>/DataGate/report_rejected/<id>``."""
+    uri = report_uri.rstrip("/")
+    return os.path.join(os.path.dirname(uri) + "_rejected", os.path.basename(uri))
+
+
+def _write_report(report: Dict[str, Any], directory: str) -> str:
+    _gfile().makedirs(directory)
+    path = os.path.join(directory, REPORT_FILE)
+    with _gfile().GFile(path, "w") as handle:
+        handle.write(json.dumps(report, indent=1, sort_keys=True))
+    return path
+
+
 class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
@@ -151,14 +167,12 @@ class Executor(base_executor.BaseExecutor):
             class_names=list(json.loads(exec_properties.get(CLASS_NAMES_KEY) or "[]")),
         )
         report_artifact = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
-        _gfile().makedirs(report_artifact.uri)
-        report_path = os.path.join(report_artifact.uri, REPORT_FILE)
-        with _gfile().GFile(report_path, "w") as handle:
-            handle.write(json.dumps(report, indent=1, sort_keys=True))
         report_artifact.set_int_custom_property("passed", int(report["passed"]))
         for warning in report["warnings"]:
             logging.warning("DataGate: %s", warning)
         if not report["passed"]:
+            report_path = _write_report(report, rejected_report_dir(report_artifact.uri))
             raise DataValidationError(failure_message(report, report_path))
+        report_path = _write_report(report, report_artifact.uri)
         logging.info("DataGate passed (%d accepted finding(s)); report: %s",
                      len(report["accepted"]), report_path)

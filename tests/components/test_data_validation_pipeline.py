@@ -1,0 +1,136 @@
+"""Data validation inside real LocalDagRunner pipelines: generated shapes -> ImageExampleGen
+-> validation_components, with the previous run's statistics as the drift baseline."""
+import json
+from pathlib import Path
+
+import pytest
+
+from visionpipe.components.data_validation import (
+    curated_schema, expected_class_names, validation_components)
+from visionpipe.datasets import prepare_generated_source
+from visionpipe.pipeline.config import load_config
+
+
+def test_validation_components_wire_the_config_into_each_component(tmp_path):
+    from tfx import types
+    from tfx.types import standard_artifacts
+
+    config = load_config(overrides=["data.accept_anomalies=[image/width]",
+                                    "data.drift_linf_threshold=0.3",
+                                    "data.imbalance_ratio_warn=2.5"])
+    examples = types.Channel(type=standard_artifacts.Examples)
+    parts = validation_components(examples, config, schema_dir=str(tmp_path))
+    assert [type(c).__name__ for c in parts] == [
+        "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataGate"]
+    gate = parts.data_gate.exec_properties
+    assert json.loads(gate["accept_anomalies"]) == ["image/width"]
+    assert gate["drift_linf_threshold"] == 0.3 and gate["imbalance_ratio_warn"] == 2.5
+    assert json.loads(gate["class_names"]) == ["circle", "square", "triangle", "star", "cross"]
+    stats_options = json.loads(parts.statistics_gen.exec_properties["stats_options_json"])
+    assert stats_options["enable_semantic_domain_stats"] is True
+    schema_file = Path(parts.schema_gen.exec_properties["schema_file"])
+    assert schema_file.parent == tmp_path and "image_domain" in schema_file.read_text()
+
+
+def test_schema_file_name_changes_with_the_classes(tmp_path):
+    config = load_config()
+    first = validation_components(_channel(), config, schema_dir=str(tmp_path),
+                                  class_names=["a", "b"])
+    again = validation_components(_channel(), config, schema_dir=str(tmp_path),
+                                  class_names=["a", "b"])
+    other = validation_components(_channel(), config, schema_dir=str(tmp_path),
+                                  class_names=["a", "b", "c"])
+    path = lambda parts: parts.schema_gen.exec_properties["schema_file"]  # noqa: E731
+    assert path(first) == path(again) != path(other)
+
+
+def test_validation_components_without_a_schema_source_is_an_error():
+    with pytest.raises(ValueError, match="schema_file .* or schema_dir"):
+        validation_components(_channel(), load_config())
+
+
+def test_curated_schema_requires_one_label_for_classification_and_bounds_it():
+    import tensorflow_data_validation as tfdv
+
+    schema = curated_schema("classification", ["cat", "dog"])
+    label = tfdv.get_feature(schema, "image/class/label")
+    assert (label.presence.min_fraction, label.value_count.min, label.value_count.max) == (1, 1, 1)
+    assert (label.int_domain.min, label.int_domain.max) == (0, 1)
+    assert list(tfdv.get_feature(schema, "image/class/text").string_domain.value) == ["cat", "dog"]
+    boxes = tfdv.get_feature(schema, "image/object/bbox/xmin")
+    assert boxes.presence.min_fraction == 0 and boxes.float_domain.max == 1.0
+    detection_label = tfdv.get_feature(curated_schema("detection", ["cat"]), "image/class/label")
+    assert detection_label.presence.min_fraction == 0 and detection_label.value_count.min == 0
+
+
+def test_expected_classes_come_from_the_config_then_the_generated_source():
+    assert expected_class_names(load_config(overrides=["data.source=digits"])) == list("0123456789")
+    assert expected_class_names(load_config(overrides=["data.class_names=[b,a]"])) == ["b", "a"]
+    assert expected_class_names(load_config(overrides=["data.source=folder",
+                                                       "data.path=/x"])) == []
+
+
+def _channel():
+    from tfx import types
+    from tfx.types import standard_artifacts
+
+    return types.Channel(type=standard_artifacts.Examples)
+
+
+def _pipeline(config, root: Path):
+    from tfx import v1 as tfx
+
+    from visionpipe.components.image_example_gen.component import ImageExampleGen
+
+    example_gen = ImageExampleGen(config)
+    previous_statistics = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
+    ).with_id("previous_statistics")
+    parts = validation_components(example_gen.outputs["examples"], config,
+                                  baseline_statistics=previous_statistics.outputs["statistics"],
+                                  schema_dir=str(root / "schema"))
+    # The resolver must look before this run's StatisticsGen writes its own statistics.
+    parts.statistics_gen.add_upstream_node(previous_statistics)
+    return tfx.dsl.Pipeline(
+        pipeline_name="data_validation_e2e", pipeline_root=str(root / "pipeline"),
+        components=[example_gen, previous_statistics, *parts],
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(root / "metadata.db")),
+        enable_cache=False)
+
+
+def _gate_reports(root: Path, folder: str = "report"):
+    return sorted((root / "pipeline" / "DataGate" / folder).glob("*/report.json"),
+                  key=lambda p: int(p.parent.name))
+
+
+@pytest.mark.e2e
+def test_second_run_with_drifted_labels_is_stopped_by_the_gate(tmp_path):
+    from tfx import v1 as tfx
+
+    from visionpipe.components.data_validation import DataValidationError
+
+    config = load_config(overrides=["data.source=shapes", "data.num_images=30",
+                                    "data.image_size=32", "data.drift_linf_threshold=0.25"])
+    folder = Path(prepare_generated_source(config, tmp_path / "data"))
+    ingest = load_config(overrides=["data.source=folder", f"data.path={folder}",
+                                    "data.image_size=32", "data.drift_linf_threshold=0.25",
+                                    f"data.class_names={expected_class_names(config)}"])
+    tfx.orchestration.LocalDagRunner().run(_pipeline(ingest, tmp_path))
+    (first,) = _gate_reports(tmp_path)
+    report = json.loads(first.read_text())
+    assert report["passed"] and report["drift"]["train"]["skipped"].startswith("no baseline")
+
+    # Next run: all but one image of every class except circle are gone, so circles go
+    # from a fifth of the labels to most of them.
+    for name in ("square", "triangle", "star", "cross"):
+        for path in sorted((folder / name).glob("*.png"))[1:]:
+            path.unlink()
+    with pytest.raises(DataValidationError, match="image/class/text: COMPARATOR_L_INFTY_HIGH"):
+        tfx.orchestration.LocalDagRunner().run(_pipeline(ingest, tmp_path))
+    assert len(_gate_reports(tmp_path)) == 1  # TFX removed the failed execution's output
+    (rejected,) = _gate_reports(tmp_path, "report_rejected")
+    second = json.loads(rejected.read_text())
+    assert not second["passed"]
+    assert second["baseline_statistics"] and second["drift"]["train"]["linf"] > 0.25

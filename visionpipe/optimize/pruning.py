@@ -25,6 +25,14 @@ def _tfmot():
     return tfmot
 
 
+def _wrapper_class():
+    _tfmot()
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
+        PruneLowMagnitude)
+
+    return PruneLowMagnitude
+
+
 def _prunable(layer: tf.keras.layers.Layer, structure: str) -> bool:
     if structure == TWO_BY_FOUR:
         # m-by-n sparsity groups the input channels in fours; depthwise kernels have none.
@@ -67,7 +75,7 @@ def wrap_for_pruning(model: tf.keras.Model, sparsity: float, structure: str,
         return layer
 
     wrapped = tf.keras.models.clone_model(model, clone_function=wrap)
-    if not any(isinstance(layer, tfmot.sparsity.keras.PruneLowMagnitude)
+    if not any(isinstance(layer, _wrapper_class())
                for layer in _all_layers(wrapped)):
         raise ValueError(f"model {model.name!r} has no layer that can be pruned with "
                          f"structure {structure!r}")
@@ -91,12 +99,12 @@ def copy_model(model: tf.keras.Model) -> tf.keras.Model:
 
 
 def strip(model: tf.keras.Model) -> tf.keras.Model:
-    tfmot = _tfmot()
+    wrapper = _wrapper_class()
 
     def unwrap(layer):
         if isinstance(layer, tf.keras.Model):
             return tf.keras.models.clone_model(layer, clone_function=unwrap)
-        if isinstance(layer, tfmot.sparsity.keras.PruneLowMagnitude):
+        if isinstance(layer, wrapper):
             return layer.layer
         return layer
 

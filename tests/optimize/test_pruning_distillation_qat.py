@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+import visionpipe  # noqa: F401
+import tensorflow as tf
+
+from visionpipe.optimize import distillation, pruning, qat, tflite_convert
+from visionpipe.serving.tflite_runtime import TFLiteModel, top1_accuracy
+
+from .conftest import compile_sparse, keras_accuracy, small_cnn, train_batches
+
+
+def _compile_fine_tune(model):
+    compile_sparse(model, 1e-3)
+
+
+def test_pruned_model_has_the_target_sparsity_in_every_pruned_layer(trained_cnn, digits):
+    before = trained_cnn.get_weights()
+    result = pruning.prune(trained_cnn, train_batches(digits), _compile_fine_tune,
+                           sparsity=0.5, structure="unstructured", epochs=2)
+    assert set(result.layer_sparsity) == {"features", "conv2", "probabilities"}
+    for name, sparsity in result.layer_sparsity.items():
+        assert sparsity == pytest.approx(0.5, abs=0.01), name
+    assert result.overall_sparsity == pytest.approx(0.5, abs=0.01)
+    # stripped: plain Keras layers, and the caller's model was not pruned in place
+    assert not any("prune" in type(layer).__name__.lower() for layer in result.model.layers)
+    assert all(np.array_equal(a, b) for a, b in zip(before, trained_cnn.get_weights()))
+    assert keras_accuracy(result.model, digits) >= keras_accuracy(trained_cnn, digits) - 0.1
+
+
+def test_two_by_four_pruning_zeroes_two_of_every_four_input_channel_weights(trained_cnn, digits):
+    result = pruning.prune(trained_cnn, train_batches(digits), _compile_fine_tune,
+                           sparsity=0.5, structure="2by4", epochs=1)
+    # 'features' has 3 input channels (not a multiple of 4) and is left dense.
+    assert set(result.layer_sparsity) == {"conv2", "probabilities"}
+    kernel = result.model.get_layer("conv2").kernel.numpy()  # [3, 3, 8, 16]
+    groups = np.moveaxis(kernel, 2, -1).reshape(-1, 2, 4)  # every 4 consecutive input channels
+    assert np.all(np.sum(groups == 0, axis=-1) >= 2)
+
+
+def test_pruning_a_model_without_prunable_layers_names_the_model():
+    inputs = tf.keras.Input((4,))
+    model = tf.keras.Model(inputs, tf.keras.layers.Activation("relu")(inputs), name="no_kernels")
+    with pytest.raises(ValueError, match="no_kernels"):
+        pruning.wrap_for_pruning(model, 0.5, "unstructured", total_steps=10)
+
+
+def test_distillation_loss_is_zero_when_student_equals_teacher_and_positive_otherwise():
+    distiller = distillation.Distiller(tf.keras.Sequential([tf.keras.layers.Dense(3)]),
+                                       tf.keras.Sequential([tf.keras.layers.Dense(3)]),
+                                       teacher_probabilities=True, student_probabilities=True)
+    distiller.compile(tf.keras.optimizers.Adam(), hard_loss="sparse_categorical_crossentropy",
+                      alpha=0.1, temperature=4.0)
+    p = tf.constant([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    assert float(distiller.distillation_loss(p, p)) == pytest.approx(0.0, abs=1e-6)
+    q = tf.constant([[0.1, 0.2, 0.7], [0.8, 0.1, 0.1]])
+    assert float(distiller.distillation_loss(p, q)) > 0.1
+
+
+def test_distilled_student_follows_the_teacher_better_than_an_untrained_student(trained_cnn, digits):
+    student = small_cnn(width=2, name="student", seed=1)
+    untrained_agreement = _agreement(trained_cnn, student, digits)
+    compile_sparse(student, 3e-3)
+    assert distillation.count_parameters(student) * 4 <= distillation.count_parameters(trained_cnn)
+    distillation.distill(trained_cnn, student, train_batches(digits), hard_loss=student.loss,
+                         learning_rate=3e-3, epochs=3, alpha=0.1, temperature=4.0)
+    assert _agreement(trained_cnn, student, digits) > max(0.5, untrained_agreement + 0.3)
+
+
+def _agreement(teacher, student, digits):
+    images, _ = digits["eval"]
+    return float(np.mean(np.argmax(teacher.predict(images, verbose=0), -1)
+                         == np.argmax(student.predict(images, verbose=0), -1)))
+
+
+def test_flattening_a_nested_backbone_keeps_the_function_exactly():
+    from visionpipe.models import backbones
+    from visionpipe.pipeline.config import ModelConfig
+
+    backbone = backbones.build_backbone(ModelConfig(image_size=16, width=4, squeeze_excite=True))
+    inputs = tf.keras.Input((16, 16, 3))
+    x = tf.keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(3)(x))
+    flat = qat.flatten_nested(model)
+    assert not any(isinstance(layer, tf.keras.Model) for layer in flat.layers)
+    images = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(flat(images).numpy(), model(images).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_quantization_aware_training_converts_to_an_accurate_int8_tflite(trained_cnn, digits):
+    qat_model = qat.train_quantization_aware(trained_cnn, train_batches(digits), _compile_fine_tune,
+                                             epochs=1)
+    assert any("quantize" in type(layer).__name__.lower() for layer in qat_model.layers)
+    representative = tflite_convert.representative_dataset(digits["train"][0], 32)
+    model = TFLiteModel(model_content=tflite_convert.convert(qat_model, "int8", representative))
+    assert model.input_dtype == np.int8 and model.output_dtypes == [np.int8]
+    images, labels = digits["eval"]
+    assert top1_accuracy(model, [(images, labels)]) >= keras_accuracy(trained_cnn, digits) - 0.03

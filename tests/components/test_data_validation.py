@@ -142,7 +142,8 @@ def test_class_imbalance_is_a_warning_in_the_report_not_a_failure(work, skewed, 
     report = H.run_data_gate(anomalies, skewed, tmp_path, schema=schema, imbalance=3.0)
     assert report["passed"]
     assert report["imbalance"]["train"]["ratio"] == pytest.approx(4.0)
-    assert "class imbalance 4.00 > data.imbalance_ratio_warn=3" in report["imbalance"]["train"]["warning"]
+    warning = report["imbalance"]["train"]["warning"]
+    assert "class imbalance 4.00 > data.imbalance_ratio_warn=3" in warning
     assert any("class imbalance" in w for w in report["warnings"])
 
 
@@ -175,7 +176,8 @@ def test_statistics_treat_encoded_images_as_images(work):
     assert encoded.HasField("bytes_stats"), "image bytes were summarised as strings"
     custom = {c.name: c for c in encoded.custom_stats}
     assert custom["domain_info"].str == "image_domain {}"
-    formats = {b.label: b.sample_count for b in custom["image_format_histogram"].rank_histogram.buckets}
+    histogram = custom["image_format_histogram"].rank_histogram
+    formats = {bucket.label: bucket.sample_count for bucket in histogram.buckets}
     assert formats == {"png": 120}
     assert by_name[F.HEIGHT].num_stats.max == 8 and by_name[F.WIDTH].num_stats.min == 8
 

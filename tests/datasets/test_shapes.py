@@ -57,6 +57,16 @@ def test_boxes_enclose_visible_masks_and_masks_show_the_object_colour():
             assert obj.visible_fraction >= shapes._MIN_VISIBLE_FRACTION - 1e-9
 
 
+def test_semantic_mask_labels_each_visible_object_pixel_with_its_class():
+    scene = shapes.multi_object_scene(3, 64, seed=1, max_objects=4)
+    semantic = scene.semantic_mask()
+    covered = np.zeros_like(semantic, dtype=bool)
+    for obj in scene.objects:
+        assert (semantic[obj.mask] == obj.class_id + 1).all()
+        covered |= obj.mask
+    assert (semantic[~covered] == 0).all()
+
+
 def test_occluders_really_cover_part_of_some_shapes():
     scenes = [shapes.classification_scene(i, 64, seed=9) for i in range(40)]
     fractions = [s.objects[0].visible_fraction for s in scenes]

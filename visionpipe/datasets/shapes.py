@@ -151,6 +151,13 @@ class Scene:
         """Distinct class names present, in class-id order."""
         return [name for _, name in sorted({(o.class_id, o.class_name) for o in self.objects})]
 
+    def semantic_mask(self) -> np.ndarray:
+        """uint8 [H, W]: ``class_id + 1`` where an object is visible, 0 elsewhere."""
+        mask = np.zeros((self.image_size, self.image_size), np.uint8)
+        for obj in self.objects:
+            mask[obj.mask] = obj.class_id + 1
+        return mask
+
     def render(self) -> np.ndarray:
         """The scene as a uint8 [H, W, 3] RGB image."""
         image = _background_pixels(self.background, self.image_size).astype(np.float32)
@@ -258,10 +265,9 @@ def _random_colour(rng: np.random.Generator) -> Tuple[int, int, int]:
     return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(hue, saturation, value))
 
 
-def _contrasting_colour(rng: np.random.Generator, background: np.ndarray,
-                        region: np.ndarray) -> Tuple[int, int, int]:
-    """A random saturated colour far enough from the mean background under ``region``."""
-    reference = background[region].mean(axis=0) if region.any() else background.mean(axis=(0, 1))
+def _contrasting_colour(rng: np.random.Generator,
+                        reference: np.ndarray) -> Tuple[int, int, int]:
+    """A random saturated colour far enough from the ``reference`` RGB colour."""
     best, best_distance = None, -1.0
     for _ in range(12):
         colour = _random_colour(rng)
@@ -296,52 +302,58 @@ def _random_lighting(rng: np.random.Generator) -> Lighting:
 
 
 # --------------------------------------------------------------------------- scene building
+@dataclass
+class _PlacedShape:
+    class_name: str
+    class_id: int
+    polygon: np.ndarray
+    colour: Tuple[int, int, int]
+    full_area: int
+    visible: np.ndarray  # what is left once every later layer is drawn
+
+
 class _Layers:
     """Shapes and blobs stacked bottom to top; tracks what stays visible of each shape."""
 
     def __init__(self, image_size: int):
         self.size = image_size
-        self.shapes: List[Tuple[str, int, np.ndarray, Tuple[int, int, int], np.ndarray, int]] = []
-        self.visible: List[np.ndarray] = []
+        self.shapes: List[_PlacedShape] = []
         self.blobs: List[Distractor] = []
         # Blobs are rendered above every shape, so they hide parts of shapes added later too.
         self.blob_cover = np.zeros((image_size, image_size), bool)
 
-    def _keeps_objects_visible(self, cover: np.ndarray) -> bool:
-        return all((visible & ~cover).sum() >= _MIN_VISIBLE_FRACTION * shape[5]
-                   for shape, visible in zip(self.shapes, self.visible))
+    def _keeps_shapes_visible(self, cover: np.ndarray) -> bool:
+        return all((shape.visible & ~cover).sum() >= _MIN_VISIBLE_FRACTION * shape.full_area
+                   for shape in self.shapes)
 
-    def add_shape(self, class_name, class_id, polygon, colour) -> bool:
+    def add_shape(self, class_name: str, class_id: int, polygon: np.ndarray,
+                  colour: Tuple[int, int, int]) -> bool:
         full = _rasterize(polygon, self.size)
         visible = full & ~self.blob_cover
         if (full.sum() < 4 or visible.sum() < _MIN_VISIBLE_FRACTION * full.sum()
-                or not self._keeps_objects_visible(full)):
+                or not self._keeps_shapes_visible(full)):
             return False
-        self.visible = [other & ~full for other in self.visible]
-        self.shapes.append((class_name, class_id, polygon, colour, full, int(full.sum())))
-        self.visible.append(visible)
+        for shape in self.shapes:
+            shape.visible &= ~full
+        self.shapes.append(_PlacedShape(class_name, class_id, polygon, colour,
+                                        int(full.sum()), visible))
         return True
 
     def add_blob(self, blob: Distractor) -> bool:
         cover = _rasterize(blob.polygon, self.size)
-        if not self._keeps_objects_visible(cover):
+        if not self._keeps_shapes_visible(cover):
             return False
-        self.visible = [visible & ~cover for visible in self.visible]
+        for shape in self.shapes:
+            shape.visible &= ~cover
         self.blob_cover |= cover
         self.blobs.append(blob)
         return True
 
-    def objects(self, track_ids: Optional[Sequence[int]] = None) -> List[SceneObject]:
-        objects = []
-        for index, ((name, class_id, polygon, colour, _, full_area), visible) in enumerate(
-                zip(self.shapes, self.visible)):
-            if not visible.any():
-                continue
-            objects.append(SceneObject(
-                class_name=name, class_id=class_id, polygon=polygon, colour=colour,
-                mask=visible, bbox=mask_bbox(visible), full_area=full_area,
-                track_id=-1 if track_ids is None else int(track_ids[index])))
-        return objects
+    def objects(self) -> List[SceneObject]:
+        return [SceneObject(class_name=shape.class_name, class_id=shape.class_id,
+                            polygon=shape.polygon, colour=shape.colour, mask=shape.visible,
+                            bbox=mask_bbox(shape.visible), full_area=shape.full_area)
+                for shape in self.shapes]
 
 
 def make_scene(rng: np.random.Generator, image_size: int, class_ids: Sequence[int],
@@ -368,7 +380,8 @@ def make_scene(rng: np.random.Generator, image_size: int, class_ids: Sequence[in
             polygon = shape_polygon(name, centre, radius, rng.uniform(0, 2 * np.pi),
                                     aspect=rng.uniform(0.9, 1.1))
             region = _rasterize(polygon, image_size)
-            colour = _contrasting_colour(rng, background_pixels, region)
+            under = background_pixels[region] if region.any() else background_pixels.reshape(-1, 3)
+            colour = _contrasting_colour(rng, under.mean(axis=0))
             if layers.add_shape(name, class_id, polygon, colour):
                 break
         else:
@@ -577,8 +590,9 @@ def render_sequence(num_frames: int, image_size: int = 64, seed: int = 7,
     velocities = np.stack([speeds * np.cos(headings), speeds * np.sin(headings)], axis=1)
     angles = rng.uniform(0, 2 * np.pi, size=num_objects)
     spins = rng.uniform(-0.15, 0.15, size=num_objects)
-    colours = [_contrasting_colour(rng, background_pixels, np.zeros(background_pixels.shape[:2], bool))
-               for _ in range(num_objects)]
+    # Objects cross the whole frame, so they contrast with the background's mean colour.
+    reference = background_pixels.reshape(-1, 3).mean(axis=0)
+    colours = [_contrasting_colour(rng, reference) for _ in range(num_objects)]
     track_ids = np.arange(1, num_objects + 1)
     for frame_index in range(num_frames):
         full_masks, polygons = [], []

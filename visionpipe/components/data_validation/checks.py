@@ -60,13 +60,12 @@ def findings_from_anomalies(anomalies, split: str, source: str = "schema") -> Li
     if anomalies.HasField("dataset_anomaly_info"):
         infos.append((DATASET, anomalies.dataset_anomaly_info))
     for feature, info in infos:
-        reasons = list(info.reason) or [None]
-        for reason in reasons:
-            found.append(Finding(
-                split=split, feature=feature,
-                reason=_reason_name(reason.type) if reason is not None else "UNKNOWN_TYPE",
-                description=(reason.description if reason is not None else info.description).strip(),
-                source=source))
+        for reason in info.reason:
+            found.append(Finding(split=split, feature=feature, reason=_reason_name(reason.type),
+                                 description=reason.description.strip(), source=source))
+        if not info.reason:
+            found.append(Finding(split=split, feature=feature, reason="UNKNOWN_TYPE",
+                                 description=info.description.strip(), source=source))
     return found
 
 

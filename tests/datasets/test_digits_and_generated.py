@@ -91,3 +91,23 @@ def test_bad_generated_config_names_the_key(tmp_path, overrides, key):
     config = load_config(overrides=overrides)
     with pytest.raises(ConfigError, match=f"^{key}:"):
         prepare_generated_source(config, tmp_path)
+
+
+@pytest.mark.parametrize("task, source", [("multilabel", "shapes"), ("detection", "shapes"),
+                                          ("classification", "digits")])
+def test_generated_data_is_ingested_without_quarantine(tmp_path, task, source):
+    from visionpipe.components.image_example_gen import ingest
+
+    config = load_config(overrides=[f"task={task}", f"data.source={source}",
+                                    "data.num_images=20", "data.image_size=32"])
+    path = prepare_generated_source(config, tmp_path / "run")
+    ingest_config = load_config(overrides=[f"task={task}", f"data.source={ingest_source(config)}",
+                                           f"data.path={path}", "data.image_size=32"])
+    result = ingest(ingest_config, str(tmp_path / "ingested"))
+    assert result.quarantined == 0 and result.duplicates == 0
+    assert sum(result.counts_by_split.values()) == 20
+    if task == "detection":
+        import json
+
+        annotations = json.loads(Path(path).read_text())["annotations"]
+        assert sum(result.objects_by_split.values()) == len(annotations)

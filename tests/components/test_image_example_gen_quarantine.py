@@ -1,11 +1,13 @@
 """Bad input is quarantined by name with its reason, and too much of it fails the run."""
+import json
+
 import pytest
 
 from visionpipe import features as F
 from visionpipe.components.image_example_gen import QuarantineLimitExceeded, ingest
 
 from .image_example_gen_helpers import (filenames, folder_config, image_bytes, load_report,
-                                        read_examples, write_folder_tree)
+                                        read_examples, write_folder_tree, write_image)
 
 BAD_FILES = {
     "cat/truncated.jpg": ("corrupt_image", "truncated"),
@@ -81,10 +83,6 @@ def test_image_outside_a_class_folder_is_quarantined(tmp_path):
 
 
 def test_zero_area_and_outside_boxes_quarantine_the_whole_coco_image(tmp_path):
-    import json
-
-    from .image_example_gen_helpers import write_image
-
     images, annotations = [], []
     boxes = {0: [[1, 1, 10, 10]], 1: [[1, 1, 10, 10], [5, 5, 0, 8]], 2: [[30, 20, 12, 5]],
              3: [[0, 0, 40, 30]], 4: [[-0.5, 2, 10, 10]]}

@@ -1,4 +1,5 @@
 """ImageExampleGen reads every source kind into the one feature spec."""
+import hashlib
 import io
 import json
 import shutil
@@ -34,7 +35,7 @@ def test_folder_split_subfolders_become_train_and_eval(tmp_path):
         assert example[F.LABEL_TEXT].tolist() == [name.encode()]
         assert example[F.LABEL].tolist() == [["cat", "dog"].index(name)]
         assert (example[F.WIDTH], example[F.HEIGHT], example[F.FORMAT]) == (32, 24, b"png")
-        assert example[F.SOURCE_ID].decode() == __import__("hashlib").sha256(example[F.ENCODED]).hexdigest()
+        assert example[F.SOURCE_ID].decode() == hashlib.sha256(example[F.ENCODED]).hexdigest()
 
 
 @pytest.fixture(scope="module")

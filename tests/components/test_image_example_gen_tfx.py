@@ -9,7 +9,7 @@ from visionpipe.components.image_example_gen.executor import Executor, read_clas
 from visionpipe.components.image_example_gen.spec import (CONFIG_KEY, EXAMPLES_KEY,
                                                           QUARANTINE_REPORT_KEY, QuarantineReport)
 
-from .image_example_gen_helpers import folder_config, read_examples, write_folder_tree
+from .image_example_gen_helpers import folder_config, read_examples, write_folder_tree, write_image
 
 
 def _executor_outputs(tmp_path):
@@ -81,3 +81,28 @@ def test_component_runs_in_local_dag_runner_and_statistics_gen_reads_its_example
     features = {f.path.step[0]: f for f in train_stats.datasets[0].features}
     assert train_stats.datasets[0].num_examples == 11
     assert features[F.WIDTH].num_stats.mean == 32
+
+
+def test_tfx_cache_reruns_the_ingest_only_when_the_images_change(tmp_path):
+    from tfx.orchestration import metadata, pipeline
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+    from tfx.types import standard_artifacts
+
+    from visionpipe.components.image_example_gen.component import ImageExampleGen
+
+    write_folder_tree(tmp_path / "data", {"cat": 5, "dog": 5})
+    config = folder_config(tmp_path / "data", split_ratios={"train": 0.5, "eval": 0.5})
+    connection = metadata.sqlite_metadata_connection_config(str(tmp_path / "metadata.sqlite"))
+
+    def run_and_count():
+        LocalDagRunner().run(pipeline.Pipeline(
+            pipeline_name="image-example-gen-cache", pipeline_root=str(tmp_path / "root"),
+            components=[ImageExampleGen(config)], enable_cache=True, metadata_connection_config=connection))
+        with metadata.Metadata(connection) as store:
+            artifacts = store.store.get_artifacts_by_type(standard_artifacts.Examples.TYPE_NAME)
+        return [a.custom_properties["total_inputs"].int_value for a in artifacts]
+
+    assert run_and_count() == [10]
+    assert run_and_count() == [10]  # same files: the cached output is reused
+    write_image(tmp_path / "data" / "dog" / "late.png", 900)
+    assert sorted(run_and_count()) == [10, 11]  # a new file: a new run

@@ -58,4 +58,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         report_artifact = artifact_utils.get_single_instance(output_dict[spec.QUARANTINE_REPORT_KEY])
         result, report = run_ingest(self._make_beam_pipeline, config, examples.uri, report_artifact.uri)
         record_result(examples, report_artifact, result)
+        if exec_properties.get(spec.INPUT_FINGERPRINT_KEY):
+            examples.set_string_custom_property(spec.INPUT_FINGERPRINT_PROPERTY,
+                                                exec_properties[spec.INPUT_FINGERPRINT_KEY])
         check_result(report, result, config)

@@ -17,7 +17,7 @@ import posixpath
 import re
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 
@@ -464,10 +464,3 @@ def make_source(data: DataConfig) -> ImageSource:
                           f"not {data.source!r}{generated}")
     return _SOURCES[data.source](data)
 
-
-def iter_source_items(data: DataConfig) -> Iterable[it.SourceItem]:
-    """The listed items of a folder/CSV/COCO/VOC source (for inspection and tests)."""
-    source = make_source(data)
-    if not isinstance(source, _ListedSource):
-        raise ConfigError(f"data.source: {data.source!r} items are only read inside Beam")
-    return source.items

@@ -7,11 +7,13 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 EXAMPLES_KEY = "examples"
 QUARANTINE_REPORT_KEY = "quarantine_report"
 CONFIG_KEY = "config_json"  # json.dumps(PipelineConfig.to_dict())
+INPUT_FINGERPRINT_KEY = "input_fingerprint"  # set by the driver (file paths, sizes, mtimes)
 
 # Custom properties recorded on the artifacts.
 QUARANTINED_COUNT_PROPERTY = "quarantined_count"
 DUPLICATE_COUNT_PROPERTY = "duplicate_count"
 TOTAL_INPUTS_PROPERTY = "total_inputs"
+INPUT_FINGERPRINT_PROPERTY = "input_fingerprint"
 SPLIT_COUNT_PROPERTY = "num_examples_{split}"
 SPLIT_OBJECTS_PROPERTY = "num_objects_{split}"
 
@@ -22,7 +24,10 @@ class QuarantineReport(Artifact):
 
 
 class ImageExampleGenSpec(ComponentSpec):
-    PARAMETERS = {CONFIG_KEY: ExecutionParameter(type=str)}
+    PARAMETERS = {
+        CONFIG_KEY: ExecutionParameter(type=str),
+        INPUT_FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True),
+    }
     INPUTS = {}
     OUTPUTS = {
         EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),

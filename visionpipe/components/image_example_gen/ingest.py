@@ -6,6 +6,7 @@ plus ``<examples>/class_names.json`` and ``<report>/quarantine.json``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import posixpath
@@ -55,8 +56,8 @@ class _ValidateFn(beam.DoFn):
 
     def process(self, item: it.SourceItem):
         if self._needs_source_split and item.problem is None and item.source_split is None:
-            item.problem = (it.BAD_ANNOTATION, "belongs to none of the source's splits "
-                                               "(data.use_source_splits is true)")
+            item = dataclasses.replace(item, problem=(
+                it.BAD_ANNOTATION, "belongs to none of the source's splits (data.use_source_splits is true)"))
         result = validate_item(item, self._class_names)
         if isinstance(result, it.Quarantined):
             yield pvalue.TaggedOutput(_QUARANTINED, result.to_json())

@@ -63,7 +63,12 @@ class ImageSource(abc.ABC):
 
 
 class _ListedSource(ImageSource):
-    """A source whose items are listed on the launcher from small annotation files."""
+    """A source whose items are listed from small annotation files.
+
+    The launcher lists them to learn the classes and splits; a Beam worker lists them again
+    and reshuffles them to the workers that read the images, so the job graph carries only
+    the config (a graph holding a million items would exceed Dataflow's size limit).
+    """
 
     def __init__(self, data: DataConfig):
         super().__init__(data)
@@ -86,7 +91,14 @@ class _ListedSource(ImageSource):
         return self._items
 
     def read(self, pipeline):
-        return pipeline | "ListItems" >> beam.Create(self._items)
+        return (pipeline
+                | "SourceConfig" >> beam.Create([self.data])
+                | "ListItems" >> beam.FlatMap(_list_items, type(self))
+                | "SpreadItems" >> beam.Reshuffle())
+
+
+def _list_items(data: DataConfig, source_class) -> List[it.SourceItem]:
+    return source_class(data).items
 
 
 class FolderSource(_ListedSource):
@@ -99,7 +111,7 @@ class FolderSource(_ListedSource):
             raise ConfigError(f"data.path: image folder not found: {root}")
         top_dirs = sorted(d.rstrip("/") for d in gfile.listdir(root)
                           if not _is_hidden(d) and gfile.isdir(_join(root, d)))
-        has_splits = any(gfile.isdir(_join(_join(root, d), sub))
+        has_splits = any(not _is_hidden(sub) and gfile.isdir(_join(_join(root, d), sub))
                          for d in top_dirs for sub in gfile.listdir(_join(root, d)))
         depth = 3 if has_splits else 2
         items, classes = [], set()
@@ -140,7 +152,9 @@ class CsvSource(_ListedSource):
             if missing:
                 raise ConfigError(f"{manifest}: missing column(s) {sorted(missing)}; "
                                   f"found {columns}, expected a header 'path,label'")
-            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+            # extra cells beyond the header land under the key None: ignored
+            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
+                    for row in reader]
         sep = self.data.csv_label_separator
         items, classes, splits = [], set(), set()
         for line, row in enumerate(rows, start=2):  # line 1 is the header
@@ -199,12 +213,12 @@ class CocoSource(_ListedSource):
         for image in coco["images"]:
             file_name = str(image.get("file_name", ""))
             item = it.SourceItem(filename=file_name or f"{path}#image-{image.get('id')}",
-                                 path=_join(base, file_name) if file_name else None,
-                                 declared_size=(int(image.get("width") or 0), int(image.get("height") or 0)))
+                                 path=_join(base, file_name) if file_name else None)
             try:
+                item.declared_size = (int(image.get("width") or 0), int(image.get("height") or 0))
                 item.objects = [self._object(ann, name_by_id) for ann in annotations[image.get("id")]]
-            except ValueError as err:
-                item.problem = (it.BAD_ANNOTATION, str(err))
+            except (TypeError, ValueError) as err:
+                item.problem = (it.BAD_ANNOTATION, f"image {image.get('id')}: {err}")
             if not file_name:
                 item.problem = (it.BAD_ANNOTATION, f"image {image.get('id')} has no file_name")
             items.append(item)

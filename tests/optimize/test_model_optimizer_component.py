@@ -1,0 +1,148 @@
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import visionpipe  # noqa: F401
+import tensorflow as tf
+from tfx.types import standard_artifacts
+from tfx.types.artifact_utils import get_single_instance  # noqa: F401
+
+from visionpipe import features
+from visionpipe.components.model_optimizer import executor as executor_lib
+from visionpipe.components.model_optimizer.component import ModelOptimizer
+from visionpipe.components.model_optimizer.spec import BLESSED_FILES_PROPERTY, OptimizedModels
+from visionpipe.pipeline.config import PipelineConfig, config_from_dict
+
+from .conftest import digits_pixels
+
+CLASSES = ["0", "1", "2", "3"]
+
+
+def _example(pixels: np.ndarray, label: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="PNG")
+    feature = {
+        features.ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[buffer.getvalue()])),
+        features.FORMAT: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"png"])),
+        features.LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+        features.LABEL_TEXT: tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[CLASSES[label].encode()])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _write_examples(uri, images, labels):
+    for split, rows in {"train": slice(0, 240), "eval": slice(240, 320)}.items():
+        os.makedirs(f"{uri}/Split-{split}")
+        options = tf.io.TFRecordOptions(compression_type="GZIP")
+        with tf.io.TFRecordWriter(f"{uri}/Split-{split}/data.gz", options) as writer:
+            for pixels, label in zip(images[rows], labels[rows]):
+                writer.write(_example(pixels, int(label)))
+    with open(f"{uri}/class_names.json", "w") as f:
+        json.dump(CLASSES, f)
+
+
+def _config():
+    config = PipelineConfig()
+    config.model.image_size = 16
+    config.model.width = 8
+    config.model.dropout = 0.0
+    config.train.batch_size = 32
+    config.optimize.enabled = True
+    config.optimize.representative_samples = 32
+    config.optimize.latency_runs = 3
+    config.optimize.prune = True
+    config.optimize.prune_epochs = 1
+    config.optimize.distill = True
+    config.optimize.student_width = 4
+    config.optimize.distill_epochs = 1
+    config.optimize.qat = "off"
+    return config.validate()
+
+
+@pytest.fixture(scope="module")
+def pipeline_inputs(tmp_path_factory):
+    from visionpipe.models import data, export
+    from visionpipe.models.tasks import get_task
+
+    root = tmp_path_factory.mktemp("model_optimizer")
+    images, labels = digits_pixels()
+    keep = labels < len(CLASSES)
+    images, labels = images[keep][:320], labels[keep][:320]
+    examples = standard_artifacts.Examples()
+    examples.uri = str(root / "examples")
+    examples.split_names = json.dumps(["train", "eval"])
+    _write_examples(examples.uri, images, labels)
+
+    config = _config()
+    task = get_task(config, CLASSES)
+    tf.keras.utils.set_random_seed(0)
+    model = task.build_model()
+    task.compile_model(model, 3e-3)
+    train = data.make_dataset(data.split_files(examples.uri, "train"), task, 32, training=False)
+    model.fit(train, epochs=3, verbose=0)
+    model_artifact = standard_artifacts.Model()
+    model_artifact.uri = str(root / "model")
+    export.export_saved_model(model, task, os.path.join(model_artifact.uri, "Format-Serving"))
+    return {"examples": examples, "model": model_artifact, "config": config, "root": root}
+
+
+def _run(inputs, name, blessing=None):
+    optimized = OptimizedModels()
+    optimized.uri = str(inputs["root"] / name)
+    os.makedirs(optimized.uri)
+    input_dict = {"examples": [inputs["examples"]], "model": [inputs["model"]]}
+    if blessing is not None:
+        input_dict["model_blessing"] = [blessing]
+    executor_lib.Executor().Do(input_dict, {"optimized": [optimized]},
+                               {"config_json": json.dumps(inputs["config"].to_dict())})
+    return optimized
+
+
+def test_executor_writes_gated_tflite_files_report_and_blessed_files_property(pipeline_inputs):
+    optimized = _run(pipeline_inputs, "optimized")
+    files = set(os.listdir(optimized.uri))
+    expected = {"model_float32.tflite", "model_dynamic.tflite", "model_float16.tflite",
+                "model_int8.tflite", "model_pruned.tflite", "model_pruned_int8.tflite",
+                "model_student.tflite", "report.json", "report.md"}
+    assert expected <= files
+    report = json.loads(open(os.path.join(optimized.uri, "report.json")).read())
+    blessed = json.loads(optimized.get_string_custom_property(BLESSED_FILES_PROPERTY))
+    assert blessed == report["blessed_files"]
+    assert "model_float32.tflite" in blessed and "model_float16.tflite" in blessed
+    by_name = {a["name"]: a for a in report["artifacts"]}
+    assert set(by_name) == {"float_savedmodel", "float32", "dynamic", "float16", "int8", "pruned",
+                            "pruned_int8", "student"}
+    for artifact in report["artifacts"]:
+        assert artifact["blessed"] == (artifact["file"] in blessed) or not artifact["file"]
+        if artifact["max_drop"] is not None:
+            assert artifact["blessed"] == (artifact["metric_drop"] <= artifact["max_drop"] + 1e-9)
+    assert by_name["pruned"]["notes"]["overall_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert by_name["student"]["notes"]["parameter_ratio"] < 0.35
+    assert by_name["int8"]["size_bytes"] < by_name["float32"]["size_bytes"] * 0.5
+    markdown = open(os.path.join(optimized.uri, "report.md")).read()
+    assert "| int8 | model_int8.tflite |" in markdown
+
+
+def test_not_blessed_model_is_not_optimized(pipeline_inputs):
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(pipeline_inputs["root"] / "blessing")
+    blessing.set_int_custom_property("blessed", 0)
+    optimized = _run(pipeline_inputs, "not_blessed", blessing)
+    assert json.loads(optimized.get_string_custom_property(BLESSED_FILES_PROPERTY)) == []
+    assert not [f for f in os.listdir(optimized.uri) if f.endswith(".tflite")]
+
+
+def test_component_takes_the_config_as_json_that_rebuilds_the_same_config():
+    from tfx import types
+
+    config = _config()
+    component = ModelOptimizer(examples=types.Channel(type=standard_artifacts.Examples),
+                               model=types.Channel(type=standard_artifacts.Model), config=config)
+    rebuilt = config_from_dict(json.loads(component.exec_properties["config_json"]))
+    assert rebuilt.to_dict() == config.to_dict()
+    assert component.outputs["optimized"].type is OptimizedModels

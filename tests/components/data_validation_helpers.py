@@ -121,8 +121,8 @@ def run_example_validator(statistics, schema, out_dir: Path):
 def run_data_gate(anomalies, statistics, out_dir: Path, baseline=None, schema=None,
                   accept=(), drift=0.25, imbalance=3.0, class_names=CLASSES) -> dict:
     """The real DataGate executor with the exec properties its component builds;
-    returns the report it wrote (on failure the executor raises, and writes the report to
-    ``executor.rejected_report_dir(out_dir)``)."""
+    returns the report it wrote (on failure the executor raises and writes the report to
+    ``rejected_report_path(out_dir)``)."""
     from tfx.types import channel_utils, standard_artifacts
 
     from visionpipe.components.data_validation import DataGate, DataValidationReport
@@ -139,9 +139,23 @@ def run_data_gate(anomalies, statistics, out_dir: Path, baseline=None, schema=No
         accept_anomalies=accept, drift_linf_threshold=drift, imbalance_ratio_warn=imbalance,
         class_names=class_names)
     report = DataValidationReport()
-    report.uri = str(out_dir)
+    report.uri = str(Path(out_dir) / "report" / "1")
+    accepted = standard_artifacts.ExampleStatistics()
+    accepted.uri = str(Path(out_dir) / "accepted_statistics" / "1")
     inputs = {"anomalies": [anomalies], "statistics": [statistics],
               "baseline_statistics": [baseline] if baseline is not None else [],
               "schema": [schema] if schema is not None else []}
-    Executor().Do(inputs, {"report": [report]}, dict(component.exec_properties))
-    return json.loads((Path(out_dir) / REPORT_FILE).read_text())
+    Executor().Do(inputs, {"report": [report], "accepted_statistics": [accepted]},
+                  dict(component.exec_properties))
+    return json.loads((Path(report.uri) / REPORT_FILE).read_text())
+
+
+def rejected_report_path(out_dir: Path) -> Path:
+    """Where ``run_data_gate`` leaves the report of a rejected run."""
+    from visionpipe.components.data_validation.executor import REPORT_FILE, rejected_report_dir
+
+    return Path(rejected_report_dir(str(Path(out_dir) / "report" / "1"))) / REPORT_FILE
+
+
+def accepted_statistics_dir(out_dir: Path) -> Path:
+    return Path(out_dir) / "accepted_statistics" / "1"

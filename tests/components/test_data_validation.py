@@ -9,7 +9,6 @@ from . import data_validation_helpers as H
 from visionpipe import features as F
 from visionpipe.components.data_validation import (
     DataValidationError, curated_schema, image_stats_options)
-from visionpipe.components.data_validation.executor import rejected_report_dir
 
 BALANCED = {"circle": 8, "square": 8, "star": 8}
 SKEWED = {"circle": 16, "square": 4, "star": 4}
@@ -66,6 +65,10 @@ def test_clean_data_passes_the_gate_with_the_curated_schema(work, balanced, sche
     assert report["imbalance"]["train"]["counts"] == {"circle": 8, "square": 8, "star": 8}
     assert report["imbalance"]["train"]["warning"] is None
     assert report["drift"]["train"] == {"skipped": "no baseline statistics (first run)"}
+    accepted = H.accepted_statistics_dir(tmp_path)
+    for split in ("train", "eval"):
+        copied = (accepted / f"Split-{split}" / "FeatureStats.pb").read_bytes()
+        assert copied == (Path(balanced.uri) / f"Split-{split}" / "FeatureStats.pb").read_bytes()
 
 
 def test_unknown_class_stops_the_run_naming_each_anomaly_and_the_accept_override(
@@ -80,9 +83,10 @@ def test_unknown_class_stops_the_run_naming_each_anomaly_and_the_accept_override
     override = message.rsplit("data.accept_anomalies=", 1)[1]
     assert sorted(override.strip("[]").split(",")) == [
         "image/class/label:INT_TYPE_BIG_INT", "image/class/text:ENUM_TYPE_UNEXPECTED_STRING_VALUES"]
-    report = json.loads(Path(rejected_report_dir(str(tmp_path)), "report.json").read_text())
-    assert str(Path(rejected_report_dir(str(tmp_path)), "report.json")) in message
-    assert not report["passed"] and not (tmp_path / "report.json").exists()
+    report = json.loads(H.rejected_report_path(tmp_path).read_text())
+    assert str(H.rejected_report_path(tmp_path)) in message
+    assert not report["passed"]
+    assert not H.accepted_statistics_dir(tmp_path).exists(), "rejected data became a baseline"
     assert {f["split"] for f in report["failures"]} == {"eval"}
 
 
@@ -115,7 +119,7 @@ def test_label_drift_above_the_threshold_stops_the_run(work, balanced, skewed, s
         H.run_data_gate(anomalies, skewed, tmp_path, baseline=balanced, schema=schema, drift=0.25)
     assert "split 'train', image/class/text: COMPARATOR_L_INFTY_HIGH" in str(raised.value)
     assert "image/class/text:COMPARATOR_L_INFTY_HIGH" in str(raised.value)
-    report = json.loads(Path(rejected_report_dir(str(tmp_path)), "report.json").read_text())
+    report = json.loads(H.rejected_report_path(tmp_path).read_text())
     # circle: 16/24 now vs 8/24 before.
     assert report["drift"]["train"]["linf"] == pytest.approx(1 / 3, abs=1e-6)
 

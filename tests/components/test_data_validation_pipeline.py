@@ -1,12 +1,13 @@
 """Data validation inside real LocalDagRunner pipelines: generated shapes -> ImageExampleGen
 -> validation_components, with the previous run's statistics as the drift baseline."""
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from visionpipe.components.data_validation import (
-    curated_schema, expected_class_names, validation_components)
+    curated_schema, expected_class_names, previous_accepted_statistics, validation_components)
 from visionpipe.datasets import prepare_generated_source
 from visionpipe.pipeline.config import load_config
 
@@ -83,18 +84,13 @@ def _pipeline(config, root: Path):
     from visionpipe.components.image_example_gen.component import ImageExampleGen
 
     example_gen = ImageExampleGen(config)
-    previous_statistics = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
-        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
-    ).with_id("previous_statistics")
+    baseline = previous_accepted_statistics()
     parts = validation_components(example_gen.outputs["examples"], config,
-                                  baseline_statistics=previous_statistics.outputs["statistics"],
+                                  baseline_statistics=baseline.outputs["statistics"],
                                   schema_dir=str(root / "schema"))
-    # The resolver must look before this run's StatisticsGen writes its own statistics.
-    parts.statistics_gen.add_upstream_node(previous_statistics)
     return tfx.dsl.Pipeline(
         pipeline_name="data_validation_e2e", pipeline_root=str(root / "pipeline"),
-        components=[example_gen, previous_statistics, *parts],
+        components=[example_gen, baseline, *parts],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(root / "metadata.db")),
         enable_cache=False)
@@ -106,31 +102,43 @@ def _gate_reports(root: Path, folder: str = "report"):
 
 
 @pytest.mark.e2e
-def test_second_run_with_drifted_labels_is_stopped_by_the_gate(tmp_path):
+def test_drifted_run_is_stopped_and_never_becomes_the_next_baseline(tmp_path):
     from tfx import v1 as tfx
 
     from visionpipe.components.data_validation import DataValidationError
 
     config = load_config(overrides=["data.source=shapes", "data.num_images=30",
-                                    "data.image_size=32", "data.drift_linf_threshold=0.25"])
+                                    "data.image_size=32"])
     folder = Path(prepare_generated_source(config, tmp_path / "data"))
+    original = tmp_path / "original"
+    shutil.copytree(folder, original)
     ingest = load_config(overrides=["data.source=folder", f"data.path={folder}",
                                     "data.image_size=32", "data.drift_linf_threshold=0.25",
                                     f"data.class_names={expected_class_names(config)}"])
-    tfx.orchestration.LocalDagRunner().run(_pipeline(ingest, tmp_path))
+    run = lambda: tfx.orchestration.LocalDagRunner().run(_pipeline(ingest, tmp_path))  # noqa: E731
+
+    run()
     (first,) = _gate_reports(tmp_path)
     report = json.loads(first.read_text())
     assert report["passed"] and report["drift"]["train"]["skipped"].startswith("no baseline")
 
-    # Next run: all but one image of every class except circle are gone, so circles go
-    # from a fifth of the labels to most of them.
+    # Run 2: all but one image of every class except circle are gone, so circles go from a
+    # fifth of the labels to most of them.
     for name in ("square", "triangle", "star", "cross"):
         for path in sorted((folder / name).glob("*.png"))[1:]:
             path.unlink()
     with pytest.raises(DataValidationError, match="image/class/text: COMPARATOR_L_INFTY_HIGH"):
-        tfx.orchestration.LocalDagRunner().run(_pipeline(ingest, tmp_path))
+        run()
     assert len(_gate_reports(tmp_path)) == 1  # TFX removed the failed execution's output
     (rejected,) = _gate_reports(tmp_path, "report_rejected")
     second = json.loads(rejected.read_text())
-    assert not second["passed"]
-    assert second["baseline_statistics"] and second["drift"]["train"]["linf"] > 0.25
+    assert not second["passed"] and second["drift"]["train"]["linf"] > 0.25
+
+    # Run 3: the data is back. Its baseline is run 1 (accepted), not run 2 (rejected).
+    shutil.rmtree(folder)
+    shutil.copytree(original, folder)
+    run()
+    third = json.loads(_gate_reports(tmp_path)[-1].read_text())
+    assert third["passed"] and third["drift"]["train"]["linf"] == pytest.approx(0.0, abs=1e-9)
+    run_1_accepted = tmp_path / "pipeline" / "DataGate" / "accepted_statistics" / first.parent.name
+    assert Path(third["baseline_statistics"]) == run_1_accepted

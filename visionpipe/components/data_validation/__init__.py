@@ -6,4 +6,5 @@ from visionpipe.components.data_validation.executor import DataValidationError  
 from visionpipe.components.data_validation.schema import (  # noqa: F401
     curated_schema, image_stats_options, load_schema, write_schema)
 from visionpipe.components.data_validation.wiring import (  # noqa: F401
-    ValidationComponents, expected_class_names, validation_components)
+    ValidationComponents, expected_class_names, previous_accepted_statistics,
+    validation_components)

@@ -36,7 +36,13 @@ class DataGateSpec(ComponentSpec):
                                                 optional=True),
         executor.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema, optional=True),
     }
-    OUTPUTS = {executor.REPORT_KEY: ChannelParameter(type=DataValidationReport)}
+    OUTPUTS = {
+        executor.REPORT_KEY: ChannelParameter(type=DataValidationReport),
+        # A copy of ``statistics``, published only when the gate passes: the drift
+        # baseline of the next run (see wiring.previous_accepted_statistics).
+        executor.ACCEPTED_STATISTICS_KEY: ChannelParameter(
+            type=standard_artifacts.ExampleStatistics),
+    }
 
 
 class DataGate(base_component.BaseComponent):
@@ -63,8 +69,8 @@ class DataGate(base_component.BaseComponent):
         Args:
           anomalies: ExampleValidator's ``anomalies``.
           statistics: this run's ``ExampleStatistics``.
-          baseline_statistics: the previous run's statistics (e.g. from a resolver); with
-            none, drift is not checked.
+          baseline_statistics: the statistics of the last accepted run, e.g.
+            ``wiring.previous_accepted_statistics()``; with none, drift is not checked.
           schema: the schema the anomalies were found with; the drift check starts from it
             (otherwise from a schema inferred from the baseline).
           accept_anomalies: names of findings to let pass (see ``checks`` for the forms).
@@ -84,5 +90,6 @@ class DataGate(base_component.BaseComponent):
             imbalance_ratio_warn=float(imbalance_ratio_warn),
             label_feature=label_feature,
             class_names=json.dumps(list(class_names)),
-            report=types.Channel(type=DataValidationReport))
+            report=types.Channel(type=DataValidationReport),
+            accepted_statistics=types.Channel(type=standard_artifacts.ExampleStatistics))
         super().__init__(spec=spec)

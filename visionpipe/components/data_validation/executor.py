@@ -19,6 +19,7 @@ STATISTICS_KEY = "statistics"
 BASELINE_KEY = "baseline_statistics"
 SCHEMA_KEY = "schema"
 REPORT_KEY = "report"
+ACCEPTED_STATISTICS_KEY = "accepted_statistics"
 ACCEPT_ANOMALIES_KEY = "accept_anomalies"
 DRIFT_THRESHOLD_KEY = "drift_linf_threshold"
 IMBALANCE_RATIO_KEY = "imbalance_ratio_warn"
@@ -145,6 +146,16 @@ def _write_report(report: Dict[str, Any], directory: str) -> str:
     return path
 
 
+def _publish_accepted_statistics(statistics: types.Artifact, accepted: types.Artifact) -> None:
+    """Copy this run's statistics to the gate's output, which exists only for runs that
+    passed, so the next run's drift baseline is the last accepted data."""
+    from tfx.utils import io_utils
+
+    io_utils.copy_dir(statistics.uri, accepted.uri)
+    accepted.split_names = statistics.split_names
+    accepted.span = statistics.span
+
+
 class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
@@ -174,5 +185,7 @@ class Executor(base_executor.BaseExecutor):
             report_path = _write_report(report, rejected_report_dir(report_artifact.uri))
             raise DataValidationError(failure_message(report, report_path))
         report_path = _write_report(report, report_artifact.uri)
+        _publish_accepted_statistics(
+            statistics, artifact_utils.get_single_instance(output_dict[ACCEPTED_STATISTICS_KEY]))
         logging.info("DataGate passed (%d accepted finding(s)); report: %s",
                      len(report["accepted"]), report_path)

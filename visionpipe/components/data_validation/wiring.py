@@ -21,6 +21,28 @@ class ValidationComponents(NamedTuple):
     data_gate: DataGate
 
 
+DATA_GATE_ID = "DataGate"
+PREVIOUS_STATISTICS_ID = "previous_accepted_statistics"
+
+
+def previous_accepted_statistics():
+    """A Resolver node for the drift baseline: the newest statistics a DataGate accepted.
+
+    Not the newest ExampleStatistics: a rejected run's statistics are published too, and
+    comparing against them would let a bad run become the reference for the next one. On
+    the first run it resolves nothing (TFX logs that as an input-resolution error and goes
+    on) and the gate skips the drift check. Use ``.outputs["statistics"]``.
+    """
+    from tfx import v1 as tfx
+
+    return tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+                                   producer_component_id=DATA_GATE_ID,
+                                   output_key="accepted_statistics"),
+    ).with_id(PREVIOUS_STATISTICS_ID)
+
+
 def expected_class_names(config) -> list:
     """``data.class_names``, else the classes a generated source is known to produce,
     else none (the classes are then discovered and the schema leaves labels open)."""
@@ -39,8 +61,8 @@ def validation_components(examples: types.BaseChannel, config,
 
     The schema is ``schema_file`` (a curated schema kept with the project) or, without
     one, ``curated_schema`` for the config's task and classes written to ``schema_dir``.
-    ``baseline_statistics`` is the previous run's statistics channel (None: no drift
-    check). The gate applies ``data.accept_anomalies``, ``data.drift_linf_threshold`` and
+    ``baseline_statistics`` is the drift baseline, normally
+    ``previous_accepted_statistics().outputs["statistics"]`` (None: no drift check). The gate applies ``data.accept_anomalies``, ``data.drift_linf_threshold`` and
     ``data.imbalance_ratio_warn``. Make training depend on ``result.data_gate``.
     """
     data = config.data
@@ -64,5 +86,5 @@ def validation_components(examples: types.BaseChannel, config,
         drift_linf_threshold=data.drift_linf_threshold,
         imbalance_ratio_warn=data.imbalance_ratio_warn,
         label_feature=F.LABEL_TEXT,
-        class_names=names)
+        class_names=names).with_id(DATA_GATE_ID)
     return ValidationComponents(statistics_gen, schema_gen, example_validator, data_gate)

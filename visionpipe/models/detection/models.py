@@ -82,7 +82,7 @@ def build_detector(config, num_classes: int):
     det = config.detection
     backbone, weights_loaded = pyramid_backbone(config.model)
     if det.architecture == "yolov8":
-        return keras_cv.models.YOLOV8Detector(
+        return YOLOV8Detector(
             backbone=backbone, num_classes=num_classes, bounding_box_format=BOX_FORMAT,
             fpn_depth=det.yolo_fpn_depth), weights_loaded
     num_anchors = len(det.anchor_scales) * len(det.anchor_aspect_ratios)
@@ -142,6 +142,21 @@ def _keras_cv_retinanet_parts():
 
 
 _BaseFeaturePyramid, _BasePredictionHead = _keras_cv_retinanet_parts()
+
+
+def _keras_cv_yolo_v8():
+    import keras_cv
+
+    return keras_cv.models.YOLOV8Detector
+
+
+class YOLOV8Detector(_keras_cv_yolo_v8()):
+    """keras-cv's YOLOv8 that ignores target keys other than boxes and classes (Keras matches
+    the target structure to the outputs' when it updates compiled metrics)."""
+
+    def compute_metrics(self, x, y, y_pred, sample_weight):
+        return super().compute_metrics(x, {"boxes": y["boxes"], "classes": y["classes"]}, y_pred,
+                                       sample_weight)
 
 
 class FeaturePyramid(_BaseFeaturePyramid):

@@ -1,0 +1,134 @@
+"""DetectionTask end to end on tiny generated scenes: Examples -> example_to_inputs ->
+augment -> padded batches -> RetinaNet/YOLOv8 training -> SavedModel with NMS inside ->
+serving_default on PNG bytes -> COCO gate component."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from visionpipe import features
+from visionpipe.models.tasks import get_task
+from visionpipe.pipeline.config import PipelineConfig
+
+from .scenes import detection_example, random_scene
+
+CLASSES = ["red", "green"]
+SIZE = 64
+
+
+def _config(architecture: str) -> PipelineConfig:
+    config = PipelineConfig(task="detection")
+    config.model.image_size = SIZE
+    config.model.width = 8
+    config.detection.architecture = architecture
+    config.detection.anchor_sizes = [12.0, 24.0, 48.0, 96.0, 192.0]
+    config.detection.fpn_channels = 16
+    config.detection.head_conv_layers = 1
+    config.detection.max_detections = 20
+    config.evaluate.gate_metric = "map_50"
+    config.evaluate.thresholds = {"map_50": 0.0}
+    config.evaluate.max_drops = {"map_50": 0.5}
+    return config.validate()
+
+
+def _examples(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    return [detection_example(*random_scene(rng, SIZE, len(CLASSES)), CLASSES) for _ in range(n)]
+
+
+def _pairs(task, serialized):
+    return tf.data.Dataset.from_tensor_slices(serialized).map(
+        lambda s: task.example_to_inputs(features.parse_single(s, task.feature_keys)))
+
+
+def test_example_to_inputs_gives_pixel_boxes_and_masks_a_zero_area_box():
+    task = get_task(_config("retinanet"), CLASSES)
+    image = np.zeros((32, 48, 3), np.uint8)
+    boxes = np.array([[0.25, 0.5, 0.75, 1.0], [0.5, 0.5, 0.5, 0.6]], np.float32)  # second: zero height
+    pixels, target = task.example_to_inputs(
+        features.parse_single(tf.constant(detection_example(image, boxes, np.array([1, 0]), CLASSES)),
+                              task.feature_keys))
+    assert pixels.shape == (SIZE, SIZE, 3) and pixels.dtype == tf.float32
+    np.testing.assert_allclose(target["boxes"][0], [16, 32, 48, 64])
+    assert target["classes"].numpy().tolist() == [1, -1]
+    assert target["image_shape"].numpy().tolist() == [32, 48]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("architecture", ["retinanet", "yolov8"])
+def test_detector_trains_exports_with_nms_and_serves_boxes(tmp_path, architecture):
+    from visionpipe.models import export
+
+    config = _config(architecture)
+    config.detection.score_threshold = 0.001  # a few steps leave scores near the 0.01 prior
+    task = get_task(config, CLASSES)
+    train = task.batch_dataset(_pairs(task, _examples(16, seed=1)), 8)
+    train = train.map(lambda x, y: task.augment_batch(x, y, 7)).repeat()
+    model = task.build_model()
+    task.compile_model(model, 2e-3)
+    history = model.fit(train, steps_per_epoch=3, epochs=2, verbose=0)
+    losses = history.history["loss"]
+    assert all(np.isfinite(losses))
+    assert task.augmenter(7).report()["boxes_in"] > 0
+
+    export_dir = export.export_saved_model(model, task, str(tmp_path / "model"))
+    served = tf.saved_model.load(export_dir)
+    assert {"serving_default", "serving_examples", "serving_tensor"} <= set(served.signatures)
+    rng = np.random.default_rng(9)
+    from .scenes import png_bytes
+
+    images = tf.constant([png_bytes(random_scene(rng, SIZE, 2)[0]) for _ in range(2)])
+    out = {k: v.numpy() for k, v in served.signatures["serving_default"](images=images).items()}
+    assert set(out) == {"detection_boxes", "detection_classes", "detection_class_names",
+                        "detection_scores", "num_detections"}
+    assert out["detection_boxes"].shape == (2, 20, 4)
+    assert out["num_detections"].min() > 0
+    n = int(out["num_detections"][0])
+    boxes = out["detection_boxes"][0, :n]
+    assert (boxes >= 0).all() and (boxes <= 1).all() and (boxes[:, 2] >= boxes[:, 0]).all()
+    assert set(out["detection_class_names"][0, :n]) <= {b"red", b"green"}
+
+
+@pytest.mark.e2e
+def test_detection_evaluator_blesses_against_thresholds_and_writes_coco_metrics(tmp_path):
+    from tfx.components.evaluator import constants
+    from tfx.types import standard_artifacts
+
+    from visionpipe.components.detection_evaluator import executor
+    from visionpipe.models import export
+
+    config = _config("retinanet")
+    task = get_task(config, CLASSES)
+    model = task.build_model()
+    model_artifact = standard_artifacts.Model()
+    model_artifact.uri = str(tmp_path / "model")
+    export.export_saved_model(model, task, os.path.join(model_artifact.uri, "Format-Serving"))
+
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "examples")
+    examples.split_names = '["train", "eval"]'
+    os.makedirs(os.path.join(examples.uri, "Split-eval"))
+    with tf.io.TFRecordWriter(os.path.join(examples.uri, "Split-eval", "data.gz"), options="GZIP") as w:
+        for record in _examples(4, seed=3):
+            w.write(record)
+
+    def run(thresholds):
+        config.evaluate.thresholds = thresholds
+        evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
+        evaluation.uri, blessing.uri = str(tmp_path / "evaluation"), str(tmp_path / "blessing")
+        executor.Executor().Do(
+            {"examples": [examples], "model": [model_artifact], "baseline_model": []},
+            {"evaluation": [evaluation], "blessing": [blessing]},
+            {"config_json": json.dumps(config.to_dict()), "class_names_json": json.dumps(CLASSES),
+             "eval_split": "eval"})
+        report = json.loads(open(os.path.join(evaluation.uri, executor.METRICS_FILE)).read())
+        return blessing.get_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY), report
+
+    blessed, report = run({"map_50": 0.0})
+    assert blessed == 1
+    assert report["candidate"]["num_images"] == 4 and report["candidate"]["num_ground_truth"] > 0
+    assert "map" in report["candidate"] and "ap/red" in report["candidate"]
+    blessed, report = run({"map_50": 1.01})
+    assert blessed == 0 and "below threshold" in report["reasons"][0]

@@ -31,7 +31,6 @@ setup(
     description="A TFX pipeline for convolutional vision models: ingest, train, optimize, gate, serve.",
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=["visionpipe", "visionpipe.*"]),
-    package_data={"visionpipe": ["configs/*.yaml"]},
     install_requires=BASE,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["visionpipe=visionpipe.pipeline.cli:main"]},

@@ -188,7 +188,7 @@ class OptimizeConfig:
     # magnitude pruning during a short fine-tune, then strip
     prune: bool = False
     prune_sparsity: float = 0.5
-    prune_structure: str = "unstructured"  # unstructured | 2:4
+    prune_structure: str = "unstructured"  # unstructured | 2by4 (2:4 structured sparsity)
     prune_epochs: int = 2
     max_prune_drop: float = 0.01
     # knowledge distillation into a smaller student
@@ -218,7 +218,7 @@ class OptimizeConfig:
                  f"must be 'unstructured' or '2by4', got {self.prune_structure!r}")
         if self.prune_structure == "2by4":
             _require(self.prune_sparsity == 0.5, "optimize.prune_sparsity",
-                     "must be 0.5 with prune_structure '2:4' (2 of every 4 weights are zero)")
+                     "must be 0.5 with prune_structure '2by4' (2 of every 4 weights are zero)")
         _require(self.student_backbone in BACKBONES, "optimize.student_backbone",
                  f"must be one of {BACKBONES}, got {self.student_backbone!r}")
         _require(self.student_width >= 4, "optimize.student_width", "must be >= 4")

@@ -1,0 +1,89 @@
+"""Atomic, versioned push into TF Serving's layout: ``<serving_root>/<model>/<version>/``.
+
+The version folder is assembled under ``<serving_root>/<model>/.tmp-<version>-<pid>`` (TF
+Serving ignores non-numeric names) and renamed into place, so a server polling the base path
+never sees a half-written version; an existing version is never overwritten.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any, Dict, List, Optional
+
+from tfx import types
+from tfx.components.pusher import executor as tfx_pusher_executor
+from tfx.components.util import model_utils
+from tfx.types import artifact_utils
+
+PUSHED_KEY = "pushed"
+REASON_KEY = "not_pushed_reason"
+OPTIMIZED_KEY = "optimized"
+BLESSED_FILES_PROPERTY = "blessed_files"
+PUSH_REPORT = "push_report.json"
+
+
+class Executor(tfx_pusher_executor.Executor):
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+        pushed = artifact_utils.get_single_instance(output_dict["pushed_model"])
+        reason = not_blessed_reason(input_dict)
+        if reason:
+            pushed.set_int_custom_property(PUSHED_KEY, 0)
+            pushed.set_string_custom_property(REASON_KEY, reason)
+            return
+        extra = extra_files(input_dict.get(OPTIMIZED_KEY))
+        base = os.path.join(exec_properties["serving_root"], exec_properties["model_name"])
+        version, path = push_atomically(self.GetModelPath(input_dict), base, extra)
+        self._MarkPushed(pushed, pushed_destination=path, pushed_version=str(version))
+        with open(os.path.join(pushed.uri, PUSH_REPORT), "w") as f:
+            json.dump({"version": version, "path": path, "extra_files": sorted(extra)}, f)
+
+
+def not_blessed_reason(input_dict) -> str:
+    blessing = input_dict.get("model_blessing")
+    if blessing and not model_utils.is_model_blessed(blessing[0]):
+        return "the evaluator did not bless the model (see the evaluation's failed thresholds)"
+    infra = input_dict.get("infra_blessing")
+    if infra and not model_utils.is_infra_validated(infra[0]):
+        why = infra[0].get_string_custom_property("reason")
+        return f"the load check failed: {why}"
+    return ""
+
+
+def extra_files(optimized: Optional[List[types.Artifact]]) -> Dict[str, str]:
+    """{file name: source path} of the TFLite files that passed their gates, plus the report."""
+    if not optimized:
+        return {}
+    artifact = optimized[0]
+    names = json.loads(artifact.get_string_custom_property(BLESSED_FILES_PROPERTY) or "[]")
+    for report in ("report.json", "report.md"):
+        if os.path.exists(os.path.join(artifact.uri, report)):
+            names.append(report)
+    return {name: os.path.join(artifact.uri, name) for name in names}
+
+
+def next_version(base: str) -> int:
+    versions = [int(n) for n in os.listdir(base) if n.isdigit()] if os.path.isdir(base) else []
+    return max(versions, default=0) + 1
+
+
+def push_atomically(model_path: str, base: str, extra: Dict[str, str]) -> tuple:
+    """Copy the SavedModel (+ extra files) to a temp folder, then rename it to the next version."""
+    os.makedirs(base, exist_ok=True)
+    version = next_version(base)
+    tmp = os.path.join(base, f".tmp-{version}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(model_path, tmp)
+    for name, source in extra.items():
+        shutil.copy2(source, os.path.join(tmp, name))
+    while True:
+        target = os.path.join(base, str(version))
+        try:
+            os.rename(tmp, target)  # atomic; fails if target exists and is non-empty
+            return version, target
+        except OSError:
+            if not os.path.exists(target):
+                raise
+            version += 1

@@ -1,0 +1,159 @@
+"""The end-of-run summary, read back from ML Metadata: data counts, quarantined items,
+metrics against thresholds, blessed or not and why, and where the model was pushed."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+import visionpipe  # noqa: F401
+
+SUMMARY_FILE = "summary.json"
+
+
+def _store(metadata_path: str):
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def latest_run_artifacts(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
+    """{artifact type name: newest artifact of that type in the newest run of the pipeline}."""
+    store = _store(metadata_path)
+    pipeline_ids = {c.id for c in store.get_contexts_by_type("pipeline") if c.name == pipeline_name}
+    all_runs = store.get_contexts_by_type("pipeline_run")
+    runs = [c for c in all_runs
+            if any(p.id in pipeline_ids for p in store.get_parent_contexts_by_context(c.id))]
+    runs = runs or all_runs  # older stores without parent links: one pipeline per store
+    if not runs:
+        return {}
+    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    newest: Dict[str, Any] = {}
+    for artifact in store.get_artifacts_by_context(run.id):
+        name = types.get(artifact.type_id, "")
+        if name not in newest or artifact.id > newest[name].id:
+            newest[name] = artifact
+    return newest
+
+
+def _prop(artifact, key: str, default=None):
+    if artifact is None or key not in artifact.custom_properties:
+        return default
+    value = artifact.custom_properties[key]
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else default
+
+
+def build_summary(paths, config) -> Dict[str, Any]:
+    from visionpipe.pipeline import evaluation
+
+    art = latest_run_artifacts(paths.metadata_path, config.name)
+    summary: Dict[str, Any] = {"pipeline": config.name, "task": config.task,
+                               "run_dir": paths.run_dir, "metadata": paths.metadata_path}
+    examples = art.get("Examples")
+    if examples is not None:
+        summary["data"] = {
+            "examples_uri": examples.uri,
+            "splits": {k[len("num_examples_"):]: int(_prop(examples, k))
+                       for k in examples.custom_properties if k.startswith("num_examples_")}}
+    report = art.get("QuarantineReport")
+    if report is not None:
+        summary.setdefault("data", {})["quarantined"] = int(_prop(report, "quarantined_count", 0))
+        summary["data"]["duplicates"] = int(_prop(report, "duplicate_count", 0))
+        summary["data"]["quarantine_report"] = os.path.join(report.uri, "quarantine.json")
+    model = art.get("Model")
+    if model is not None:
+        summary["model_uri"] = model.uri
+    run = art.get("ModelRun")
+    if run is not None:
+        training_file = os.path.join(run.uri, "training_summary.json")
+        if os.path.exists(training_file):
+            with open(training_file) as f:
+                training = json.load(f)
+            summary["training"] = {k: training[k] for k in
+                                   ("num_train", "num_eval", "replicas", "precision", "seconds",
+                                    "weights_loaded") if k in training}
+    evaluation_artifact = art.get("ModelEvaluation")
+    blessing = art.get("ModelBlessing")
+    if evaluation_artifact is not None:
+        summary["evaluation"] = _evaluation(evaluation, evaluation_artifact, blessing, config)
+    infra = art.get("InfraBlessing")
+    if infra is not None:
+        summary["load_check"] = {"passed": bool(_prop(infra, "blessed", 0)),
+                                 "detail": _prop(infra, "reason", "")}
+    pushed = art.get("PushedModel")
+    if pushed is not None:
+        summary["push"] = {"pushed": bool(_prop(pushed, "pushed", 0)),
+                           "path": _prop(pushed, "pushed_destination", ""),
+                           "version": _prop(pushed, "pushed_version", ""),
+                           "reason": _prop(pushed, "not_pushed_reason", "")}
+    return summary
+
+
+def _evaluation(evaluation, artifact, blessing, config) -> Dict[str, Any]:
+    blessed = bool(_prop(blessing, "blessed", 0)) if blessing is not None else None
+    path = os.path.join(artifact.uri, "summary.json")
+    if os.path.exists(path):  # task evaluators that are not TFMA write their own summary
+        with open(path) as f:
+            result = json.load(f)
+    else:
+        result = evaluation.validation_summary(artifact.uri)
+    result["blessed"] = blessed if blessed is not None else result.get("blessed")
+    result["thresholds"] = dict(config.evaluate.thresholds)
+    result["max_drops"] = dict(config.evaluate.max_drops)
+    return result
+
+
+def format_summary(summary: Dict[str, Any]) -> str:
+    lines: List[str] = ["", f"VisionPipe run summary — {summary['pipeline']} ({summary['task']})"]
+    row = "  {:<22} {}".format
+    data = summary.get("data", {})
+    if data:
+        splits = ", ".join(f"{k}={v}" for k, v in sorted(data.get("splits", {}).items()))
+        lines.append(row("examples", splits or "-"))
+        lines.append(row("quarantined", f"{data.get('quarantined', 0)} "
+                                        f"(duplicates {data.get('duplicates', 0)})  {data.get('quarantine_report', '')}"))
+    training = summary.get("training")
+    if training:
+        lines.append(row("training", f"{training.get('num_train')} images, {training.get('replicas')} "
+                                     f"replica(s), {training.get('precision')}, {training.get('seconds')}s"))
+    ev = summary.get("evaluation")
+    if ev:
+        metrics = ev.get("metrics", {})
+        for name in sorted(set(ev.get("thresholds", {})) | set(ev.get("max_drops", {}))):
+            value = metrics.get(name)
+            shown = f"{value:.4f}" if isinstance(value, float) else "n/a"
+            bound = ev["thresholds"].get(name)
+            drop = ev["max_drops"].get(name)
+            gate = ", ".join(x for x in (f">= {bound}" if bound is not None else "",
+                                         f"drop <= {drop} vs baseline" if drop is not None else "") if x)
+            lines.append(row(name, f"{shown}  (gate: {gate})"))
+        verdict = "BLESSED" if ev.get("blessed") else "NOT BLESSED"
+        lines.append(row("evaluation", verdict))
+        for failure in ev.get("failures", [])[:10]:
+            lines.append(row("", f"- {failure}"))
+    check = summary.get("load_check")
+    if check:
+        lines.append(row("load check", ("passed: " if check["passed"] else "FAILED: ") + check["detail"]))
+    push = summary.get("push")
+    if push:
+        lines.append(row("push", f"version {push['version']} -> {push['path']}" if push["pushed"]
+                         else f"not pushed: {push['reason']}"))
+    return "\n".join(lines)
+
+
+def write_summary(summary: Dict[str, Any], run_dir: str) -> str:
+    path = os.path.join(run_dir, SUMMARY_FILE)
+    with open(path, "w") as f:
+        json.dump(summary, f, indent=2, default=str)
+    return path
+
+
+def pushed_path(summary: Dict[str, Any]) -> Optional[str]:
+    push = summary.get("push") or {}
+    return push.get("path") if push.get("pushed") else None

@@ -16,6 +16,7 @@ import visionpipe  # noqa: F401
 COMMAND_MODULES = [
     "visionpipe.pipeline.commands",
     "visionpipe.serving.commands",
+    "visionpipe.models.detection.commands",
 ]
 
 

@@ -1,0 +1,51 @@
+import json
+
+import numpy as np
+import yaml
+
+from visionpipe.pipeline.cli import main
+from visionpipe.pipeline.config import load_config
+
+
+def _coco(tmp_path, shapes_px, image_px=(200, 100)):
+    """A COCO file (no images needed: sizes are declared) with one box per (w, h)."""
+    width, height = image_px
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": width, "height": height}],
+            "annotations": [{"id": i + 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, w, h],
+                             "area": w * h, "iscrowd": 0} for i, (w, h) in enumerate(shapes_px)],
+            "categories": [{"id": 1, "name": "cell"}]}
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(coco))
+    return path
+
+
+def test_anchors_command_reports_and_writes_a_config_that_adopts_the_fit(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    # 200x100 image resized to 64x64: a 50x25 px box becomes 16x16 model pixels.
+    shapes = np.concatenate([rng.uniform(45, 55, (40, 1)) * [1, 0.5] + [0, 0],
+                             rng.uniform(140, 160, (40, 1)) * [1, 0.5]])
+    path = _coco(tmp_path, shapes.tolist() + [[10.0, 0.0]])  # plus one zero-area box
+    config_path = tmp_path / "det.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "task": "detection", "data": {"source": "coco", "path": str(path)},
+        "model": {"image_size": 64},
+        "detection": {"anchor_sizes": [100.0, 200.0, 300.0, 400.0, 500.0], "anchor_scales": [1.0],
+                      "anchor_aspect_ratios": [1.0]}}))
+    out = tmp_path / "adopted.yaml"
+    assert main(["anchors", "--config", str(config_path), "--json", "--write-config", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(printed[:printed.rindex("}") + 1])
+    assert report["num_boxes"] == 80 and report["zero_area_boxes_skipped"] == 1
+    assert report["configured"]["best_possible_recall"] == 0.0
+    assert report["adopted"]["best_possible_recall"] == 1.0
+    adopted = load_config(out)
+    assert adopted.detection.anchor_sizes == report["adopted"]["sizes"]
+    assert 14 < min(adopted.detection.anchor_sizes) < 18 and 44 < max(adopted.detection.anchor_sizes) < 52
+
+
+def test_anchors_command_refuses_an_anchor_free_detector(tmp_path, capsys):
+    config_path = tmp_path / "det.yaml"
+    config_path.write_text(yaml.safe_dump({"task": "detection", "detection": {"architecture": "yolov8"},
+                                           "data": {"source": "coco", "path": "x.json"}}))
+    assert main(["anchors", "--config", str(config_path)]) == 2
+    assert "anchor-free" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from google.protobuf import any_pb2
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      model_management_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
@@ -52,7 +53,13 @@ def tensor_to_ndarray(name: str, proto) -> np.ndarray:
 
 
 def ndarray_to_tensor(value: np.ndarray):
-    return tf.make_tensor_proto(value)
+    """ndarray -> TensorProto; numeric arrays go straight to tensor_content (the hot path)."""
+    if value.dtype.kind in "OSU" or value.dtype == np.float16:
+        return tf.make_tensor_proto(value)
+    proto = tensor_pb2.TensorProto(dtype=tf.as_dtype(value.dtype).as_datatype_enum,
+                                   tensor_content=np.ascontiguousarray(value).tobytes())
+    proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in value.shape)
+    return proto
 
 
 def _deadline(context) -> Optional[float]:

@@ -176,7 +176,7 @@ class InferenceService:
 
     def timed(self, api: str, spec: ModelSpec):
         """Context manager recording a request's status and latency."""
-        return _Timed(self.metrics, api, spec, spec.name in self.manager.model_names())
+        return _Timed(self.metrics, api, spec, self.manager.has_model(spec.name))
 
 
 class _Timed:

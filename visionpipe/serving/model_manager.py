@@ -192,6 +192,9 @@ class ModelManager:
         with self._lock:
             return sorted(self._models)
 
+    def has_model(self, name: str) -> bool:
+        return name in self._models
+
     def get(self, name: str, version: Optional[int] = None, label: Optional[str] = None):
         """The servable for a request's model spec (latest version when none is given)."""
         with self._lock:

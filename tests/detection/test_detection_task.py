@@ -90,6 +90,24 @@ def test_detector_trains_exports_with_nms_and_serves_boxes(tmp_path, architectur
     assert (boxes >= 0).all() and (boxes <= 1).all() and (boxes[:, 2] >= boxes[:, 0]).all()
     assert set(out["detection_class_names"][0, :n]) <= {b"red", b"green"}
 
+    if architecture == "retinanet":
+        _check_tflite_keeps_nms_and_matches_keras(task, model, tmp_path)
+
+
+def _check_tflite_keeps_nms_and_matches_keras(task, model, tmp_path):
+    from visionpipe.models.detection import evaluation, tflite
+
+    path = tmp_path / "detector.tflite"
+    path.write_bytes(tflite.convert(task, model, "float32"))
+    pixels, _ = next(iter(task.batch_dataset(_pairs(task, _examples(2, seed=4)), 2)))
+    lite = evaluation.tflite_predict_fn(str(path))(pixels.numpy())
+    keras_out = {k: v.numpy() for k, v in task.serving_outputs(model, pixels).items()}
+    assert lite["detection_boxes"].shape == keras_out["detection_boxes"].shape
+    np.testing.assert_array_equal(lite["num_detections"], keras_out["num_detections"])
+    np.testing.assert_allclose(lite["detection_scores"], keras_out["detection_scores"], atol=1e-4)
+    metrics = task.evaluate_tflite(str(path), _pairs(task, _examples(4, seed=5)))
+    assert metrics["num_images"] == 4 and 0.0 <= metrics["map_50"] <= 1.0
+
 
 @pytest.mark.e2e
 def test_detection_evaluator_blesses_against_thresholds_and_writes_coco_metrics(tmp_path):

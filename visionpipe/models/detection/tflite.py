@@ -1,0 +1,43 @@
+"""TFLite export of a detector with its decoding and NMS inside.
+
+The optimizer's generic ``from_keras_model`` conversion would keep only the raw heads (every
+client would have to decode anchors and run NMS itself), so a detector converts from the
+task's ``serving_tensor`` function instead: pixels in, detection outputs out. For int8 the
+network is fully integer but decoding and NMS may fall back to float builtins (NMS has no
+int8 kernel); the input is int8 pixels, the outputs stay float32/int32/string.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import visionpipe  # noqa: F401
+import tensorflow as tf
+
+MODES = ("float32", "float16", "int8")
+
+
+def converter(task, model: tf.keras.Model, mode: str,
+              representative: Optional[Callable] = None) -> tf.lite.TFLiteConverter:
+    if mode not in MODES:
+        raise ValueError(f"unknown detector TFLite mode {mode!r}; choose one of {MODES}")
+    serving_tensor = task.signatures(model)["serving_tensor"]
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([serving_tensor], model)
+    if mode == "float16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif mode == "int8":
+        if representative is None:
+            raise ValueError("int8 conversion needs a representative dataset")
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                          tf.lite.OpsSet.TFLITE_BUILTINS]
+        conv.inference_input_type = tf.int8
+    return conv
+
+
+def convert(task, model: tf.keras.Model, mode: str, representative: Optional[Callable] = None) -> bytes:
+    try:
+        return converter(task, model, mode, representative).convert()
+    except Exception as err:  # ConverterError, RuntimeError, ValueError...
+        raise RuntimeError(f"TFLite {mode} conversion of detector {model.name!r} failed: {err}") from err

@@ -235,6 +235,9 @@ def test_rest_image_over_the_pixel_limit_is_rejected_before_decoding(rest):
 
     assert_error(rest("POST", f"/v1/models/{MODEL}:predict", json={"instances": [B64(sample_image(65))]}),
                  400, "exceeds the limit of 4096 pixels")
+    assert_error(rest("POST", f"/v1/models/{MODEL}:classify", json={
+        "signature_name": "serving_examples", "examples": [{"image/encoded": B64(sample_image(65))}]}),
+        400, "image of 65x65 pixels exceeds the limit")
 
 
 def test_rest_oversize_request_is_429_before_the_body_is_read(rest):

@@ -140,3 +140,21 @@ def test_sigkill_during_a_push_then_restart_serves_the_newest_complete_version(
     finally:
         process.kill()
         process.wait(timeout=30)
+
+
+def test_edited_model_config_file_is_applied_when_polled(start_server, model_base, toy_versions, tmp_path,
+                                                         png_bytes):
+    second = tmp_path / "second"
+    second.mkdir()
+    push(second, 4, toy_versions[2])
+    entry = 'config {{ name: "{}" base_path: "{}" model_platform: "tensorflow" }}'
+    config = tmp_path / "models.config"
+    config.write_text(f"model_config_list {{ {entry.format(MODEL, model_base)} }}")
+    server = start_server(model_config_file=str(config), model_name="", model_config_file_poll_wait_seconds=0.2)
+    assert server.manager.model_names() == [MODEL]
+    config.write_text(f"model_config_list {{ {entry.format(MODEL, model_base)} {entry.format('second', second)} }}")
+    wait_for(lambda: server.manager.available_versions("second") == [4], what="second model loaded")
+    config.write_text("model_config_list { config { name: ")  # a broken edit keeps the running config
+    time.sleep(0.5)
+    assert server.manager.model_names() == [MODEL, "second"]
+    assert grpc_predict_version(server.grpc_port, png_bytes, model="second") == 4

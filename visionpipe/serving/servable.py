@@ -156,10 +156,25 @@ def _first_line(message: str) -> str:
     return re.sub(r"\s*\[Op:[^\]]*\]$", "", text)
 
 
+def _encoded_images(item: bytes):
+    """The item itself, or the image/encoded bytes of a serialized tf.Example."""
+    if item[:8] == b"\x89PNG\r\n\x1a\n" or item[:2] == b"\xff\xd8" or item[:3] == b"GIF" or item[:2] == b"BM":
+        return [item]
+    from tensorflow.core.example import example_pb2
+
+    try:
+        example = example_pb2.Example.FromString(item)
+    except Exception:  # neither an image nor an Example: the model's decoder decides
+        return [item]
+    feature = example.features.feature.get("image/encoded")
+    return list(feature.bytes_list.value) if feature is not None else []
+
+
 def check_image_pixels(values: np.ndarray, max_pixels: int, input_name: str) -> None:
     """Reject encoded images whose header declares more than ``max_pixels`` before decoding.
 
-    Strings that are not images (e.g. serialized Examples) are left to the model."""
+    Looks into serialized tf.Examples (classify inputs) for their image/encoded bytes;
+    strings that are not images are left to the model."""
     if not max_pixels or values.dtype != object:
         return
     from PIL import Image
@@ -167,14 +182,15 @@ def check_image_pixels(values: np.ndarray, max_pixels: int, input_name: str) -> 
     for item in values.reshape(-1):
         if not isinstance(item, bytes) or len(item) < 8:
             continue
-        try:
-            with Image.open(io.BytesIO(item)) as image:
-                width, height = image.size
-        except Image.DecompressionBombError as err:
-            raise errors.invalid_argument(f"input {input_name!r}: {err}") from None
-        except Exception:  # not an image PIL recognises: the model's decoder decides
-            continue
-        if width * height > max_pixels:
-            raise errors.invalid_argument(
-                f"input {input_name!r}: image of {width}x{height} pixels exceeds the limit of "
-                f"{max_pixels} pixels (--max_image_pixels)")
+        for encoded in _encoded_images(item):
+            try:
+                with Image.open(io.BytesIO(encoded)) as image:
+                    width, height = image.size
+            except Image.DecompressionBombError as err:
+                raise errors.invalid_argument(f"input {input_name!r}: {err}") from None
+            except Exception:  # not an image PIL recognises: the model's decoder decides
+                continue
+            if width * height > max_pixels:
+                raise errors.invalid_argument(
+                    f"input {input_name!r}: image of {width}x{height} pixels exceeds the limit of "
+                    f"{max_pixels} pixels (--max_image_pixels)")

@@ -171,3 +171,30 @@ def top1_accuracy(model: TFLiteModel, batches: Iterable[Tuple[np.ndarray, np.nda
     if total == 0:
         raise ValueError("no images to evaluate")
     return correct / total
+
+
+def predict_files(tflite_path: str, image_paths: Sequence[str], top_k: int = 3) -> List[Dict]:
+    """Per image file: top-k class names and scores for a classifier whose labels are in the
+    file's metadata, otherwise every output as a list (for ``visionpipe predict --tflite``)."""
+    model = TFLiteModel(tflite_path)
+    labels = model.labels()
+    size = model.image_size
+    pixels = []
+    for path in image_paths:
+        with open(path, "rb") as f:  # FileNotFoundError names the path
+            encoded = f.read()
+        try:
+            pixels.append(preprocessing.preprocess_image(tf.constant(encoded), size).numpy())
+        except tf.errors.InvalidArgumentError:
+            raise ValueError(f"{path}: not a decodable image (JPEG, PNG, GIF or BMP)") from None
+    outputs = model.predict(np.stack(pixels))
+    results = []
+    for i in range(len(image_paths)):
+        if len(outputs) == 1 and labels and next(iter(outputs.values())).shape[-1] == len(labels):
+            scores = next(iter(outputs.values()))[i]
+            best = np.argsort(-scores)[:top_k]
+            results.append({"top_k_names": [labels[j] for j in best],
+                            "top_k_scores": [round(float(scores[j]), 6) for j in best]})
+        else:
+            results.append({name: values[i].tolist() for name, values in outputs.items()})
+    return results

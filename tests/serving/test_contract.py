@@ -374,3 +374,8 @@ def test_reload_config_adds_a_model_and_rejects_an_invalid_config(stubs, server,
     status = model_service.HandleReloadConfigRequest(bad, timeout=30).status
     assert status.error_code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "base_path" in status.error_message
     assert prediction.Predict(predict_request([png_bytes], name="second"), timeout=30).model_spec.version.value == 5
+
+
+def test_other_http_methods_are_404_json(rest):
+    for method in ("PUT", "DELETE", "PATCH"):
+        assert_error(rest(method, f"/v1/models/{MODEL}", data=b"{}"), 404, f"Malformed request: {method}")

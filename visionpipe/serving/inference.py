@@ -41,7 +41,7 @@ def _dtype_name(dtype) -> str:
 
 
 def coerce_input(info, value: np.ndarray) -> np.ndarray:
-    """Check a request tensor's dtype against the signature (no silent casts across kinds)."""
+    """Check a request tensor's dtype against the signature; strings become bytes objects."""
     want = info.dtype
     if want.name == "string":
         if value.dtype.kind not in "OSU":
@@ -53,12 +53,9 @@ def coerce_input(info, value: np.ndarray) -> np.ndarray:
     if value.dtype.kind in "OSU":
         raise errors.invalid_argument(
             f"Expects arg {info.name!r} to be {want.name} but string is provided")
-    np_dtype = want.as_numpy_dtype
-    if value.dtype != np_dtype:
-        if value.dtype.kind == "f" and np.dtype(np_dtype).kind in "iub":
-            raise errors.invalid_argument(
-                f"Expects arg {info.name!r} to be {want.name} but {value.dtype.name} is provided")
-        value = value.astype(np_dtype)
+    if value.dtype != np.dtype(want.as_numpy_dtype):  # TF Serving never casts: neither do we
+        raise errors.invalid_argument(
+            f"Expects arg {info.name!r} to be {want.name} but {value.dtype.name} is provided")
     return value
 
 
@@ -191,9 +188,10 @@ class _Timed:
     def __exit__(self, exc_type, exc, tb):
         status = "OK" if exc is None else (exc.code_name if isinstance(exc, errors.ServingError)
                                            else "INTERNAL")
-        # Unknown model names are not used as label values: a scan of random names would
-        # otherwise grow the metric cardinality without bound.
+        # Names from failed requests are not label values: a scan of random model or signature
+        # names would otherwise grow the metric cardinality without bound.
         model = self.spec.name if self.known_model else "<unknown>"
-        self.metrics.observe_request(model, self.api, self.spec.signature_name or "serving_default",
-                                     status, time.perf_counter() - self.start)
+        signature = (self.spec.signature_name or "serving_default") if exc is None else "<error>"
+        self.metrics.observe_request(model, self.api, signature, status,
+                                     time.perf_counter() - self.start)
         return False

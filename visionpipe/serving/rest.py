@@ -115,6 +115,12 @@ class RestHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._dispatch("POST", self.path.split("?", 1)[0])
 
+    def _unsupported_method(self):
+        self._drain()
+        self._send_error(self._malformed(self.command, self.path.split("?", 1)[0]))
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _unsupported_method
+
     def _malformed(self, method: str, path: str) -> errors.ServingError:
         return errors.not_found(f"Malformed request: {method} {path[:200]}")
 

@@ -163,7 +163,8 @@ def _latencies(base: Path, image: bytes, count: int) -> tuple:
     return direct, rest, grpc_p50
 
 
-def main(argv=None) -> int:
+def main(argv=()) -> int:
+    """Run the benchmark; ``argv`` are its own flags (none when called by ``python -m benchmarks``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=200, help="sequential requests per latency measurement")
     parser.add_argument("--clients", type=int, default=32)
@@ -207,4 +208,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -47,6 +47,11 @@ def hammer_rest(port: int, image: bytes):
     return latencies, failures, time.perf_counter() - began
 
 
+def _metric(text: str, name: str) -> float:
+    line = next(line for line in text.splitlines() if line.startswith(name + "{"))
+    return float(line.rsplit(" ", 1)[1])
+
+
 def test_32_concurrent_clients_get_zero_errors_with_and_without_batching(
         start_server, model_base, png_bytes, capsys, tmp_path):
     batching = tmp_path / "batching.config"
@@ -57,7 +62,13 @@ def test_32_concurrent_clients_get_zero_errors_with_and_without_batching(
                            ("batching", {"enable_batching": True, "batching_parameters_file": str(batching)})):
         server = start_server(model_base_path=str(model_base), **options)
         latencies, failures, seconds = hammer_rest(server.rest_port, png_bytes)
+        metrics = requests.get(f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics",
+                               timeout=10).text
         server.stop()
+        if options:  # every row went through the batcher, in fewer model calls than requests
+            batches = _metric(metrics, ":tensorflow:serving:batching_session:processed_batch_size_count")
+            rows = _metric(metrics, ":tensorflow:serving:batching_session:processed_batch_size_sum")
+            assert rows == CLIENTS * REQUESTS_PER_CLIENT and batches < rows
         assert failures == [], failures[:3]
         assert len(latencies) == CLIENTS * REQUESTS_PER_CLIENT
         report.append(f"{label:>11}: {len(latencies)} requests, p50 {percentile(latencies, 50) * 1e3:.1f} ms, "

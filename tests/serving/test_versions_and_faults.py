@@ -137,6 +137,8 @@ def test_sigkill_during_a_push_then_restart_serves_the_newest_complete_version(
         shutil.rmtree(staging)
         push(model_base, 3, toy_versions[1])
         wait_for(lambda: _serving_version(grpc_port, png_bytes) == 3, timeout=30, what="version 3")
+        process.terminate()  # SIGTERM: a clean shutdown
+        assert process.wait(timeout=30) == 0
     finally:
         process.kill()
         process.wait(timeout=30)

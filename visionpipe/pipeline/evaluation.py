@@ -27,7 +27,7 @@ def _overall_threshold(config, name: str):
     lower = config.evaluate.thresholds.get(name)
     drop = config.evaluate.max_drops.get(name)
     if lower is None and drop is None:
-        return None
+        return []
     kwargs = {}
     if lower is not None:
         kwargs["value_threshold"] = tfma.GenericValueThreshold(lower_bound={"value": lower})

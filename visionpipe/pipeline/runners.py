@@ -51,7 +51,9 @@ class ProgressPrinter(logging.Handler):
         self._current: Optional[str] = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.msg in self.STARTED and record.args:
+        if record.levelno >= logging.ERROR and "returned None" not in str(record.msg):
+            self._print(f"ERROR {record.getMessage()[:2000]}")
+        elif record.msg in self.STARTED and record.args:
             name = str(record.args[0])
             self.started[name] = time.time()
             self._current = name
@@ -88,14 +90,15 @@ def run_pipeline(config, runner: Optional[str] = None, stop_after_data: bool = F
                                stop_after_data=stop_after_data)
     kind = runner or config.runner.kind
     handler = ProgressPrinter() if progress else None
-    root = logging.getLogger()
-    previous_level = root.level
+    absl_logger = logging.getLogger("absl")
     if handler:
         _quiet_logs()
-        for name in ("absl", "tfx"):
-            logging.getLogger(name).setLevel(logging.INFO)
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
+        absl_logger.setLevel(logging.INFO)
+        # Keras' SavedModel export resets the absl logger to WARNING, which would hide the
+        # runner's per-component lines after the Trainer; keep its level for this run.
+        absl_logger.setLevel = lambda level: None
+        absl_logger.addHandler(handler)
+        absl_logger.propagate = False
     try:
         if kind == "beam":
             tfx.orchestration.experimental.BeamDagRunner().run(pipeline)
@@ -103,8 +106,9 @@ def run_pipeline(config, runner: Optional[str] = None, stop_after_data: bool = F
             tfx.orchestration.LocalDagRunner().run(pipeline)
     finally:
         if handler:
-            root.removeHandler(handler)
-            root.setLevel(previous_level)
+            absl_logger.removeHandler(handler)
+            del absl_logger.setLevel
+            absl_logger.propagate = True
     return paths
 
 

@@ -1,0 +1,24 @@
+"""Small real data for model tests: scikit-learn's digits, ingested by the real ImageExampleGen
+code path (no TFX), once per session."""
+import pytest
+
+from visionpipe.pipeline.config import load_config
+
+
+def digits_config(tmp_dir, *overrides):
+    return load_config(overrides=[
+        "name=digits_test", "data.source=digits", "data.num_images=400", "data.image_size=16",
+        "model.image_size=16", "model.width=8", "train.epochs=2", "train.batch_size=32",
+        "augment.horizontal_flip=false", f"runner.output_dir={tmp_dir}", *overrides])
+
+
+@pytest.fixture(scope="session")
+def digits_examples(tmp_path_factory):
+    """(config, examples_uri, class_names) for 400 digits at 16x16."""
+    from visionpipe.components.image_example_gen import ingest
+    from visionpipe.pipeline.pipeline import resolve_data_source
+
+    tmp = tmp_path_factory.mktemp("digits")
+    config = digits_config(tmp)
+    result = ingest(resolve_data_source(config, str(tmp / "run")), str(tmp / "ingest"))
+    return config, result.examples_uri, result.class_names

@@ -1,0 +1,125 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.models.conftest import digits_config
+from visionpipe.models import backbones, data, training
+from visionpipe.models.tasks import get_task
+
+
+def _splits(examples_uri):
+    return data.split_files(examples_uri, "train"), data.split_files(examples_uri, "eval")
+
+
+def test_replicas_stay_in_sync_under_mirrored_strategy_on_two_cpus(digits_examples, tmp_path):
+    """Two logical CPU devices must be configured before TensorFlow starts: run in a child."""
+    config, examples_uri, names = digits_examples
+    script = textwrap.dedent(f"""
+        import json, visionpipe
+        import numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from visionpipe.models import data, training
+        from visionpipe.models.tasks import get_task
+        from tests.models.conftest import digits_config
+        config = digits_config({str(tmp_path)!r}, "train.epochs=1", "train.steps_per_epoch=4")
+        task = get_task(config, {names!r})
+        strategy = training.make_strategy()
+        result = training.train(config, task, data.split_files({examples_uri!r}, "train"),
+                                data.split_files({examples_uri!r}, "eval"), {str(tmp_path / "logs")!r},
+                                strategy=strategy)
+        gaps = []
+        for v in result.model.trainable_variables:
+            values = [x.numpy() for x in v.values]
+            gaps.append(max(float(np.abs(values[0] - other).max()) for other in values[1:]))
+        first = result.model.trainable_variables[0].values
+        print(json.dumps({{"replicas": result.replicas, "max_gap": max(gaps),
+                          "copies": len(first), "devices": sorted(x.device for x in first),
+                          "loss": result.history["loss"][0]}}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["replicas"] == 2 and out["copies"] == 2
+    assert out["devices"][0] != out["devices"][1]
+    assert out["max_gap"] == 0.0          # every replica holds the same weights after training
+    assert np.isfinite(out["loss"])
+
+
+class _StopAfter(tf.keras.callbacks.Callback):
+    """Interrupts when epoch ``completed + 1`` starts, i.e. after ``completed`` full epochs."""
+
+    def __init__(self, completed):
+        super().__init__()
+        self.completed = completed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.completed:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def test_interrupted_training_resumes_from_its_last_epoch(digits_examples, tmp_path):
+    config, examples_uri, names = digits_examples
+    config = digits_config(tmp_path, "train.epochs=3", "train.steps_per_epoch=3")
+    backup = str(tmp_path / "backup")
+    train, evaluate = _splits(examples_uri)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, get_task(config, names), train, evaluate, str(tmp_path / "l1"),
+                       backup_dir=backup, extra_callbacks=[_StopAfter(2)])
+    resumed = training.train(config, get_task(config, names), train, evaluate, str(tmp_path / "l2"),
+                             backup_dir=backup)
+    assert resumed.resumed_from_epoch == 2
+    assert len(resumed.history["loss"]) == 1  # only the third epoch ran
+    assert not tf.io.gfile.exists(backup)     # cleaned up after success
+
+
+def test_transfer_learning_from_a_local_weights_file_starts_lower_than_from_scratch(digits_examples, tmp_path):
+    config, examples_uri, names = digits_examples
+    train, evaluate = _splits(examples_uri)
+    donor = training.train(digits_config(tmp_path, "train.epochs=3"), get_task(config, names),
+                           train, evaluate, str(tmp_path / "donor"))
+    weights = str(tmp_path / "backbone.weights.h5")
+    donor.model.get_layer(backbones.BACKBONE_LAYER_NAME).save_weights(weights)
+
+    short = ["train.epochs=1", "train.steps_per_epoch=2", "train.learning_rate=0.001"]
+    scratch = training.train(digits_config(tmp_path, *short), get_task(config, names), train,
+                             evaluate, str(tmp_path / "scratch"))
+    transfer_config = digits_config(tmp_path, *short, f"model.weights={weights}")
+    transfer_task = get_task(transfer_config, names)
+    transfer = training.train(transfer_config, transfer_task, train, evaluate, str(tmp_path / "t"))
+    assert "backbone.weights.h5" in transfer.weights_loaded
+    assert transfer.history["val_loss"][0] < scratch.history["val_loss"][0]
+    assert transfer.history["val_accuracy"][0] > scratch.history["val_accuracy"][0]
+
+
+def test_weights_that_do_not_fit_the_backbone_are_a_clear_error(digits_examples, tmp_path):
+    config, _, names = digits_examples
+    wide = get_task(digits_config(tmp_path, "model.width=16"), names).build_model()
+    path = str(tmp_path / "wide.weights.h5")
+    wide.get_layer("backbone").save_weights(path)
+    task = get_task(digits_config(tmp_path, f"model.weights={path}"), names)
+    with pytest.raises(backbones.WeightsError, match=r"model.weights: .*wide.weights.h5 does not fit backbone"):
+        task.build_model()
+
+
+def test_balanced_class_weights_upweight_the_rare_class():
+    weights = training.class_weights(np.array([90, 10, 0]))
+    assert weights[1] == pytest.approx(5.0) and weights[0] == pytest.approx(100 / 180)
+    assert 2 not in weights
+
+
+def test_oversampling_draws_classes_evenly(digits_examples, tmp_path):
+    config, examples_uri, names = digits_examples
+    task = get_task(config, names)
+    train, _ = _splits(examples_uri)
+    counts = np.zeros(task.num_classes)
+    counts[:2] = [30, 3]  # pretend only two classes exist, one rare
+    dataset = data.pairs(train, task).filter(lambda x, y: tf.argmax(y) < 2)
+    balanced = data._balanced(dataset, counts, seed=1).take(400)
+    drawn = np.bincount([int(np.argmax(y)) for _, y in balanced.as_numpy_iterator()], minlength=2)
+    assert abs(drawn[0] - drawn[1]) < 80

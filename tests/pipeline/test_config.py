@@ -1,0 +1,75 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from visionpipe.pipeline.config import ConfigError, load_config, parse_overrides
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_overrides_defaults_and_cli_overrides_yaml(tmp_path):
+    path = write(tmp_path, "train:\n  epochs: 5\n  batch_size: 16\nmodel:\n  backbone: resnet50\n")
+    config = load_config(path, ["train.epochs=2", "augment.mixup_alpha=0.2"])
+    assert config.train.epochs == 2          # CLI beats YAML
+    assert config.train.batch_size == 16     # YAML beats default
+    assert config.model.backbone == "resnet50"
+    assert config.augment.mixup_alpha == 0.2
+    assert config.train.learning_rate == pytest.approx(2e-3)  # default kept
+
+
+def test_unknown_key_is_rejected_with_the_closest_key_suggested(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.epoch'; did you mean 'train.epochs'"):
+        load_config(overrides=["train.epoch=3"])
+    path = write(tmp_path, "model:\n  backbon: small_cnn\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: unknown config key 'model.backbon'; did you mean 'model.backbone'"):
+        load_config(path)
+
+
+def test_values_are_type_checked_and_never_evaluated():
+    with pytest.raises(ConfigError, match="train.epochs: expected an integer"):
+        load_config(overrides=["train.epochs=__import__('os').getcwd()"])
+    with pytest.raises(ConfigError, match="augment.enabled: expected true or false"):
+        load_config(overrides=["augment.enabled=maybe"])
+
+
+def test_validate_names_the_key_of_a_bad_value():
+    with pytest.raises(ConfigError, match="model.backbone: must be one of"):
+        load_config(overrides=["model.backbone=vgg"])
+    with pytest.raises(ConfigError, match="data.split_ratios: must sum to 1"):
+        load_config(overrides=["data.split_ratios={train: 0.5, eval: 0.2}"])
+
+
+def test_missing_weights_file_is_a_one_line_cli_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "visionpipe.pipeline.cli", "config", "--config",
+                           "configs/classification.yaml", f"model.weights={tmp_path}/nope.h5"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "model.weights: file not found" in lines[0] and "nope.h5" in lines[0]
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    config = load_config("configs/classification.yaml", ["train.epochs=1"])
+    saved = config.save(tmp_path / "resolved.yaml")
+    again = load_config(saved)
+    assert again == config
+    assert yaml.safe_load(saved.read_text())["train"]["epochs"] == 1
+
+
+def test_every_shipped_config_is_valid():
+    from pathlib import Path
+
+    for path in sorted(Path("configs").glob("*.yaml")):
+        load_config(path, validate=False)  # keys and types
+        assert path.stat().st_size > 0
+
+
+def test_overrides_build_nested_dicts():
+    assert parse_overrides(["a.b.c=1", "a.b.d=x"]) == {"a": {"b": {"c": 1, "d": "x"}}}

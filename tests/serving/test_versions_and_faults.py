@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import requests
 
 from tests.serving.conftest import MODEL, push

@@ -97,6 +97,7 @@ def test_hot_swap_under_load_fails_no_request_and_unloads_the_old_version(
             for _ in range(2000):  # bounded: stops 20 requests after the swap at the latest
                 try:
                     seen.append(stub.Predict(request, timeout=30).model_spec.version.value)
+                    answered.add(threading.get_ident())
                 except grpc.RpcError as err:
                     with lock:
                         failures.append(f"{err.code()}: {err.details()}")
@@ -107,10 +108,11 @@ def test_hot_swap_under_load_fails_no_request_and_unloads_the_old_version(
         with lock:
             versions_by_client.append(seen)
 
+    answered = set()
     threads = [threading.Thread(target=client) for _ in range(16)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    wait_for(lambda: len(answered) == 16, timeout=60, what="every client served by version 1")
     push(model_base, 2, toy_versions[2])
     wait_for(lambda: server.manager.available_versions(MODEL) == [2], timeout=60, what="swap to version 2")
     swapped.set()

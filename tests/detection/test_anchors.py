@@ -33,12 +33,27 @@ def test_kmeans_on_iou_distance_recovers_three_known_box_shapes():
 
 def test_fitted_anchors_raise_recall_where_configured_ones_do_not_fit_the_boxes():
     rng = np.random.default_rng(3)
-    boxes = np.concatenate([rng.uniform(4, 8, size=(300, 2)), rng.uniform(10, 16, size=(300, 2))])
-    report = anchors.anchor_report(boxes, sizes=[64.0, 128.0], scales=[1.0], aspect_ratios=[1.0])
+    wh = rng.uniform(10, 16, size=(400, 2))
+    # boxes centred on the stride-8 cell centres, so the grid can match them as well as shapes can
+    centres = 4.0 + 8.0 * rng.integers(1, 7, size=(400, 2))
+    boxes = np.concatenate([centres - wh[:, ::-1] / 2, centres + wh[:, ::-1] / 2], axis=1)
+    report = anchors.anchor_report(boxes, 64, sizes=[64.0], strides=[8], scales=[1.0],
+                                   aspect_ratios=[1.0])
     assert report["configured"]["best_possible_recall"] == 0.0
+    assert report["configured"]["grid_best_possible_recall"] == 0.0
     assert report["adopted"]["best_possible_recall"] > 0.9
+    assert report["adopted"]["grid_best_possible_recall"] > 0.9
     assert report["fitted_clusters"]["mean_best_iou"] > report["configured"]["mean_best_iou"]
-    assert len(report["adopted"]["sizes"]) == 2
+    assert 11 < report["adopted"]["sizes"][0] < 15
+
+
+def test_grid_recall_misses_a_box_that_no_anchor_position_overlaps_enough():
+    grid = anchors.generate_anchors(32, sizes=[8.0], strides=[16], scales=[1.0], aspect_ratios=[1.0])
+    on_centre = [4.0, 4.0, 12.0, 12.0]  # exactly the first anchor
+    between = [8.0, 8.0, 16.0, 16.0]  # half a stride off: IoU 16 / 112 = 1/7 at best
+    fit = anchors.score_anchor_grid(np.array([on_centre, between]), grid, 0.5)
+    assert fit.best_possible_recall == 0.5
+    assert fit.mean_best_iou == pytest.approx((1.0 + 1 / 7) / 2, rel=1e-5)
 
 
 def test_zero_area_box_shapes_are_refused_by_the_fit():

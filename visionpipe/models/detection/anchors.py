@@ -110,6 +110,29 @@ def kmeans_iou(boxes_wh: np.ndarray, k: int, seed: int = 0, max_iterations: int 
     return centres[np.argsort(np.prod(centres, axis=1))]
 
 
+def box_iou(boxes: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """IoU ``[N, K]`` of yxyx boxes and yxyx anchors at their real positions."""
+    boxes = np.asarray(boxes, np.float32)[:, None, :]
+    anchors = np.asarray(anchors, np.float32)[None, :, :]
+    inter_h = np.clip(np.minimum(boxes[..., 2], anchors[..., 2]) - np.maximum(boxes[..., 0], anchors[..., 0]), 0, None)
+    inter_w = np.clip(np.minimum(boxes[..., 3], anchors[..., 3]) - np.maximum(boxes[..., 1], anchors[..., 1]), 0, None)
+    inter = inter_h * inter_w
+    area_b = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    area_a = (anchors[..., 2] - anchors[..., 0]) * (anchors[..., 3] - anchors[..., 1])
+    return inter / np.maximum(area_b + area_a - inter, 1e-9)
+
+
+def score_anchor_grid(boxes_yxyx: np.ndarray, anchors_yxyx: np.ndarray, iou_threshold: float = 0.5,
+                      chunk: int = 256) -> AnchorFit:
+    """Best-possible recall on the real anchor grid: a box counts when some anchor at some
+    location overlaps it at ``iou_threshold`` (what RetinaNet's matcher needs), unlike the
+    shape-only score, which assumes an anchor centred on every box."""
+    best = np.concatenate([box_iou(boxes_yxyx[i:i + chunk], anchors_yxyx).max(axis=1)
+                           for i in range(0, len(boxes_yxyx), chunk)]) if len(boxes_yxyx) else np.zeros(0)
+    return AnchorFit(best_possible_recall=float(np.mean(best >= iou_threshold)),
+                     mean_best_iou=float(np.mean(best)), num_anchors=len(anchors_yxyx))
+
+
 @dataclasses.dataclass
 class AnchorConfigFit:
     """Fitted anchors mapped onto the generator's parameters (one base size per level)."""
@@ -146,24 +169,36 @@ def fit_anchor_config(boxes_wh: np.ndarray, num_levels: int, scales: Sequence[fl
                            clusters_wh=[[round(float(w), 2), round(float(h), 2)] for w, h in clusters])
 
 
-def anchor_report(boxes_wh: np.ndarray, sizes: Sequence[float], scales: Sequence[float],
-                  aspect_ratios: Sequence[float], iou_threshold: float = 0.5,
-                  seed: int = 0) -> Dict[str, object]:
-    """Configured vs fitted vs adopted anchors on the same box shapes (pixels)."""
-    boxes_wh = np.asarray(boxes_wh, dtype=np.float64)
+def anchor_report(boxes_yxyx: np.ndarray, image_size: int, sizes: Sequence[float],
+                  strides: Sequence[int], scales: Sequence[float], aspect_ratios: Sequence[float],
+                  iou_threshold: float = 0.5, seed: int = 0) -> Dict[str, object]:
+    """Configured vs fitted vs adopted anchors on the same boxes (model-input pixels, yxyx):
+    shape-only scores for all three, and on-the-grid scores for the two the generator can
+    express."""
+    boxes_yxyx = np.asarray(boxes_yxyx, dtype=np.float64).reshape(-1, 4)
+    boxes_wh = np.stack([boxes_yxyx[:, 3] - boxes_yxyx[:, 1], boxes_yxyx[:, 2] - boxes_yxyx[:, 0]], axis=1)
     fitted = fit_anchor_config(boxes_wh, len(sizes), scales, len(aspect_ratios), seed=seed)
     configured = anchor_shapes(sizes, scales, aspect_ratios)
     adopted = anchor_shapes(fitted.sizes, fitted.scales, fitted.aspect_ratios)
+
+    def on_grid(level_sizes, level_ratios):
+        grid = generate_anchors(image_size, level_sizes, strides, scales, level_ratios)
+        fit = score_anchor_grid(boxes_yxyx, grid, iou_threshold)
+        return {"grid_best_possible_recall": fit.best_possible_recall,
+                "grid_mean_best_iou": fit.mean_best_iou}
+
     return {
         "num_boxes": int(len(boxes_wh)),
         "iou_threshold": iou_threshold,
         "configured": {"sizes": [float(s) for s in sizes], "scales": [float(s) for s in scales],
                        "aspect_ratios": [float(r) for r in aspect_ratios],
-                       **score_anchors(boxes_wh, configured, iou_threshold).as_dict()},
+                       **score_anchors(boxes_wh, configured, iou_threshold).as_dict(),
+                       **on_grid(sizes, aspect_ratios)},
         "fitted_clusters": {"clusters_wh": fitted.clusters_wh,
                             **score_anchors(boxes_wh, np.asarray(fitted.clusters_wh),
                                             iou_threshold).as_dict()},
         "adopted": {"sizes": fitted.sizes, "scales": fitted.scales,
                     "aspect_ratios": fitted.aspect_ratios,
-                    **score_anchors(boxes_wh, adopted, iou_threshold).as_dict()},
+                    **score_anchors(boxes_wh, adopted, iou_threshold).as_dict(),
+                    **on_grid(fitted.sizes, fitted.aspect_ratios)},
     }

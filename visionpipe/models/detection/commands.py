@@ -41,17 +41,17 @@ def cmd_anchors(args) -> int:
     if det.architecture != "retinanet":
         raise UserError("detection.architecture yolov8 is anchor-free; there are no anchors to fit")
     if args.examples:
-        boxes_wh, origin, zero_area = boxes_from_examples(args.examples, config.model.image_size)
+        boxes, origin, zero_area = boxes_from_examples(args.examples, config.model.image_size)
     else:
-        boxes_wh, origin, zero_area = boxes_from_source(config)
-    if len(boxes_wh) == 0:
+        boxes, origin, zero_area = boxes_from_source(config)
+    if len(boxes) == 0:
         raise UserError(f"no boxes found in {origin}")
     num_clusters = len(det.anchor_sizes) * len(det.anchor_scales) * len(det.anchor_aspect_ratios)
-    if len(boxes_wh) < num_clusters:
-        raise UserError(f"{origin}: {len(boxes_wh)} boxes cannot fit {num_clusters} anchor shapes")
-    report = anchors.anchor_report(boxes_wh, det.anchor_sizes, det.anchor_scales,
-                                   det.anchor_aspect_ratios, iou_threshold=det.anchor_fit_iou,
-                                   seed=config.train.seed)
+    if len(boxes) < num_clusters:
+        raise UserError(f"{origin}: {len(boxes)} boxes cannot fit {num_clusters} anchor shapes")
+    report = anchors.anchor_report(boxes, config.model.image_size, det.anchor_sizes,
+                                   det.anchor_strides, det.anchor_scales, det.anchor_aspect_ratios,
+                                   iou_threshold=det.anchor_fit_iou, seed=config.train.seed)
     report.update({"boxes_from": origin, "zero_area_boxes_skipped": zero_area,
                    "image_size": config.model.image_size})
     if args.json:
@@ -72,14 +72,19 @@ def format_report(report) -> str:
     lines = [f"{report['num_boxes']} boxes from {report['boxes_from']} "
              f"({report['zero_area_boxes_skipped']} zero-area skipped), "
              f"measured at {report['image_size']}px",
-             f"{'anchors':<16}{'count':>6}{f'BPR@{t:g}':>10}{'mean best IoU':>15}  parameters"]
+             "BPR: best-possible recall at IoU {t:g}; 'shape' centres an anchor on every box, "
+             "'grid' uses the anchors' real positions (what RetinaNet's matcher sees)".format(t=t),
+             f"{'anchors':<18}{'count':>6}{'BPR shape':>11}{'IoU shape':>11}{'BPR grid':>10}"
+             f"{'IoU grid':>10}  parameters"]
     for key, label in (("configured", "configured"), ("fitted_clusters", "fitted (k-means)"),
                        ("adopted", "adopted")):
         row = report[key]
         params = (f"clusters(w,h)={row['clusters_wh']}" if key == "fitted_clusters" else
                   f"sizes={row['sizes']} scales={row['scales']} aspect_ratios={row['aspect_ratios']}")
-        lines.append(f"{label:<16}{row['num_anchors']:>6}{row['best_possible_recall']:>10.3f}"
-                     f"{row['mean_best_iou']:>15.3f}  {params}")
+        grid = (f"{row['grid_best_possible_recall']:>10.3f}{row['grid_mean_best_iou']:>10.3f}"
+                if "grid_best_possible_recall" in row else f"{'-':>10}{'-':>10}")
+        lines.append(f"{label:<18}{row['num_anchors']:>6}{row['best_possible_recall']:>11.3f}"
+                     f"{row['mean_best_iou']:>11.3f}{grid}  {params}")
     return "\n".join(lines)
 
 
@@ -94,12 +99,11 @@ def boxes_from_examples(pattern: str, image_size: int) -> Tuple[np.ndarray, str,
         raise UserError(f"--examples: no files match {pattern}")
     compression = "GZIP" if files[0].endswith(".gz") else ""
     keys = [features.BBOX_YMIN, features.BBOX_XMIN, features.BBOX_YMAX, features.BBOX_XMAX]
-    shapes: List[Tuple[float, float]] = []
+    boxes: List[np.ndarray] = []
     for record in tf.data.TFRecordDataset(files, compression_type=compression).as_numpy_iterator():
         parsed = features.parse_single(tf.constant(record), keys)
-        ymin, xmin, ymax, xmax = (parsed[k].numpy() for k in keys)
-        shapes.extend(zip((xmax - xmin) * image_size, (ymax - ymin) * image_size))
-    return _positive(shapes, f"{len(files)} Examples file(s) {pattern}")
+        boxes.append(np.stack([parsed[k].numpy() for k in keys], axis=-1) * image_size)
+    return _positive(boxes, f"{len(files)} Examples file(s) {pattern}")
 
 
 def boxes_from_source(config) -> Tuple[np.ndarray, str, int]:
@@ -124,21 +128,24 @@ def boxes_from_source(config) -> Tuple[np.ndarray, str, int]:
     else:
         origin = f"{data.path} (all splits)"
     size = config.model.image_size
-    shapes = []
+    boxes = []
     for item in items:
         width, height = item.declared_size or (0, 0)
         if width <= 0 or height <= 0:
             width, height = _image_size(item.path)
         for obj in item.objects:
             xmin, ymin, xmax, ymax = obj.box
-            shapes.append(((xmax - xmin) / width * size, (ymax - ymin) / height * size))
-    return _positive(shapes, origin)
+            boxes.append([ymin / height * size, xmin / width * size, ymax / height * size,
+                          xmax / width * size])
+    return _positive(boxes, origin)
 
 
-def _positive(shapes, origin: str) -> Tuple[np.ndarray, str, int]:
-    shapes = np.asarray(shapes, np.float64).reshape(-1, 2)
-    keep = np.all(shapes > 0, axis=1)
-    return shapes[keep], origin, int((~keep).sum())
+def _positive(boxes, origin: str) -> Tuple[np.ndarray, str, int]:
+    """Model-pixel yxyx boxes with positive area, and how many zero-area ones were skipped."""
+    boxes = np.concatenate([np.asarray(b, np.float64).reshape(-1, 4) for b in boxes]) \
+        if len(boxes) else np.zeros((0, 4))
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return boxes[keep], origin, int((~keep).sum())
 
 
 def _image_size(path: str) -> Tuple[int, int]:

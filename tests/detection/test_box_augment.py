@@ -88,3 +88,15 @@ def test_mosaic_output_keeps_the_image_size_and_valid_boxes():
     assert len(valid) > 0
     assert (valid >= 0).all() and (valid <= SIZE).all()
     assert (valid[:, 2] - valid[:, 0] >= 2).all() and (valid[:, 3] - valid[:, 1] >= 2).all()
+
+
+def test_occluders_cover_the_requested_share_of_each_box_and_nothing_else():
+    from visionpipe.models.detection.evaluation import occlude
+
+    images = np.zeros((1, SIZE, SIZE, 3), np.float32)
+    boxes = np.array([[[0, 0, 40, 40], [44, 44, 64, 64], [-1, -1, -1, -1]]], np.float32)
+    out = occlude(images, boxes, np.array([[0, 1, -1]]), 0.25, np.random.default_rng(0))
+    covered = out[0, ..., 0] == 127.5
+    assert covered[:40, :40].sum() == 20 * 20
+    assert covered[44:, 44:].sum() == 10 * 10
+    assert covered.sum() == 20 * 20 + 10 * 10

@@ -118,6 +118,16 @@ class DetectionTask(Task):
         return evaluation.evaluate_pairs(serve, self._batched(dataset).as_numpy_iterator(),
                                          self.image_size, self.class_names)
 
+    def occlusion_report(self, model: tf.keras.Model, dataset: tf.data.Dataset,
+                         fractions=(0.1, 0.25, 0.5)) -> Dict[str, float]:
+        """mAP on ``dataset`` with synthetic occluders over 10/25/50% of every box."""
+        from visionpipe.models.detection import evaluation
+
+        serve = tf.function(lambda images: self.serving_outputs(model, images))
+        return evaluation.occlusion_report(serve, self._batched(dataset).as_numpy_iterator(),
+                                           self.image_size, self.class_names, fractions,
+                                           seed=self.config.train.seed)
+
     def evaluator_component(self, examples, model, baseline_model):
         from visionpipe.components.detection_evaluator.component import DetectionEvaluator
 

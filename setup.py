@@ -2,7 +2,7 @@
 from setuptools import find_packages, setup
 
 BASE = [
-    "tfx==1.16.0",
+    "tfx[kfp]==1.16.0",
     "tensorflow==2.16.2",
     "tf-keras==2.16.0",
     "tensorflow-model-optimization==0.8.1",

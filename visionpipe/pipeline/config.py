@@ -198,6 +198,7 @@ class OptimizeConfig:
     distill_temperature: float = 4.0
     distill_alpha: float = 0.1  # weight of the hard-label loss; 1 - alpha on the soft KL
     distill_epochs: int = 5
+    distill_learning_rate: float = 2e-3  # the student trains from scratch, as the teacher did
     max_distill_drop: float = 0.05
     # quantization-aware training: off | fallback (when int8 PTQ fails its gate) | always
     qat: str = "fallback"
@@ -230,7 +231,8 @@ class OptimizeConfig:
             _require(getattr(self, key) >= 1, f"optimize.{key}", "must be >= 1")
         for key in ("max_prune_drop", "max_distill_drop"):
             _require(0 <= getattr(self, key) <= 1, f"optimize.{key}", "must be in [0, 1]")
-        _require(self.fine_tune_learning_rate > 0, "optimize.fine_tune_learning_rate", "must be > 0")
+        for key in ("fine_tune_learning_rate", "distill_learning_rate"):
+            _require(getattr(self, key) > 0, f"optimize.{key}", "must be > 0")
 
 
 @dataclass

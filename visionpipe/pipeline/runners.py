@@ -118,8 +118,8 @@ def compile_kubeflow(config, output_file: str, image: str = DEFAULT_IMAGE) -> st
 
     config.validate()
     paths = RunPaths.of(config)
-    pipeline_root = os.path.join("gs://YOUR_BUCKET", config.name) if not config.runner.output_dir.startswith(
-        "gs://") else os.path.join(config.runner.output_dir, config.name)
+    # On Kubeflow/Vertex, runner.output_dir (and data.path) should be a bucket, e.g. gs://...
+    pipeline_root = f"{config.runner.output_dir.rstrip('/')}/{config.name}/pipeline_root"
     pipeline = create_pipeline(config, pipeline_root, paths.metadata_path, paths.run_dir)
     # Kubeflow provides its own metadata store.
     pipeline.metadata_connection_config = None

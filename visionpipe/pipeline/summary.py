@@ -61,7 +61,7 @@ def build_summary(paths, config) -> Dict[str, Any]:
             "examples_uri": examples.uri,
             "splits": {k[len("num_examples_"):]: int(_prop(examples, k))
                        for k in examples.custom_properties if k.startswith("num_examples_")}}
-    report = art.get("QuarantineReport")
+    report = art.get("visionpipe.QuarantineReport")
     if report is not None:
         summary.setdefault("data", {})["quarantined"] = int(_prop(report, "quarantined_count", 0))
         summary["data"]["duplicates"] = int(_prop(report, "duplicate_count", 0))

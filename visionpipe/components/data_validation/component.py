@@ -18,7 +18,7 @@ from visionpipe.components.data_validation import executor
 class DataValidationReport(artifact.Artifact):
     """A folder holding ``report.json`` (see executor.REPORT_FILE)."""
 
-    TYPE_NAME = "VisionPipeDataValidationReport"
+    TYPE_NAME = "visionpipe.DataValidationReport"
 
 
 class DataGateSpec(ComponentSpec):

@@ -20,7 +20,7 @@ SPLIT_OBJECTS_PROPERTY = "num_objects_{split}"
 
 class QuarantineReport(Artifact):
     """A folder with quarantine.json: every input that was not turned into an Example."""
-    TYPE_NAME = "QuarantineReport"
+    TYPE_NAME = "visionpipe.QuarantineReport"
 
 
 class ImageExampleGenSpec(ComponentSpec):

@@ -18,7 +18,7 @@ REPORT_MARKDOWN_FILE = "report.md"
 class OptimizedModels(Artifact):
     """A folder of model_<name>.tflite files with report.json and report.md; the custom
     property ``blessed_files`` lists the files that passed their accuracy gates."""
-    TYPE_NAME = "OptimizedModels"
+    TYPE_NAME = "visionpipe.OptimizedModels"
 
 
 class ModelOptimizerSpec(ComponentSpec):

@@ -125,3 +125,29 @@ def test_runtime_rejects_a_file_that_is_not_tflite_naming_it(tmp_path):
 def test_int8_without_representative_data_is_refused(trained_cnn):
     with pytest.raises(ValueError, match="representative dataset"):
         tflite_convert.convert(trained_cnn, "int8")
+
+
+def test_predict_files_gives_top_k_label_names_from_the_metadata(tflite_files, digits, tmp_path):
+    from visionpipe.serving.tflite_runtime import predict_files
+
+    images, labels = digits["eval"]
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray(images[i].astype(np.uint8)).save(path)
+        paths.append(str(path))
+    results = predict_files(tflite_files["int8"], paths, top_k=2)
+    assert [len(r["top_k_names"]) for r in results] == [2, 2, 2]
+    assert all(name in LABELS for r in results for name in r["top_k_names"])
+    model = TFLiteModel(tflite_files["int8"])
+    expected = np.argmax(model.scores(images[:3]), axis=-1)
+    assert [r["top_k_names"][0] for r in results] == [LABELS[i] for i in expected]
+
+
+def test_predict_files_names_an_undecodable_image(tflite_files, tmp_path):
+    from visionpipe.serving.tflite_runtime import predict_files
+
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(ValueError, match="notes.png"):
+        predict_files(tflite_files["float32"], [str(bad)])

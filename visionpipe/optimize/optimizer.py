@@ -168,12 +168,12 @@ class Optimizer:
             self.report.skipped["distill"] = "the task gave no student builder"
             return
         student = self.hooks.build_student()
-        self.hooks.compile_model(student, 1e-3)  # gives the student the task's loss
+        self.hooks.compile_model(student, config.distill_learning_rate)  # the task's loss
         teacher_params = distillation.count_parameters(self.inputs.model)
         student_params = distillation.count_parameters(student)
         distillation.distill(
             self.inputs.model, student, self.inputs.train_batches, hard_loss=student.loss,
-            learning_rate=1e-3, epochs=config.distill_epochs, alpha=config.distill_alpha,
+            learning_rate=config.distill_learning_rate, epochs=config.distill_epochs, alpha=config.distill_alpha,
             temperature=config.distill_temperature)
         notes = {"student_backbone": config.student_backbone, "student_width": config.student_width,
                  "teacher_parameters": teacher_params, "student_parameters": student_params,

@@ -102,9 +102,13 @@ class OptimizationReport:
                 f"{a.gzip_bytes / 1024:.1f} | {a.metric:.4f} | {a.metric_drop:+.4f} | {latency} | "
                 f"{a.size_ratio:.3f} | {a.gzip_ratio:.3f} | {latency_ratio} | {gate} |")
         for a in self.artifacts:
-            if a.notes.get("float_layers"):
-                lines.append(f"\n`{a.file}` keeps these tensors in float (worst int8 error first): "
-                             + ", ".join(f"`{n}`" for n in a.notes["float_layers"]))
+            for cause in a.notes.get("kept_in_float_because", []) if a.notes.get("float_layers") else []:
+                consumers = ", ".join(f"`{c}`" for c in cause["consumers"]) or "none"
+                lines.append(
+                    f"\n`{a.file}` keeps `{cause['tensor_name']}` ({cause['op_name']}) in float: its "
+                    f"int8 error is {cause['relative_rmse']:.3f} relative RMSE per channel "
+                    f"(RMSE/scale {cause['rmse_over_scale']:.3f}); its consumers stay float with it: "
+                    f"{consumers}")
             if a.notes.get("worst_layers") and not a.blessed:
                 worst = ", ".join(f"`{w['tensor_name']}` (relative RMSE {w['relative_rmse']:.3f})"
                                   for w in a.notes["worst_layers"][:3])

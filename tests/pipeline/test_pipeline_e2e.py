@@ -1,0 +1,100 @@
+"""Whole TFX runs (LocalDagRunner, SQLite MLMD) on real digits: gate, load check, push."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from visionpipe.pipeline import commands
+from visionpipe.pipeline.cli import main
+from visionpipe.pipeline.config import load_config
+
+pytestmark = pytest.mark.e2e
+
+
+def _config(tmp, *overrides):
+    return load_config("configs/digits.yaml", [
+        "name=digits_e2e", "data.num_images=400", "data.image_size=16", "model.image_size=16",
+        "model.width=8", "train.epochs=6", "train.batch_size=32",
+        "evaluate.thresholds={accuracy: 0.6}", "evaluate.max_drops={accuracy: 0.1}",
+        f"runner.output_dir={tmp}/runs", f"push.serving_root={tmp}/serving", *overrides])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    good = commands._run(_config(tmp))[1]
+    versions_after_good = sorted(os.listdir(tmp / "serving" / "digits_e2e"))
+    bad = commands._run(_config(tmp, "train.epochs=0"))[1]
+    versions_after_bad = sorted(os.listdir(tmp / "serving" / "digits_e2e"))
+    better = commands._run(_config(tmp, "train.seed=43", "train.epochs=7"))[1]
+    return {"tmp": tmp, "good": good, "bad": bad, "better": better,
+            "after_good": versions_after_good, "after_bad": versions_after_bad}
+
+
+def test_trained_model_is_blessed_load_checked_and_pushed_as_version_1(runs):
+    good = runs["good"]
+    assert good["data"]["splits"]["train"] + good["data"]["splits"]["eval"] == 400
+    assert good["data"]["quarantined"] == 0
+    assert good["evaluation"]["blessed"] is True
+    assert good["evaluation"]["metrics"]["accuracy"] >= 0.6
+    assert good["load_check"]["passed"] is True
+    assert good["push"]["pushed"] is True and good["push"]["version"] == "1"
+    assert runs["after_good"] == ["1"]
+
+
+def test_pushed_model_answers_correctly(runs):
+    from visionpipe.models import data
+
+    pushed = runs["good"]["push"]["path"]
+    eval_files = data.split_files(runs["good"]["data"]["examples_uri"], "eval")
+    images = data.raw_images(eval_files, 60)
+    from visionpipe import features
+    labels = [int(features.parse_single(r, [features.LABEL])[features.LABEL][0])
+              for r in data.records(eval_files).take(60)]
+    outputs = commands.predict_saved_model(pushed, images)
+    accuracy = np.mean(outputs["top_k_ids"][:, 0] == np.array(labels))
+    assert accuracy >= 0.6
+
+
+def test_deliberately_bad_model_is_not_blessed_and_not_pushed(runs):
+    bad = runs["bad"]
+    assert bad["evaluation"]["blessed"] is False
+    assert any("accuracy" in failure for failure in bad["evaluation"]["failures"])
+    assert bad["push"]["pushed"] is False
+    assert "evaluator did not bless" in bad["push"]["reason"]
+    assert runs["after_bad"] == ["1"]
+
+
+def test_second_good_model_is_pushed_as_a_new_version_while_the_old_stays(runs):
+    better = runs["better"]
+    assert better["evaluation"]["blessed"] is True
+    assert better["push"]["version"] == "2"
+    serving = runs["tmp"] / "serving" / "digits_e2e"
+    assert sorted(os.listdir(serving)) == ["1", "2"]
+    assert (serving / "1" / "saved_model.pb").exists()
+
+
+def test_summary_is_saved_next_to_the_resolved_config(runs):
+    run_dir = Path(runs["better"]["run_dir"])
+    assert (run_dir / "summary.json").exists()
+    saved = load_config(run_dir / "config.yaml")
+    assert saved.train.seed == 43
+
+
+def test_ingest_cli_reports_quarantined_files_by_name_and_fails_readably(tmp_path, capsys):
+    from visionpipe.datasets import shapes
+
+    images = tmp_path / "images"
+    shapes.write_classification_folder(images, 30, 32, seed=3, classes=["circle", "square"])
+    (images / "circle" / "broken.png").write_text("not an image")
+    args = ["ingest", "--config", "configs/classification.yaml", "data.source=folder",
+            f"data.path={images}", "name=ingest_e2e", f"runner.output_dir={tmp_path}/runs"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "max_bad_fraction" in err
+    assert "Traceback" not in err
+    assert main(args + ["data.max_bad_fraction=0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "quarantined 1" in out and "train" in out and "metadata.sqlite" in out

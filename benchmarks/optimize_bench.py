@@ -156,10 +156,12 @@ def _print(result: Dict) -> None:
     print(f"50% pruning + int8: gzip size {r['pruned_int8_gzip_ratio']:.3f} of float32 (<= 0.2), "
           f"accuracy drop {100 * r['pruned_int8_accuracy_drop']:+.2f} points (<= 1), "
           f"sparsity {r['pruned_sparsity']:.3f}")
+    recovery = r["distillation_gap_recovery"]
+    recovered = (f"{100 * recovery:.0f}%" if np.isfinite(recovery)
+                 else "n/a: the student alone is already as accurate as the teacher")
     print(f"distilled student ({r['student_parameter_ratio']:.3f} of the teacher's parameters): "
           f"teacher {r['teacher_accuracy']:.4f}, alone {r['student_alone_accuracy']:.4f}, "
-          f"distilled {r['student_distilled_accuracy']:.4f} -> gap recovered "
-          f"{100 * r['distillation_gap_recovery']:.0f}% (>= 50%)")
+          f"distilled {r['student_distilled_accuracy']:.4f} -> gap recovered {recovered} (>= 50%)")
     print(r["report_markdown"])
 
 

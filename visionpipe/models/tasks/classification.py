@@ -91,8 +91,16 @@ class ClassificationTask(Task):
 
     # --- TFLite -----------------------------------------------------------------------
     def evaluate_tflite(self, tflite_path, dataset) -> Dict[str, float]:
-        probabilities, targets = _run_tflite(tflite_path, dataset)
-        return self.metrics_from_predictions(probabilities, targets)
+        """Metrics of a .tflite classifier on batched (image, target) pairs (int8 files are
+        quantized/dequantized by the runtime with the parameters stored in the file)."""
+        from visionpipe.serving.tflite_runtime import TFLiteModel
+
+        model = TFLiteModel(str(tflite_path))
+        probabilities, targets = [], []
+        for images, batch_targets in dataset:
+            probabilities.append(model.scores(np.asarray(images)))
+            targets.append(np.asarray(batch_targets))
+        return self.metrics_from_predictions(np.concatenate(probabilities), np.concatenate(targets))
 
     def metrics_from_predictions(self, probabilities, targets) -> Dict[str, float]:
         predicted = np.argmax(probabilities, axis=-1)
@@ -159,27 +167,3 @@ def _f1(predicted, truth) -> float:
     tp = float(np.sum(predicted & truth))
     denominator = float(np.sum(predicted) + np.sum(truth))
     return 2 * tp / denominator if denominator else 0.0
-
-
-def _run_tflite(tflite_path, dataset):
-    """Run a .tflite classifier on (image, target) pairs, one image at a time."""
-    interpreter = tf.lite.Interpreter(model_path=str(tflite_path))
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
-    probabilities, targets = [], []
-    for images, batch_targets in dataset.unbatch().batch(1):
-        x = images.numpy()
-        if inp["dtype"] != np.float32:
-            scale, zero = inp["quantization"]
-            x = np.clip(np.round(x / scale + zero), np.iinfo(inp["dtype"]).min,
-                        np.iinfo(inp["dtype"]).max).astype(inp["dtype"])
-        interpreter.set_tensor(inp["index"], x)
-        interpreter.invoke()
-        y = interpreter.get_tensor(out["index"])
-        if out["dtype"] != np.float32:
-            scale, zero = out["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        probabilities.append(y[0])
-        targets.append(batch_targets.numpy()[0])
-    return np.stack(probabilities), np.stack(targets)

@@ -2,7 +2,8 @@
 
 The optimizer's generic ``from_keras_model`` conversion would keep only the raw heads (every
 client would have to decode anchors and run NMS itself), so a detector converts from the
-task's ``serving_tensor`` function instead: pixels in, detection outputs out. For int8 the
+task's ``serving_tensor`` function (or the exported SavedModel's signature of that name)
+instead: pixels in, detection outputs out. For int8 the
 network is fully integer but decoding and NMS may fall back to float builtins (NMS has no
 int8 kernel); the input is int8 pixels, the outputs stay float32/int32/string.
 """
@@ -16,12 +17,29 @@ import tensorflow as tf
 MODES = ("float32", "float16", "int8")
 
 
+SIGNATURE = "serving_tensor"
+
+
 def converter(task, model: tf.keras.Model, mode: str,
               representative: Optional[Callable] = None) -> tf.lite.TFLiteConverter:
+    """From the in-process model (the task builds the ``serving_tensor`` function)."""
+    serving_tensor = task.signatures(model)[SIGNATURE]
+    return _configure(tf.lite.TFLiteConverter.from_concrete_functions([serving_tensor], model),
+                      mode, representative)
+
+
+def saved_model_converter(export_dir: str, mode: str,
+                          representative: Optional[Callable] = None) -> tf.lite.TFLiteConverter:
+    """From an exported SavedModel's ``serving_tensor`` signature: no Python model needed
+    (a reloaded keras-cv detector has lost its anchor generator and decoder)."""
+    return _configure(tf.lite.TFLiteConverter.from_saved_model(export_dir, signature_keys=[SIGNATURE]),
+                      mode, representative)
+
+
+def _configure(conv: tf.lite.TFLiteConverter, mode: str,
+               representative: Optional[Callable]) -> tf.lite.TFLiteConverter:
     if mode not in MODES:
         raise ValueError(f"unknown detector TFLite mode {mode!r}; choose one of {MODES}")
-    serving_tensor = task.signatures(model)["serving_tensor"]
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([serving_tensor], model)
     if mode == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
@@ -37,7 +55,15 @@ def converter(task, model: tf.keras.Model, mode: str,
 
 
 def convert(task, model: tf.keras.Model, mode: str, representative: Optional[Callable] = None) -> bytes:
+    return _run(converter(task, model, mode, representative), mode, model.name)
+
+
+def convert_saved_model(export_dir: str, mode: str, representative: Optional[Callable] = None) -> bytes:
+    return _run(saved_model_converter(export_dir, mode, representative), mode, export_dir)
+
+
+def _run(conv: tf.lite.TFLiteConverter, mode: str, what: str) -> bytes:
     try:
-        return converter(task, model, mode, representative).convert()
+        return conv.convert()
     except Exception as err:  # ConverterError, RuntimeError, ValueError...
-        raise RuntimeError(f"TFLite {mode} conversion of detector {model.name!r} failed: {err}") from err
+        raise RuntimeError(f"TFLite {mode} conversion of detector {what} failed: {err}") from err

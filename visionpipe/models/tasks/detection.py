@@ -134,6 +134,15 @@ class DetectionTask(Task):
         return DetectionEvaluator(examples=examples, model=model, baseline_model=baseline_model,
                                   config=self.config, class_names=self.class_names)
 
+    def convert_tflite(self, model_or_export_dir, mode: str, representative=None) -> bytes:
+        """TFLite flatbuffer (float32 | float16 | int8) with decoding and NMS inside, from the
+        in-process model or from an exported SavedModel directory."""
+        from visionpipe.models.detection import tflite
+
+        if isinstance(model_or_export_dir, (str, bytes)) or hasattr(model_or_export_dir, "__fspath__"):
+            return tflite.convert_saved_model(str(model_or_export_dir), mode, representative)
+        return tflite.convert(self, model_or_export_dir, mode, representative)
+
     def evaluate_tflite(self, tflite_path: str, dataset: tf.data.Dataset) -> Dict[str, float]:
         """COCO metrics of a TFLite detector (its signature has NMS inside) on (image, target)
         pairs, batched or not, from the TFLite interpreter."""

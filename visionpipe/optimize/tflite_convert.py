@@ -85,10 +85,7 @@ def convert(model: tf.keras.Model, mode: str,
 def add_metadata(tflite_model: bytes, labels: Optional[Sequence[str]] = None,
                  name: str = "VisionPipe model", description: str = "") -> bytes:
     """Embed input normalisation (mean 0, std 1 on [0, 255] pixels) and the labels file."""
-    # Import the metadata writers directly: ``import tflite_support`` loads the Task library,
-    # whose pybind types clash with TensorFlow's in the same process.
-    from tensorflow_lite_support.metadata.python.metadata_writers import (
-        image_classifier, metadata_info, metadata_writer)
+    image_classifier, metadata_info, metadata_writer = _metadata_writers()
 
     interpreter = tf.lite.Interpreter(model_content=tflite_model)
     outputs = interpreter.get_output_details()
@@ -118,6 +115,21 @@ def add_metadata(tflite_model: bytes, labels: Optional[Sequence[str]] = None,
         return bytes(writer.populate())
 
 
+def _metadata_writers():
+    # Import the metadata writers directly: ``import tflite_support`` loads the Task library,
+    # whose pybind types clash with TensorFlow's in the same process.
+    try:
+        from tensorflow_lite_support.metadata.python.metadata_writers import (
+            image_classifier, metadata_info, metadata_writer)
+    except ImportError as err:
+        if "libusb" in str(err):
+            raise ImportError("TFLite metadata needs the system library libusb-1.0 "
+                              "(Debian/Ubuntu: apt-get install libusb-1.0-0; `make setup` "
+                              f"installs it): {err}") from err
+        raise
+    return image_classifier, metadata_info, metadata_writer
+
+
 def _rgb():
     from tensorflow_lite_support.metadata import metadata_schema_py_generated as schema
 
@@ -133,6 +145,7 @@ def _tensor_type(dtype):
 
 def read_labels(tflite_path: str) -> List[str]:
     """The labels embedded in a TFLite file's metadata (empty when it has none)."""
+    _metadata_writers()  # a clear error when the metadata library cannot load
     from tensorflow_lite_support.metadata.python import metadata
 
     displayer = metadata.MetadataDisplayer.with_model_file(tflite_path)

@@ -29,6 +29,10 @@ $(PY):
 	$(PYTHON310) -m venv $(VENV)
 
 $(STAMP): $(PY) setup.py $(LOCK)
+	@# tflite-support's metadata writer links libusb-1.0 (a Debian package, not a wheel).
+	@ldconfig -p | grep -q 'libusb-1.0.so.0 ' || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -qq libusb-1.0-0 >/dev/null; } \
+		|| { echo "error: install libusb-1.0 (Debian/Ubuntu: apt-get install libusb-1.0-0)" >&2; exit 1; }
 	$(PY) -m pip install -q -c $(LOCK) pip setuptools wheel
 	$(PY) -m pip install -q -c $(LOCK) -e ".[dev]"
 	@touch $(STAMP)

@@ -28,3 +28,13 @@ def test_yolov8_accepts_any_anchor_strides_since_it_has_no_anchors():
     config = load_config(None, ["task=detection", "detection.architecture=yolov8",
                                 "detection.anchor_strides=[8,16,32]", "detection.anchor_sizes=[8,16,32]"])
     assert config.detection.architecture == "yolov8"
+
+
+def test_detection_gate_metric_must_be_a_coco_metric():
+    from visionpipe.models.tasks import get_task
+
+    config = load_config(None, ["task=detection", "evaluate.gate_metric=map_50"])
+    assert get_task(config, ["a"]).gate_metric == "map_50"
+    config = load_config(None, ["task=detection", "evaluate.gate_metric=accuracy"])
+    with pytest.raises(ValueError, match="evaluate.gate_metric"):
+        get_task(config, ["a"]).gate_metric

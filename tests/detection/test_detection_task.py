@@ -173,3 +173,26 @@ def test_retinanet_learns_generated_scenes_to_a_high_map_50():
     metrics = task.evaluate_model(model, _pairs(task, records(48)))
     # a wrong box encoding/decoding or NMS would leave this near 0
     assert metrics["map_50"] > 0.8, metrics
+
+
+@pytest.mark.e2e
+def test_project_trainer_trains_a_detector_through_the_task_interface(tmp_path):
+    from visionpipe.models import training
+
+    config = _config("retinanet")
+    config.train.epochs = 1
+    config.train.steps_per_epoch = 2
+    config.train.eval_steps = 1
+    config.train.batch_size = 4
+    files = []
+    for split, seed in (("train", 11), ("eval", 12)):
+        path = str(tmp_path / f"{split}.gz")
+        with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+            for record in _examples(8, seed=seed):
+                writer.write(record)
+        files.append([path])
+    task = get_task(config, CLASSES)
+    result = training.train(config, task, files[0], files[1], log_dir=str(tmp_path / "logs"))
+    assert result.num_train == 8 and np.isfinite(result.history["loss"]).all()
+    assert "val_loss" in result.history
+    assert result.model.get_layer("backbone").count_params() > 0

@@ -16,6 +16,7 @@ import numpy as np
 # COCOeval.stats order (iouType 'bbox', maxDets [1, 10, 100]).
 _STAT_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large",
                "recall_1", "recall_10", "recall", "recall_small", "recall_medium", "recall_large")
+METRIC_NAMES = _STAT_NAMES
 
 
 class CocoDetectionEvaluator:

@@ -75,19 +75,19 @@ def _last_layer_per_stride(model: tf.keras.Model, image_size: int) -> List[str]:
 def build_detector(config, num_classes: int):
     """RetinaNet or YOLOv8 from ``config.detection``; input float32 ``[None, S, S, 3]``.
 
-    Returns ``(model, weights_loaded)``; ``model.backbone`` is the pyramid backbone, whose
-    layers are the detector's (freezing it freezes them in the detector)."""
+    Returns ``(model, weights_loaded)``; the layer named ``backbone`` is the normalisation,
+    the project backbone and any extra pyramid blocks, up to P3..P5."""
     import keras_cv
 
     det = config.detection
     backbone, weights_loaded = pyramid_backbone(config.model)
     if det.architecture == "yolov8":
-        return YOLOV8Detector(
-            backbone=backbone, num_classes=num_classes, bounding_box_format=BOX_FORMAT,
-            fpn_depth=det.yolo_fpn_depth), weights_loaded
+        model = YOLOV8Detector(backbone=backbone, num_classes=num_classes,
+                               bounding_box_format=BOX_FORMAT, fpn_depth=det.yolo_fpn_depth)
+        return _name_backbone(model), weights_loaded
     num_anchors = len(det.anchor_scales) * len(det.anchor_aspect_ratios)
     prior = -np.log((1 - 0.01) / 0.01)  # focal-loss prior: every anchor starts at p=0.01
-    return keras_cv.models.RetinaNet(
+    model = keras_cv.models.RetinaNet(
         backbone=backbone, num_classes=num_classes, bounding_box_format=BOX_FORMAT,
         anchor_generator=anchor_lib.anchor_generator(
             det.anchor_sizes, det.anchor_strides, det.anchor_scales, det.anchor_aspect_ratios),
@@ -97,7 +97,16 @@ def build_detector(config, num_classes: int):
             filters=det.fpn_channels, num_conv_layers=det.head_conv_layers),
         box_head=PredictionHead(
             num_anchors * 4, tf.keras.initializers.Zeros(),
-            filters=det.fpn_channels, num_conv_layers=det.head_conv_layers)), weights_loaded
+            filters=det.fpn_channels, num_conv_layers=det.head_conv_layers))
+    return _name_backbone(model), weights_loaded
+
+
+def _name_backbone(model):
+    """keras-cv runs the backbone as an unnamed feature-extractor sub-model; naming it
+    ``backbone`` gives detectors the layer every VisionPipe model has (the trainer freezes it
+    for transfer learning, pretrained weights are copied from it)."""
+    model.feature_extractor._name = backbones.BACKBONE_LAYER_NAME
+    return model
 
 
 def compile_detector(model, config, learning_rate: float) -> None:

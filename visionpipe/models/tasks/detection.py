@@ -23,7 +23,17 @@ PAD = -1.0
 class DetectionTask(Task):
     name = "detection"
     feature_keys = (features.ENCODED, features.OBJECT_LABEL, *features.BBOX_KEYS)
-    gate_metric = "map_50"
+
+    @property
+    def gate_metric(self) -> str:
+        """``evaluate.gate_metric``, which must be one of the COCO metrics this task computes."""
+        from visionpipe.models.detection.coco_eval import METRIC_NAMES
+
+        name = self.config.evaluate.gate_metric
+        if name not in METRIC_NAMES and name not in {f"ap/{c}" for c in self.class_names}:
+            raise ValueError(f"evaluate.gate_metric: {name!r} is not a detection metric; use one of "
+                             f"{list(METRIC_NAMES)} or ap/<class>")
+        return name
 
     def __init__(self, config, class_names):
         super().__init__(config, class_names)
@@ -79,10 +89,6 @@ class DetectionTask(Task):
         model, self.weights_loaded = models.build_detector(self.config, self.num_classes)
         return model
 
-    def backbone(self, model: tf.keras.Model) -> tf.keras.Model:
-        """The part transfer learning freezes: keras-cv keeps the pyramid backbone at
-        ``model.backbone`` (not a top-level layer), sharing its layers with the detector."""
-        return model.backbone
 
     def compile_model(self, model: tf.keras.Model, learning_rate: float) -> None:
         from visionpipe.models.detection import models

@@ -52,7 +52,7 @@ def small_cnn(image_size: int, width: int = 32, se: bool = False) -> tf.keras.Mo
             strides = 2 if (i == 0 and stage > 0) else 1
             x = tf.keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
                                        name=f"stage{stage}_conv{i}")(x)
-            x = tf.keras.layers.BatchNormalization(name=f"stage{stage}_bn{i}")(x)
+            x = tf.keras.layers.BatchNormalization(momentum=0.9, name=f"stage{stage}_bn{i}")(x)
             x = tf.keras.layers.ReLU(name=f"stage{stage}_relu{i}")(x)
         if se:
             x = squeeze_excite(x, name=f"stage{stage}_se")

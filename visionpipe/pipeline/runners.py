@@ -25,6 +25,8 @@ class RunPaths:
     pipeline_root: str
     metadata_path: str
     config_path: str
+    #: seconds per component of the last run (from the progress lines), in run order
+    durations: Dict[str, float] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, config) -> "RunPaths":
@@ -51,7 +53,9 @@ class ProgressPrinter(logging.Handler):
         self._current: Optional[str] = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno >= logging.ERROR and "returned None" not in str(record.msg):
+        if record.name.startswith("visionpipe"):
+            self._print(f"    {record.getMessage()}")
+        elif record.levelno >= logging.ERROR and "returned None" not in str(record.msg):
             self._print(f"ERROR {record.getMessage()[:2000]}")
         elif record.msg in self.STARTED and record.args:
             name = str(record.args[0])
@@ -91,6 +95,7 @@ def run_pipeline(config, runner: Optional[str] = None, stop_after_data: bool = F
     kind = runner or config.runner.kind
     handler = ProgressPrinter() if progress else None
     absl_logger = logging.getLogger("absl")
+    own_logger = logging.getLogger("visionpipe")
     if handler:
         _quiet_logs()
         absl_logger.setLevel(logging.INFO)
@@ -99,6 +104,8 @@ def run_pipeline(config, runner: Optional[str] = None, stop_after_data: bool = F
         absl_logger.setLevel = lambda level: None
         absl_logger.addHandler(handler)
         absl_logger.propagate = False
+        own_logger.addHandler(handler)
+        own_logger.setLevel(logging.INFO)
     try:
         if kind == "beam":
             tfx.orchestration.experimental.BeamDagRunner().run(pipeline)
@@ -107,8 +114,10 @@ def run_pipeline(config, runner: Optional[str] = None, stop_after_data: bool = F
     finally:
         if handler:
             absl_logger.removeHandler(handler)
+            own_logger.removeHandler(handler)
             del absl_logger.setLevel
             absl_logger.propagate = True
+            paths.durations = dict(handler.durations)
     return paths
 
 

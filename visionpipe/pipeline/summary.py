@@ -97,10 +97,17 @@ def build_summary(paths, config) -> Dict[str, Any]:
 
 def _evaluation(evaluation, artifact, blessing, config) -> Dict[str, Any]:
     blessed = bool(_prop(blessing, "blessed", 0)) if blessing is not None else None
-    path = os.path.join(artifact.uri, "summary.json")
-    if os.path.exists(path):  # task evaluators that are not TFMA write their own summary
-        with open(path) as f:
+    own = os.path.join(artifact.uri, "summary.json")  # TaskEvaluator
+    coco = os.path.join(artifact.uri, "coco_metrics.json")  # DetectionEvaluator
+    if os.path.exists(own):
+        with open(own) as f:
             result = json.load(f)
+    elif os.path.exists(coco):
+        with open(coco) as f:
+            report = json.load(f)
+        result = {"blessed": report.get("blessed"), "failures": report.get("reasons", []),
+                  "metrics": {k: v for k, v in (report.get("candidate") or {}).items()
+                              if isinstance(v, (int, float))}}
     else:
         result = evaluation.validation_summary(artifact.uri)
     result["blessed"] = blessed if blessed is not None else result.get("blessed")

@@ -138,6 +138,14 @@ class MultiLabelTask(ClassificationTask):
                 tf.keras.metrics.Precision(name="precision", thresholds=threshold),
                 tf.keras.metrics.Recall(name="recall", thresholds=threshold)]
 
+    def evaluator_component(self, examples, model, baseline_model):
+        # TFMA's metrics expect one label id per example; multi-label is gated on this task's
+        # own F1 / exact match instead.
+        from visionpipe.components.task_evaluator.component import TaskEvaluator
+
+        return TaskEvaluator(examples=examples, model=model, baseline_model=baseline_model,
+                             config=self.config)
+
     def calibrate_thresholds(self, probabilities: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Per label, the threshold that maximises F1 on held-out predictions."""
         candidates = np.linspace(0.05, 0.95, 19)

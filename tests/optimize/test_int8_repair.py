@@ -81,3 +81,21 @@ def test_without_repair_collapsed_int8_is_not_blessed_and_the_report_names_the_w
     assert int8.notes["float_layers"] == []
     assert "outlier" in int8.notes["worst_layers"][0]["tensor_name"]
     assert "not blessed" in (tmp_path / "report.md").read_text()
+
+
+def test_failed_int8_falls_back_to_quantization_aware_training_when_configured(
+        outlier_cnn, digits, tmp_path):
+    report = optimize(_inputs(outlier_cnn, digits), hooks_for(digits),
+                      _config(repair_int8=False, qat="fallback", qat_epochs=1), str(tmp_path))
+    assert not report.get("int8").blessed
+    qat = report.get("qat_int8")
+    assert (tmp_path / "model_qat_int8.tflite").is_file()
+    assert qat.blessed == (report.get("float32").metric - qat.metric <= MAX_DROP + 1e-9)
+    assert ("model_qat_int8.tflite" in report.blessed_files) == qat.blessed
+
+
+def test_blessed_int8_does_not_trigger_quantization_aware_training(trained_cnn, digits, tmp_path):
+    report = optimize(_inputs(trained_cnn, digits), hooks_for(digits),
+                      _config(qat="fallback"), str(tmp_path))
+    assert report.get("int8").blessed
+    assert "qat_int8" not in [a.name for a in report.artifacts]

@@ -31,7 +31,10 @@ def evaluate_export(export_dir: str, task, files) -> Dict[str, float]:
     keys = [features.ENCODED, features.LABEL]
     for batch in data.records(files).batch(BATCH):
         parsed = features.parse_examples(batch, keys)
-        probabilities.append(serve(images=parsed[features.ENCODED])["probabilities"].numpy())
+        outputs = serve(images=parsed[features.ENCODED])
+        probabilities.append(outputs["probabilities"].numpy())
+        if "thresholds" in outputs:  # score with the decision rule the model actually serves
+            task.thresholds = outputs["thresholds"].numpy()[0]
         labels = tf.RaggedTensor.from_tensor(parsed[features.LABEL], padding=-1) \
             if parsed[features.LABEL].shape.rank == 2 else parsed[features.LABEL]
         targets.extend(task.target(tf.cast(row, tf.int64)).numpy() for row in labels)

@@ -1,0 +1,39 @@
+"""Multi-label classification through the whole pipeline: TaskEvaluator gate, push, outputs."""
+import json
+
+import numpy as np
+import pytest
+
+from visionpipe.components.task_evaluator.executor import gate
+from visionpipe.pipeline import commands
+from visionpipe.pipeline.config import load_config
+
+
+def test_gate_blocks_on_absolute_threshold_and_on_drop_vs_baseline():
+    ok, failures = gate({"f1": 0.8}, {"f1": 0.9}, {"f1": 0.5}, {"f1": 0.05})
+    assert not ok and "dropped more than 0.05" in failures[0]
+    ok, failures = gate({"f1": 0.4}, None, {"f1": 0.5}, {"f1": 0.05})
+    assert not ok and "below the threshold 0.5" in failures[0]
+    assert gate({"f1": 0.88}, {"f1": 0.9}, {"f1": 0.5}, {"f1": 0.05}) == (True, [])
+    ok, failures = gate({"f1": 0.9}, None, {"accuracy": 0.5}, {})
+    assert not ok and "not computed by this task" in failures[0]
+
+
+@pytest.mark.e2e
+def test_multilabel_model_is_gated_on_f1_pushed_and_returns_labels_per_threshold(tmp_path):
+    config = load_config("configs/multilabel.yaml", [
+        "name=ml_e2e", "data.num_images=200", "data.image_size=32", "model.image_size=32",
+        "model.width=8", "train.epochs=3", "evaluate.thresholds={f1: 0.3}",
+        f"runner.output_dir={tmp_path}/runs", f"push.serving_root={tmp_path}/serving"])
+    paths, result = commands._run(config)
+    assert result["evaluation"]["blessed"] is True
+    assert 0.3 <= result["evaluation"]["metrics"]["f1"] <= 1.0
+    assert result["push"]["pushed"] is True
+    csv = sorted((tmp_path / "runs" / "ml_e2e").rglob("labels.csv"))[0]
+    first = csv.read_text().splitlines()[1].split(",")
+    image = (csv.parent / first[0]).read_bytes()
+    outputs = commands.predict_saved_model(result["push"]["path"], [image])
+    assert outputs["labels"].shape == outputs["probabilities"].shape == (1, 5)
+    thresholds = outputs["thresholds"][0]
+    assert np.all((thresholds > 0) & (thresholds < 1))
+    np.testing.assert_array_equal(outputs["labels"][0], outputs["probabilities"][0] >= thresholds)

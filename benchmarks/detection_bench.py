@@ -137,8 +137,8 @@ def main(argv=None) -> int:
 
     float_metrics = task.evaluate_model(model, test)
     images = [x[None] for x, _ in pairs(task, splits["test"][:args.latency_images]).as_numpy_iterator()]
-    raw = tf.function(lambda x: task.raw_predictions(model, x))
-    full = tf.function(lambda x: task.serving_outputs(model, x))
+    raw = tf.function(lambda x: task.raw_predictions(model, x), autograph=False)
+    full = tf.function(lambda x: task.serving_outputs(model, x), autograph=False)
     raw_ms = mean_latency_ms(raw, images, args.latency_images)
     full_ms = mean_latency_ms(full, images, args.latency_images)
 

@@ -69,6 +69,8 @@ def detection_example(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray,
         features.FORMAT: strings([b"png"]),
         features.HEIGHT: ints([image.shape[0]]),
         features.WIDTH: ints([image.shape[1]]),
+        # like ImageExampleGen: a detection image is labelled with its objects' classes
+        features.LABEL: ints(sorted(set(int(c) for c in classes))),
         features.OBJECT_LABEL: ints(classes),
         features.OBJECT_TEXT: strings([class_names[c].encode() for c in classes]),
     }

@@ -37,7 +37,7 @@ def pyramid_backbone(model_config):
         weights_loaded = backbones.load_backbone_weights(base, model_config.weights)
     level_layers = _last_layer_per_stride(base, size)
     features = tf.keras.Model(base.inputs, [base.get_layer(n).output for n in level_layers],
-                              name=backbones.BACKBONE_LAYER_NAME)
+                              name=f"{model_config.backbone}_features")
     pixels = tf.keras.Input((size, size, 3), name="pixels")
     outputs = features(backbones.input_normalization(model_config.backbone)(pixels))
     outputs = outputs if isinstance(outputs, list) else [outputs]

@@ -120,7 +120,7 @@ class DetectionTask(Task):
         """COCO metrics of an in-process model on batched (image, target) pairs."""
         from visionpipe.models.detection import evaluation
 
-        serve = tf.function(lambda images: self.serving_outputs(model, images))
+        serve = tf.function(lambda images: self.serving_outputs(model, images), autograph=False)
         return evaluation.evaluate_pairs(serve, self._batched(dataset).as_numpy_iterator(),
                                          self.image_size, self.class_names)
 
@@ -129,7 +129,7 @@ class DetectionTask(Task):
         """mAP on ``dataset`` with synthetic occluders over 10/25/50% of every box."""
         from visionpipe.models.detection import evaluation
 
-        serve = tf.function(lambda images: self.serving_outputs(model, images))
+        serve = tf.function(lambda images: self.serving_outputs(model, images), autograph=False)
         return evaluation.occlusion_report(serve, self._batched(dataset).as_numpy_iterator(),
                                            self.image_size, self.class_names, fractions,
                                            seed=self.config.train.seed)

@@ -78,6 +78,13 @@ def class_weights(counts: np.ndarray) -> Dict[int, float]:
     return {c: float(total / (k * counts[c])) for c in range(len(counts)) if present[c]}
 
 
+def learning_rate(tcfg, base: float, epochs: int, steps: int):
+    """A float, or a cosine decay over the phase's steps (stable final weights)."""
+    if tcfg.lr_schedule == "constant" or epochs <= 0:
+        return base
+    return tf.keras.optimizers.schedules.CosineDecay(base, decay_steps=epochs * steps, alpha=0.01)
+
+
 def _fit(model, train_ds, eval_ds, epochs, steps, eval_steps, callbacks, weights, initial_epoch=0):
     return model.fit(train_ds, validation_data=eval_ds, epochs=epochs, initial_epoch=initial_epoch,
                      steps_per_epoch=steps, validation_steps=eval_steps or None,
@@ -128,9 +135,10 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
                                  oversample_counts=oversample_counts)
     eval_ds = data.make_dataset(eval_files, task, global_batch, training=False)
 
+    phase1_lr = learning_rate(tcfg, tcfg.learning_rate, tcfg.epochs, steps)
     with strategy.scope():
         model = task.build_model()
-        task.compile_model(model, tcfg.learning_rate)
+        task.compile_model(model, phase1_lr)
     backbone = model.get_layer(backbones.BACKBONE_LAYER_NAME)
     transfer = bool(task.weights_loaded)
 
@@ -156,7 +164,7 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
         if transfer:
             backbone.trainable = False
             with strategy.scope():
-                task.compile_model(model, tcfg.learning_rate)
+                task.compile_model(model, phase1_lr)
         result = _fit(model, train_ds, eval_ds, tcfg.epochs, steps, eval_steps,
                       with_backup("phase1"), weights)
         resumed_from = result.epoch[0] if result.epoch else tcfg.epochs
@@ -169,7 +177,8 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
         log.info("fine-tuning the top %d backbone layers at lr %.2g", unfrozen,
                  tcfg.learning_rate * tcfg.fine_tune_lr_factor)
         with strategy.scope():
-            task.compile_model(model, tcfg.learning_rate * tcfg.fine_tune_lr_factor)
+            task.compile_model(model, learning_rate(
+                tcfg, tcfg.learning_rate * tcfg.fine_tune_lr_factor, tcfg.fine_tune_epochs, steps))
         result = _fit(model, train_ds, eval_ds, tcfg.epochs + tcfg.fine_tune_epochs, steps,
                       eval_steps, with_backup("phase2"), weights, initial_epoch=tcfg.epochs)
         _extend(history, result.history)

@@ -136,6 +136,7 @@ class TrainConfig:
     epochs: int = 8
     batch_size: int = 32
     learning_rate: float = 2e-3
+    lr_schedule: str = "cosine"  # cosine (decays to 1% by the last step) | constant
     fine_tune_epochs: int = 0
     fine_tune_layers: int = 20
     fine_tune_lr_factor: float = 0.1
@@ -152,6 +153,8 @@ class TrainConfig:
         _require(self.epochs >= 0, "train.epochs", "must be >= 0")
         _require(self.batch_size >= 1, "train.batch_size", "must be >= 1")
         _require(self.learning_rate > 0, "train.learning_rate", "must be > 0")
+        _require(self.lr_schedule in ("cosine", "constant"), "train.lr_schedule",
+                 "must be 'cosine' or 'constant'")
         _require(self.fine_tune_epochs >= 0, "train.fine_tune_epochs", "must be >= 0")
         _require(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
         _require(self.class_weights in ("none", "balanced"), "train.class_weights",

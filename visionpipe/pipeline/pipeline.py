@@ -18,6 +18,7 @@ from visionpipe.components.image_example_gen.component import ImageExampleGen
 from visionpipe.components.data_validation.wiring import (previous_accepted_statistics,
                                                           validation_components)
 from visionpipe.components.load_check.component import LoadCheck
+from visionpipe.components.model_optimizer.component import ModelOptimizer
 from visionpipe.components.pusher.component import VisionPusher
 from visionpipe.models import trainer as trainer_module
 from visionpipe.models.tasks import task_class
@@ -101,14 +102,24 @@ def _model_components(config, config_json, example_gen, validation, pipeline_roo
     task = task_class(config.task)(config, class_names)
     evaluator = task.evaluator_component(examples, trainer.outputs["model"],
                                          baseline_model.outputs["model"])
-    load_check = LoadCheck(model=trainer.outputs["model"],
-                           model_blessing=evaluator.outputs["blessing"])
+    components = [trainer, baseline_model, evaluator]
+    optimized = None
+    if config.optimize.enabled:
+        optimizer = ModelOptimizer(examples=examples, model=trainer.outputs["model"], config=config,
+                                   model_blessing=evaluator.outputs["blessing"])
+        optimized = optimizer.outputs["optimized"]
+        components.append(optimizer)
+    if config.push.load_check:
+        load_check = LoadCheck(model=trainer.outputs["model"],
+                               model_blessing=evaluator.outputs["blessing"])
+        components.append(load_check)
     pusher = VisionPusher(model=trainer.outputs["model"],
                           model_blessing=evaluator.outputs["blessing"],
-                          infra_blessing=load_check.outputs["blessing"],
+                          infra_blessing=load_check.outputs["blessing"] if config.push.load_check else None,
+                          optimized=optimized,
                           serving_root=os.path.abspath(config.push.serving_root),
                           model_name=config.model_name)
-    return [trainer, baseline_model, evaluator, load_check, pusher]
+    return components + [pusher]
 
 
 def default_beam_args(config) -> List[str]:

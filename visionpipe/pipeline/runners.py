@@ -106,6 +106,7 @@ def run_pipeline(config, runner: Optional[str] = None, stop_after_data: bool = F
         absl_logger.propagate = False
         own_logger.addHandler(handler)
         own_logger.setLevel(logging.INFO)
+        own_logger.propagate = False
     try:
         if kind == "beam":
             tfx.orchestration.experimental.BeamDagRunner().run(pipeline)
@@ -115,6 +116,7 @@ def run_pipeline(config, runner: Optional[str] = None, stop_after_data: bool = F
         if handler:
             absl_logger.removeHandler(handler)
             own_logger.removeHandler(handler)
+            own_logger.propagate = True
             del absl_logger.setLevel
             absl_logger.propagate = True
             paths.durations = dict(handler.durations)

@@ -86,6 +86,13 @@ def build_summary(paths, config) -> Dict[str, Any]:
     if infra is not None:
         summary["load_check"] = {"passed": bool(_prop(infra, "blessed", 0)),
                                  "detail": _prop(infra, "reason", "")}
+    optimized = art.get("visionpipe.OptimizedModels")
+    if optimized is not None:
+        markdown = os.path.join(optimized.uri, "report.md")
+        summary["optimization"] = {
+            "blessed_files": json.loads(_prop(optimized, "blessed_files", "[]") or "[]"),
+            "report": os.path.join(optimized.uri, "report.json"),
+            "table": open(markdown).read() if os.path.exists(markdown) else ""}
     pushed = art.get("PushedModel")
     if pushed is not None:
         summary["push"] = {"pushed": bool(_prop(pushed, "pushed", 0)),
@@ -144,6 +151,12 @@ def format_summary(summary: Dict[str, Any]) -> str:
         lines.append(row("evaluation", verdict))
         for failure in ev.get("failures", [])[:10]:
             lines.append(row("", f"- {failure}"))
+    optimization = summary.get("optimization")
+    if optimization:
+        lines.append(row("optimization", "blessed TFLite files: " +
+                         (", ".join(optimization["blessed_files"]) or "none") +
+                         f"  ({optimization['report']})"))
+        lines.extend("    " + line for line in optimization["table"].strip().splitlines())
     check = summary.get("load_check")
     if check:
         lines.append(row("load check", ("passed: " if check["passed"] else "FAILED: ") + check["detail"]))

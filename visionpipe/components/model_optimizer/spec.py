@@ -1,4 +1,7 @@
 """ModelOptimizer's component spec: key names and the OptimizedModels artifact type."""
+import json
+from typing import List
+
 from tfx.types import standard_artifacts
 from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
@@ -29,3 +32,10 @@ class ModelOptimizerSpec(ComponentSpec):
         MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
     }
     OUTPUTS = {OPTIMIZED_KEY: ChannelParameter(type=OptimizedModels)}
+
+
+def blessed_files(optimized: Artifact) -> List[str]:
+    """File names inside ``optimized.uri`` that passed their gates (what the Pusher ships)."""
+    if not optimized.has_custom_property(BLESSED_FILES_PROPERTY):
+        raise ValueError(f"{optimized.uri}: OptimizedModels artifact without {BLESSED_FILES_PROPERTY!r}")
+    return json.loads(optimized.get_string_custom_property(BLESSED_FILES_PROPERTY))

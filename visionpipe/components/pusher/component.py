@@ -6,6 +6,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from visionpipe.components.model_optimizer.spec import OptimizedModels
 from visionpipe.components.pusher import executor
 
 
@@ -18,6 +19,7 @@ class VisionPusherSpec(ComponentSpec):
         "model": ChannelParameter(type=standard_artifacts.Model),
         "model_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
         "infra_blessing": ChannelParameter(type=standard_artifacts.InfraBlessing, optional=True),
+        executor.OPTIMIZED_KEY: ChannelParameter(type=OptimizedModels, optional=True),
     }
     OUTPUTS = {"pushed_model": ChannelParameter(type=standard_artifacts.PushedModel)}
 
@@ -28,8 +30,9 @@ class VisionPusher(base_component.BaseComponent):
 
     def __init__(self, model: types.BaseChannel, serving_root: str, model_name: str,
                  model_blessing: Optional[types.BaseChannel] = None,
-                 infra_blessing: Optional[types.BaseChannel] = None):
+                 infra_blessing: Optional[types.BaseChannel] = None,
+                 optimized: Optional[types.BaseChannel] = None):
         super().__init__(spec=VisionPusherSpec(
             model=model, model_blessing=model_blessing, infra_blessing=infra_blessing,
-            serving_root=serving_root, model_name=model_name,
+            optimized=optimized, serving_root=serving_root, model_name=model_name,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel)))

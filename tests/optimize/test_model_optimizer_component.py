@@ -9,12 +9,11 @@ from PIL import Image
 import visionpipe  # noqa: F401
 import tensorflow as tf
 from tfx.types import standard_artifacts
-from tfx.types.artifact_utils import get_single_instance  # noqa: F401
 
 from visionpipe import features
 from visionpipe.components.model_optimizer import executor as executor_lib
 from visionpipe.components.model_optimizer.component import ModelOptimizer
-from visionpipe.components.model_optimizer.spec import BLESSED_FILES_PROPERTY, OptimizedModels
+from visionpipe.components.model_optimizer.spec import OptimizedModels, blessed_files
 from visionpipe.pipeline.config import PipelineConfig, config_from_dict
 
 from .conftest import digits_pixels
@@ -111,7 +110,7 @@ def test_executor_writes_gated_tflite_files_report_and_blessed_files_property(pi
                 "model_student.tflite", "report.json", "report.md"}
     assert expected <= files
     report = json.loads(open(os.path.join(optimized.uri, "report.json")).read())
-    blessed = json.loads(optimized.get_string_custom_property(BLESSED_FILES_PROPERTY))
+    blessed = blessed_files(optimized)
     assert blessed == report["blessed_files"]
     assert "model_float32.tflite" in blessed and "model_float16.tflite" in blessed
     by_name = {a["name"]: a for a in report["artifacts"]}
@@ -133,7 +132,7 @@ def test_not_blessed_model_is_not_optimized(pipeline_inputs):
     blessing.uri = str(pipeline_inputs["root"] / "blessing")
     blessing.set_int_custom_property("blessed", 0)
     optimized = _run(pipeline_inputs, "not_blessed", blessing)
-    assert json.loads(optimized.get_string_custom_property(BLESSED_FILES_PROPERTY)) == []
+    assert blessed_files(optimized) == []
     assert not [f for f in os.listdir(optimized.uri) if f.endswith(".tflite")]
 
 

@@ -102,6 +102,11 @@ class OptimizationReport:
                 f"{a.gzip_bytes / 1024:.1f} | {a.metric:.4f} | {a.metric_drop:+.4f} | {latency} | "
                 f"{a.size_ratio:.3f} | {a.gzip_ratio:.3f} | {latency_ratio} | {gate} |")
         for a in self.artifacts:
+            attempts = a.notes.get("repair_attempts", [])
+            if len(attempts) > 1:
+                lines.append(f"\n`{a.file}`: plain int8 scored {attempts[0]['metric']:.4f}; the repair "
+                             f"tried {len(attempts) - 1} selective conversion(s) and kept the best "
+                             f"({a.metric:.4f}).")
             for cause in a.notes.get("kept_in_float_because", []) if a.notes.get("float_layers") else []:
                 consumers = ", ".join(f"`{c}`" for c in cause["consumers"]) or "none"
                 lines.append(

@@ -67,25 +67,26 @@ def parse_spec():
     return spec
 
 
-def parse_examples(serialized, keys=None):
-    """Parse a batch of serialized tf.Examples; sparse lists become dense (padded)."""
+def _parse(parse_fn, serialized, keys):
     import tensorflow as tf
 
     spec = parse_spec()
     if keys is not None:
         spec = {k: spec[k] for k in keys}
-    parsed = tf.io.parse_example(serialized, spec)
+    parsed = parse_fn(serialized, spec)
     return {k: tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v
             for k, v in parsed.items()}
+
+
+def parse_examples(serialized, keys=None):
+    """Parse a batch of serialized tf.Examples; sparse lists become dense (padded)."""
+    import tensorflow as tf
+
+    return _parse(tf.io.parse_example, serialized, keys)
 
 
 def parse_single(serialized, keys=None):
     """Parse one serialized tf.Example (for tf.data map before batching)."""
     import tensorflow as tf
 
-    spec = parse_spec()
-    if keys is not None:
-        spec = {k: spec[k] for k in keys}
-    parsed = tf.io.parse_single_example(serialized, spec)
-    return {k: tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v
-            for k, v in parsed.items()}
+    return _parse(tf.io.parse_single_example, serialized, keys)

@@ -37,3 +37,18 @@ def test_multilabel_model_is_gated_on_f1_pushed_and_returns_labels_per_threshold
     thresholds = outputs["thresholds"][0]
     assert np.all((thresholds > 0) & (thresholds < 1))
     np.testing.assert_array_equal(outputs["labels"][0], outputs["probabilities"][0] >= thresholds)
+
+
+def test_multilabel_targets_keep_each_examples_own_labels():
+    import tensorflow as tf
+
+    from visionpipe.components.task_evaluator.executor import targets_of
+    from visionpipe.models.tasks import get_task
+
+    def example(labels):
+        feature = {"image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=labels))}
+        return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+    task = get_task(load_config(overrides=["task=multilabel"]), ["a", "b", "c"])
+    targets = targets_of(task, tf.constant([example([1]), example([1, 2])]))
+    np.testing.assert_array_equal(np.stack(targets), [[0, 1, 0], [0, 1, 1]])

@@ -28,17 +28,23 @@ def evaluate_export(export_dir: str, task, files) -> Dict[str, float]:
 
     serve = tf.saved_model.load(export_dir).signatures["serving_default"]
     probabilities, targets = [], []
-    keys = [features.ENCODED, features.LABEL]
     for batch in data.records(files).batch(BATCH):
-        parsed = features.parse_examples(batch, keys)
-        outputs = serve(images=parsed[features.ENCODED])
+        encoded = features.parse_examples(batch, [features.ENCODED])[features.ENCODED]
+        outputs = serve(images=encoded)
         probabilities.append(outputs["probabilities"].numpy())
         if "thresholds" in outputs:  # score with the decision rule the model actually serves
             task.thresholds = outputs["thresholds"].numpy()[0]
-        labels = tf.RaggedTensor.from_tensor(parsed[features.LABEL], padding=-1) \
-            if parsed[features.LABEL].shape.rank == 2 else parsed[features.LABEL]
-        targets.extend(task.target(tf.cast(row, tf.int64)).numpy() for row in labels)
+        targets.extend(targets_of(task, batch))
     return task.metrics_from_predictions(np.concatenate(probabilities), np.stack(targets))
+
+
+def targets_of(task, serialized_batch):
+    """Per-example targets; label lists vary in length and dense batch parsing would pad
+    them with class 0, so each record is parsed on its own."""
+    from visionpipe import features
+
+    return [task.target(features.parse_single(record, [features.LABEL])[features.LABEL]).numpy()
+            for record in serialized_batch]
 
 
 def gate(candidate: Dict[str, float], baseline: Optional[Dict[str, float]],

@@ -157,13 +157,19 @@ def main(argv=None) -> int:
         "latency_ms_batch1": {"network_and_decode": round(raw_ms, 2), "with_nms": round(full_ms, 2),
                               "nms_share": round(max(0.0, 1.0 - raw_ms / full_ms), 4)},
     }
+    report(results, args.json)  # a later stage failing must not lose these numbers
     results["occlusion"] = task.occlusion_report(model, test)
+    report(results, args.json)
     if not args.skip_tflite:
         results["tflite"] = tflite_comparison(task, model, splits, test, args, evaluation, tflite)
-    print(json.dumps(results, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        report(results, args.json)
     return 0
+
+
+def report(results, path) -> None:
+    print(json.dumps(results, indent=2), flush=True)
+    if path:
+        Path(path).write_text(json.dumps(results, indent=2))
 
 
 def tflite_comparison(task, model, splits, test, args, evaluation, tflite) -> Dict[str, object]:

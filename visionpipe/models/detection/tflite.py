@@ -22,10 +22,13 @@ SIGNATURE = "serving_tensor"
 
 def converter(task, model: tf.keras.Model, mode: str,
               representative: Optional[Callable] = None) -> tf.lite.TFLiteConverter:
-    """From the in-process model (the task builds the ``serving_tensor`` function)."""
-    serving_tensor = task.signatures(model)[SIGNATURE]
-    return _configure(tf.lite.TFLiteConverter.from_concrete_functions([serving_tensor], model),
-                      mode, representative)
+    """From the in-process model: the same function as its ``serving_tensor`` signature."""
+    size = task.image_size
+    serving_tensor = tf.function(
+        lambda pixels: task.serving_outputs(model, pixels), autograph=False,
+        input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="pixels")])
+    return _configure(tf.lite.TFLiteConverter.from_concrete_functions(
+        [serving_tensor.get_concrete_function()], model), mode, representative)
 
 
 def saved_model_converter(export_dir: str, mode: str,

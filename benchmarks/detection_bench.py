@@ -126,6 +126,13 @@ def main(argv=None) -> int:
                           num_parallel_calls=tf.data.AUTOTUNE)
     train = train.prefetch(tf.data.AUTOTUNE)
     test = task.batch_dataset(pairs(task, splits["test"]).cache(), 8)
+    # Decode the evaluation images before training: tf.data traces its functions from the
+    # source files, which may change on disk during a long run.
+    for _ in test:
+        pass
+    images = [x[None] for x, _ in pairs(task, splits["test"][:args.latency_images]).as_numpy_iterator()]
+    calibration = [x[None] for x, _ in
+                   pairs(task, splits["train"][:args.calibration_images]).as_numpy_iterator()]
 
     model = task.build_model()
     task.compile_model(model, config.train.learning_rate)
@@ -136,7 +143,6 @@ def main(argv=None) -> int:
     train_seconds = time.time() - budget.start
 
     float_metrics = task.evaluate_model(model, test)
-    images = [x[None] for x, _ in pairs(task, splits["test"][:args.latency_images]).as_numpy_iterator()]
     raw = tf.function(lambda x: task.raw_predictions(model, x), autograph=False)
     full = tf.function(lambda x: task.serving_outputs(model, x), autograph=False)
     raw_ms = mean_latency_ms(raw, images, args.latency_images)
@@ -161,7 +167,7 @@ def main(argv=None) -> int:
     results["occlusion"] = task.occlusion_report(model, test)
     report(results, args.json)
     if not args.skip_tflite:
-        results["tflite"] = tflite_comparison(task, model, splits, test, args, evaluation, tflite)
+        results["tflite"] = tflite_comparison(task, model, calibration, test, args, evaluation, tflite)
         report(results, args.json)
     return 0
 
@@ -172,10 +178,9 @@ def report(results, path) -> None:
         Path(path).write_text(json.dumps(results, indent=2))
 
 
-def tflite_comparison(task, model, splits, test, args, evaluation, tflite) -> Dict[str, object]:
+def tflite_comparison(task, model, calibration, test, args, evaluation, tflite) -> Dict[str, object]:
     import tempfile
 
-    calibration = [x[None] for x, _ in pairs(task, splits["train"][:args.calibration_images]).as_numpy_iterator()]
     out: Dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("float32", "int8"):

@@ -21,6 +21,7 @@ from visionpipe.models.detection import anchors as anchor_lib
 
 BOX_FORMAT = "yxyx"  # pixels of the model input
 PYRAMID_STRIDES = (8, 16, 32)
+BATCH_NORM_MOMENTUM = 0.9
 
 
 def pyramid_backbone(model_config):
@@ -32,6 +33,12 @@ def pyramid_backbone(model_config):
     if size % 32:
         raise ValueError(f"model.image_size: a detector needs a multiple of 32, got {size}")
     base = backbones.build_backbone(model_config)
+    for layer in base.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            # keras.applications use momentum 0.999: after the few hundred steps a detector
+            # gets here, the moving statistics would still be mostly their initial values and
+            # inference would see a different network than training did.
+            layer.momentum = min(layer.momentum, BATCH_NORM_MOMENTUM)
     weights_loaded = ""
     if model_config.weights:
         weights_loaded = backbones.load_backbone_weights(base, model_config.weights)

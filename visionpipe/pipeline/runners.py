@@ -109,7 +109,9 @@ def run_pipeline(config, runner: Optional[str] = None, stop_after_data: bool = F
         own_logger.propagate = False
     try:
         if kind == "beam":
-            tfx.orchestration.experimental.BeamDagRunner().run(pipeline)
+            from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+
+            BeamDagRunner().run(pipeline)
         else:
             tfx.orchestration.LocalDagRunner().run(pipeline)
     finally:

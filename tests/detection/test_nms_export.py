@@ -65,3 +65,24 @@ def test_export_thresholds_come_from_the_config():
     assert int(strict["num_detections"][0]) == 1
     assert int(loose["num_detections"][0]) == 3
     assert int(single["num_detections"][0]) == 1 and single["detection_boxes"].shape == (1, 1, 4)
+
+
+def test_tflite_nms_counts_only_real_detections_like_the_saved_model(tmp_path):
+    from visionpipe.models.detection.evaluation import tflite_predict_fn
+
+    task = _task(score_threshold=0.3, iou_threshold=0.5, max_detections=10)
+    boxes = tf.constant([[10, 10, 30, 30], [11, 10, 31, 30], [10, 10, 30, 30], [40, 40, 60, 60]], tf.float32)
+    scores = tf.constant([[0.9, 0.0], [0.8, 0.0], [0.0, 0.6], [0.5, 0.0]], tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, SIZE, SIZE, 3], tf.float32, name="pixels")])
+    def serving_tensor(pixels):
+        batch = tf.shape(pixels)[0]
+        return task.postprocess(tf.tile(boxes[None], [batch, 1, 1]), tf.tile(scores[None], [batch, 1, 1]))
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serving_tensor.get_concrete_function()])
+    path = tmp_path / "nms.tflite"
+    path.write_bytes(converter.convert())
+    lite = tflite_predict_fn(str(path))(np.zeros((2, SIZE, SIZE, 3), np.float32))
+    assert lite["num_detections"].tolist() == [3, 3]  # not max_detections: padding is not a box
+    np.testing.assert_allclose(lite["detection_scores"][0], [0.9, 0.6, 0.5] + [0.0] * 7, rtol=1e-6)
+    assert lite["detection_classes"][0].tolist() == [0, 1, 0] + [-1] * 7

@@ -4,7 +4,7 @@ keras-cv's NonMaxSuppression suppresses across classes (it keeps only each box's
 so an RBC and a platelet that overlap would suppress each other. Here every (box, class) pair
 is a candidate and boxes are offset by ``class * (extent + 1)`` so one NMS call never
 compares two classes (the torchvision ``batched_nms`` trick). Only TopKV2, GatherV2 and
-NonMaxSuppressionV5 are used, all TFLite builtins, so the TFLite export keeps NMS too.
+NonMaxSuppressionV4 are used, all TFLite builtins, so the TFLite export keeps NMS too.
 """
 from __future__ import annotations
 
@@ -47,14 +47,15 @@ def _nms_one_image(boxes, scores, score_threshold, iou_threshold, max_detections
     candidates = tf.gather(boxes, anchor_index)
     extent = tf.reduce_max(tf.abs(candidates)) + 1.0
     offset = tf.cast(classes, tf.float32)[:, None] * extent
-    keep, _ = tf.image.non_max_suppression_with_scores(
-        candidates + offset, top_scores, max_output_size=max_detections,
-        iou_threshold=iou_threshold, score_threshold=score_threshold)
-    num = tf.shape(keep)[0]
-    pad = max_detections - num
-    kept_boxes = tf.pad(tf.gather(candidates, keep), [[0, pad], [0, 0]])
-    kept_classes = tf.pad(tf.gather(classes, keep), [[0, pad]], constant_values=-1)
-    kept_scores = tf.pad(tf.gather(top_scores, keep), [[0, pad]])
+    # The padded form reports how many indices are real; TFLite's NMS kernels always return
+    # max_output_size indices, so a count taken from the output's length would keep padding.
+    keep, num = tf.raw_ops.NonMaxSuppressionV4(
+        boxes=candidates + offset, scores=top_scores, max_output_size=max_detections,
+        iou_threshold=iou_threshold, score_threshold=score_threshold, pad_to_max_output_size=True)
+    valid = tf.range(max_detections) < num
+    kept_boxes = tf.where(valid[:, None], tf.gather(candidates, keep), 0.0)
+    kept_classes = tf.where(valid, tf.gather(classes, keep), -1)
+    kept_scores = tf.where(valid, tf.gather(top_scores, keep), 0.0)
     return kept_boxes, kept_classes, kept_scores, num
 
 

@@ -79,7 +79,8 @@ def test_tflite_nms_counts_only_real_detections_like_the_saved_model(tmp_path):
         batch = tf.shape(pixels)[0]
         return task.postprocess(tf.tile(boxes[None], [batch, 1, 1]), tf.tile(scores[None], [batch, 1, 1]))
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([serving_tensor.get_concrete_function()])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serving_tensor.get_concrete_function()],
+                                                                tf.Module())
     path = tmp_path / "nms.tflite"
     path.write_bytes(converter.convert())
     lite = tflite_predict_fn(str(path))(np.zeros((2, SIZE, SIZE, 3), np.float32))

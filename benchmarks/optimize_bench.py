@@ -53,17 +53,23 @@ def digits_data(root: str, image_size: int):
 def shapes_data(root: str, image_size: int):
     from visionpipe.datasets.shapes import write_classification_folder
 
-    return _load_folder(write_classification_folder(os.path.join(root, "shapes"), num_images=900,
+    return _load_folder(write_classification_folder(os.path.join(root, "shapes"), num_images=2000,
                                                     image_size=image_size, seed=7), image_size)
 
 
-# Per dataset: image size, epochs (shapes on photo backgrounds needs far more than digits).
-DATASETS = {"digits": (16, 8), "shapes": (32, 30)}
+# Per dataset: image size, epochs, augmentation overrides (the shapes recipe of
+# configs/classification.yaml: rotation-invariant shapes on photos need rotation and flips).
+DATASETS = {"digits": (16, 8, []),
+            "shapes": (48, 25, ["augment.horizontal_flip=true", "augment.vertical_flip=true",
+                                "augment.rotation=0.5"])}
 LEARNING_RATE = 3e-3
 
 
-def _config(image_size: int, width: int, epochs: int, student_width: int = 7) -> PipelineConfig:
-    config = PipelineConfig()
+def _config(image_size: int, width: int, epochs: int, student_width: int = 7,
+            augment_overrides=()) -> PipelineConfig:
+    from visionpipe.pipeline.config import load_config
+
+    config = load_config(overrides=["augment.horizontal_flip=false", *augment_overrides])
     config.model.image_size = image_size
     config.model.width = width
     config.model.dropout = 0.0
@@ -80,8 +86,10 @@ def _config(image_size: int, width: int, epochs: int, student_width: int = 7) ->
 
 
 def run_dataset(name: str, images, labels, classes, image_size: int, width: int, epochs: int,
-                student_width: int, out_dir: str) -> Dict:
-    config = _config(image_size, width, epochs, student_width)
+                student_width: int, out_dir: str, augment_overrides=()) -> Dict:
+    from visionpipe.models.training import learning_rate
+
+    config = _config(image_size, width, epochs, student_width, augment_overrides)
     task = get_task(config, classes)
     rng = np.random.default_rng(0)
     order = rng.permutation(len(images))
@@ -93,21 +101,28 @@ def run_dataset(name: str, images, labels, classes, image_size: int, width: int,
         ds = tf.data.Dataset.from_tensor_slices((images[idx], onehot[idx]))
         if shuffle:
             ds = ds.shuffle(len(idx), seed=0)
-        return ds.batch(32)
+        ds = ds.batch(32)
+        if shuffle:  # training batches get the task's (seeded) augmentation
+            ds = ds.map(lambda x, y: task.augment_batch(x, y, 0))
+        return ds.prefetch(tf.data.AUTOTUNE)
 
     train, evaluation = batches(train_idx, True), batches(eval_idx, False)
+    steps = int(np.ceil(len(train_idx) / 32))
+
+    def schedule():  # cosine decay, as the Trainer uses
+        return learning_rate(config.train, LEARNING_RATE, epochs, steps)
 
     tf.keras.utils.set_random_seed(0)
     start = time.perf_counter()
     teacher = task.build_model()
-    task.compile_model(teacher, LEARNING_RATE)
+    task.compile_model(teacher, schedule())
     teacher.fit(train, epochs=epochs, verbose=0)
 
-    student_config = _config(image_size, student_width, epochs, student_width)
+    student_config = _config(image_size, student_width, epochs, student_width, augment_overrides)
     student_task = get_task(student_config, classes)
     tf.keras.utils.set_random_seed(1)
     alone = student_task.build_model()
-    student_task.compile_model(alone, LEARNING_RATE)
+    student_task.compile_model(alone, schedule())
     alone.fit(train, epochs=epochs, verbose=0)
     with tempfile.TemporaryDirectory() as tmp:
         alone_path = tflite_convert.write(os.path.join(tmp, "alone.tflite"),
@@ -179,12 +194,12 @@ def main(argv=None) -> int:
         for name in args.datasets.split(","):
             if name not in DATASETS:
                 raise SystemExit(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
-            size, epochs = DATASETS[name]
+            size, epochs, augment_overrides = DATASETS[name]
             load = digits_data if name == "digits" else shapes_data
             images, labels, classes = load(root, size)
             result = run_dataset(name, images, labels, classes, size, args.width,
                                  args.epochs or epochs, args.student_width,
-                                 os.path.join(root, f"optimized_{name}"))
+                                 os.path.join(root, f"optimized_{name}"), augment_overrides)
             _print(result)
             results.append(result)
     if args.json:

@@ -109,6 +109,10 @@ def distill(teacher: tf.keras.Model, student: tf.keras.Model, train_batches: tf.
     distiller = Distiller(teacher, student,
                           teacher_probabilities=outputs_are_probabilities(teacher, sample),
                           student_probabilities=outputs_are_probabilities(student, sample))
+    steps = int(tf.data.experimental.cardinality(train_batches))
+    if steps > 0:  # cosine decay like the Trainer's, when the epoch length is known
+        learning_rate = tf.keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps=epochs * steps, alpha=0.01)
     distiller.compile(tf.keras.optimizers.Adam(learning_rate), hard_loss=hard_loss,
                       alpha=alpha, temperature=temperature)
     distiller.fit(train_batches, epochs=epochs, verbose=0)

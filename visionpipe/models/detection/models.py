@@ -112,7 +112,8 @@ def _name_backbone(model):
     """keras-cv runs the backbone as an unnamed feature-extractor sub-model; naming it
     ``backbone`` gives detectors the layer every VisionPipe model has (the trainer freezes it
     for transfer learning, pretrained weights are copied from it)."""
-    model.feature_extractor._name = backbones.BACKBONE_LAYER_NAME
+    (extractor,) = [layer for layer in model.layers if isinstance(layer, tf.keras.Model)]
+    extractor._name = backbones.BACKBONE_LAYER_NAME
     return model
 
 

@@ -11,6 +11,8 @@ import os
 import tempfile
 import time
 
+import numpy as np
+
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 
@@ -44,17 +46,24 @@ def input_pipeline_ratio(examples_uri: str, config, steps: int = 30) -> float:
     model = task.build_model()
     task.compile_model(model, 1e-3)
 
-    def steps_per_second(dataset):
-        model.fit(dataset, steps_per_epoch=5, epochs=1, verbose=0)  # warm-up / tracing
+    def steps_per_second(dataset, warmup_steps):
+        model.fit(dataset, steps_per_epoch=warmup_steps, epochs=1, verbose=0)
         start = time.time()
         model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
         return steps / (time.time() - start)
 
-    in_memory = steps_per_second(cached)
-    with_input = steps_per_second(real)
+    in_memory = steps_per_second(cached, 5)
+    # One full pass first: the pipeline decodes every image once into its cache, then every
+    # later epoch only shuffles and augments; a training run spends all but one epoch there.
+    epoch_steps = int(np.ceil(data.count_examples(files) / batch))
+    first_pass_start = time.time()
+    model.fit(real, steps_per_epoch=epoch_steps, epochs=1, verbose=0)
+    first_pass = epoch_steps / (time.time() - first_pass_start)
+    with_input = steps_per_second(real, 1)
     ratio = with_input / in_memory
-    print(f"input pipeline: {with_input:.2f} steps/s with tf.data input, {in_memory:.2f} steps/s "
-          f"on cached batches -> ratio {ratio:.2f} (target >= 0.9)")
+    print(f"input pipeline: {with_input:.2f} steps/s with tf.data input (after the first pass, "
+          f"which decodes: {first_pass:.2f} steps/s), {in_memory:.2f} steps/s on cached batches "
+          f"-> ratio {ratio:.2f} (target >= 0.9)")
     return ratio
 
 
@@ -70,6 +79,15 @@ def main(argv=None) -> int:
         print(f"digits (1,797 real images, 32px, small_cnn): held-out accuracy {accuracy:.4f} "
               f"(target >= 0.95); pipeline {total:.1f}s")
         input_pipeline_ratio(result["data"]["examples_uri"], config)
+        # The demo's input pipeline also decodes and augments (flips, rotation) every batch.
+        from visionpipe.components.image_example_gen import ingest
+        from visionpipe.pipeline.config import load_config
+        from visionpipe.pipeline.pipeline import resolve_data_source
+
+        shapes = load_config("configs/classification.yaml", [f"runner.output_dir={tmp}/shapes"])
+        ingested = ingest(resolve_data_source(shapes, f"{tmp}/shapes"), f"{tmp}/shapes_ingest")
+        print("shapes demo config (48px, flips + rotation):", end=" ")
+        input_pipeline_ratio(ingested.examples_uri, shapes)
         if not args.skip_demo:
             from visionpipe.pipeline.config import load_config
 

@@ -55,9 +55,9 @@ class TrainResult:
     resumed_from_epoch: int = 0
 
     def summary(self) -> Dict:
-        out = dataclasses.asdict(self)
-        out.pop("model")
-        return out
+        # Not dataclasses.asdict: it deep-copies the Keras model, and keras-cv detectors cannot
+        # be rebuilt from their config.
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
 
 
 class _EpochLog(tf.keras.callbacks.Callback):

@@ -48,6 +48,8 @@ def register(subparsers) -> None:
     p.add_argument("--model_name", default="", help="with --server: the served model's name")
     p.add_argument("--protocol", choices=["rest", "grpc"], default="rest", help="with --server")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--output_dir", default="predictions",
+                   help="detectors: where the images with their boxes drawn are written")
     p.set_defaults(handler=cmd_predict)
 
     p = subparsers.add_parser("augment-preview", help="write a PNG grid of augmented training samples")
@@ -189,42 +191,90 @@ def cmd_predict(args) -> int:
         for path, result in zip(args.images, outputs):
             print(f"{path}: {json.dumps(result, default=str)[:400]}")
         return 0
-    _print_predictions(args.images, predict_saved_model(args.model, images), args.json)
+    outputs = predict_saved_model(args.model, images)
+    if "detection_boxes" in outputs:
+        _print_detections(args.images, images, outputs, args.output_dir, args.json)
+    else:
+        _print_predictions(args.images, outputs, args.json)
     return 0
 
 
+def _print_detections(paths: List[str], images: List[bytes], outputs, output_dir: str,
+                      as_json: bool) -> None:
+    from visionpipe.models.detection import draw
+
+    os.makedirs(output_dir, exist_ok=True)
+    for i, (path, encoded) in enumerate(zip(paths, images)):
+        rows = draw.detections_to_rows(outputs, i)
+        drawn = os.path.join(output_dir, f"{Path(path).stem}.detections.png")
+        Path(drawn).write_bytes(draw.draw_detections_png(encoded, outputs, i))
+        if as_json:
+            print(json.dumps({"image": path, "drawn": drawn, "detections": rows}))
+            continue
+        print(f"{path}: {len(rows)} detections -> {drawn}")
+        for row in rows:
+            box = ", ".join(f"{v:.3f}" for v in row["box"])
+            print(f"  {row['class']:<12} {row['score']:.3f}  [ymin, xmin, ymax, xmax] = [{box}]")
+
+
 def cmd_augment_preview(args) -> int:
+    """Source images -> the same Example encoding and task augmentation training uses."""
     import numpy as np
     from PIL import Image
 
     import visionpipe  # noqa: F401
     import tensorflow as tf
 
+    from visionpipe import features
+    from visionpipe.components.image_example_gen import encoding, items as source_items, validation
     from visionpipe.components.image_example_gen.sources import make_source
-    from visionpipe.models import augment, preprocessing
+    from visionpipe.models import augment
+    from visionpipe.models.tasks import get_task
     from visionpipe.pipeline.pipeline import class_names_for_wiring, resolve_data_source
     from visionpipe.pipeline.runners import RunPaths
 
     config = load_config_from_args(args)
+    if not config.augment.enabled:
+        raise UserError("augmentation is disabled in this config (augment.enabled=false)")
     resolved = resolve_data_source(config, RunPaths.of(config).run_dir)
-    items = [i for i in make_source(resolved.data).items if i.path][:args.count]
-    if not items:
-        raise UserError("augment-preview needs a listed image source (folder, csv, coco, voc)")
-    size = config.model.image_size
-    images = tf.stack([preprocessing.preprocess_image(Path(i.path).read_bytes(), size) for i in items])
     names = class_names_for_wiring(resolved)
-    labels = tf.one_hot([names.index(i.labels[0]) if i.labels and i.labels[0] in names else 0
-                         for i in items], len(names))
-    augmenter = augment.build_augmenter(config.augment, size)
-    if augmenter is None:
-        raise UserError("augmentation is disabled or empty in this config (augment.enabled)")
+    listed = getattr(make_source(resolved.data), "items", None)
+    if not listed:
+        raise UserError("augment-preview needs a listed image source (folder, csv, coco, voc)")
+    valid = [v for v in (validation.validate_item(i, names) for i in listed[:4 * args.count])
+             if isinstance(v, source_items.ValidImage)][:args.count]
+    if not valid:
+        raise UserError(f"none of the first {4 * args.count} images of {resolved.data.path} is valid")
+    task = get_task(config, names)
+    serialized = tf.data.Dataset.from_tensor_slices([encoding.to_tf_example(v, names) for v in valid])
+    pairs = serialized.map(lambda s: task.example_to_inputs(features.parse_single(s, task.feature_keys)))
+    batch = next(iter(task.batch_dataset(pairs, len(valid))))
     tf.keras.utils.set_random_seed(config.augment.seed)
-    augmented, _ = augmenter(images, labels)
-    grid = augment.preview_grid(np.concatenate([images.numpy(), augmented.numpy()]),
-                                columns=len(items))
+    augmented = task.augment_batch(batch[0], batch[1], config.augment.seed)
+    rows = [_drawable(task, *batch), _drawable(task, *augmented)]
+    grid = augment.preview_grid(np.concatenate(rows), columns=len(valid))
     Image.fromarray(grid).save(args.output)
-    print(f"wrote {args.output}: top row original, bottom row augmented ({len(items)} samples)")
+    print(f"wrote {args.output}: top row original, bottom row augmented ({len(valid)} samples)")
     return 0
+
+
+def _drawable(task, images, targets):
+    """uint8 images, with the boxes drawn when the targets carry boxes (detection)."""
+    import numpy as np
+
+    images = np.clip(np.asarray(images), 0, 255).astype("uint8")
+    if not isinstance(targets, dict) or "boxes" not in targets:
+        return images
+    from visionpipe.models.detection import draw
+
+    drawn = []
+    for image, boxes, classes in zip(images, np.asarray(targets["boxes"]), np.asarray(targets["classes"])):
+        keep = classes >= 0
+        size = float(task.image_size)
+        yxyx = [[v / size for v in b] for b in boxes[keep]]  # model pixels -> normalised yxyx
+        drawn.append(draw.draw_boxes(image, yxyx, [task.class_names[int(c)] for c in classes[keep]],
+                                     [int(c) for c in classes[keep]], width=1))
+    return np.stack(drawn)
 
 
 def cmd_demo(args) -> int:

@@ -114,7 +114,8 @@ def _evaluation(evaluation, artifact, blessing, config) -> Dict[str, Any]:
             report = json.load(f)
         result = {"blessed": report.get("blessed"), "failures": report.get("reasons", []),
                   "metrics": {k: v for k, v in (report.get("candidate") or {}).items()
-                              if isinstance(v, (int, float))}}
+                              if isinstance(v, (int, float))},
+                  "robustness": report.get("occlusion") or {}}
     else:
         result = evaluation.validation_summary(artifact.uri)
     result["blessed"] = blessed if blessed is not None else result.get("blessed")
@@ -147,6 +148,13 @@ def format_summary(summary: Dict[str, Any]) -> str:
             gate = ", ".join(x for x in (f">= {bound}" if bound is not None else "",
                                          f"drop <= {drop} vs baseline" if drop is not None else "") if x)
             lines.append(row(name, f"{shown}  (gate: {gate})"))
+        robustness = ev.get("robustness") or {}
+        if robustness:
+            shown = ", ".join(f"{k.split('/')[0].replace('occluded_', '')}% {v:.3f}"
+                              for k, v in sorted(robustness.items(), key=lambda kv: int(
+                                  kv[0].split("/")[0].replace("occluded_", "")))
+                              if k.endswith("/map_50") and v is not None)
+            lines.append(row("occlusion mAP@.5", shown))
         verdict = "BLESSED" if ev.get("blessed") else "NOT BLESSED"
         lines.append(row("evaluation", verdict))
         for failure in ev.get("failures", [])[:10]:

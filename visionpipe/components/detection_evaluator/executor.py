@@ -40,9 +40,12 @@ class Executor(base_executor.BaseExecutor):
                                           serialized, class_names)
         blessed, reasons = compare_to_baseline(candidate, baseline, config.evaluate.thresholds,
                                                config.evaluate.max_drops)
+        occlusion = occlusion_of_model_dir(path_utils.serving_model_path(model.uri), config,
+                                           class_names, input_dict["examples"], split)
         report = {"gate_metric": config.evaluate.gate_metric, "split": split, "blessed": blessed,
                   "reasons": reasons, "candidate": _json_safe(candidate),
-                  "baseline": _json_safe(baseline) if baseline is not None else None}
+                  "baseline": _json_safe(baseline) if baseline is not None else None,
+                  "occlusion": _json_safe(occlusion)}
         logging.info("DetectionEvaluator: %s", json.dumps(report))
 
         evaluation = artifact_utils.get_single_instance(output_dict["evaluation"])
@@ -69,6 +72,25 @@ def evaluate_model_dir(model_dir: str, serialized: tf.data.Dataset, class_names)
     if "serving_default" not in loaded.signatures:
         raise ValueError(f"{model_dir}: no serving_default signature")
     return evaluation.evaluate_examples(loaded.signatures["serving_default"], serialized, class_names)
+
+
+def occlusion_of_model_dir(model_dir: str, config, class_names, examples, split: str) -> Dict[str, float]:
+    """mAP on the eval split with synthetic occluders over 10/25/50% of each box (the summary's
+    robustness numbers), through the exported ``serving_tensor`` signature."""
+    from visionpipe.models import data
+    from visionpipe.models.detection import evaluation
+    from visionpipe.models.tasks import get_task
+
+    task = get_task(config, class_names)
+    serve = tf.saved_model.load(model_dir).signatures["serving_tensor"]
+
+    def predict(images):
+        return {k: v.numpy() for k, v in serve(pixels=tf.constant(images, tf.float32)).items()}
+
+    files = sorted(tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri(examples, split), "*")))
+    batches = task.batch_dataset(data.pairs(files, task), 16).as_numpy_iterator()
+    return evaluation.occlusion_report(predict, batches, task.image_size, class_names,
+                                       seed=config.train.seed)
 
 
 def _split_dataset(examples: List[types.Artifact], split: str) -> tf.data.Dataset:

@@ -22,6 +22,8 @@ from visionpipe import features as F
 _TASKS_WITH_IMAGE_LABELS = ("classification", "multilabel")
 _OBJECT_FLOAT_KEYS = F.BBOX_KEYS
 _OPTIONAL_BYTES_KEYS = (F.OBJECT_MASK, F.SEGMENTATION_MASK, F.TEXT)
+# PNG masks are images too: TFDV's image statistics recognise them, so the schema says so.
+_MASK_KEYS = (F.OBJECT_MASK, F.SEGMENTATION_MASK)
 
 
 def _schema_pb2():
@@ -31,7 +33,7 @@ def _schema_pb2():
 
 
 def image_feature_schema():
-    """A schema that only declares ``image/encoded`` as an image.
+    """A schema that only declares the image features (``image/encoded``, the PNG masks).
 
     Given to TFDV as ``StatsOptions.schema`` it makes the statistics treat the encoded
     bytes as bytes (sizes only) instead of as strings, whose top-k values would copy whole
@@ -39,8 +41,8 @@ def image_feature_schema():
     """
     schema_pb2 = _schema_pb2()
     schema = schema_pb2.Schema()
-    feature = schema.feature.add(name=F.ENCODED, type=schema_pb2.BYTES)
-    feature.image_domain.SetInParent()
+    for key in (F.ENCODED, *_MASK_KEYS):
+        schema.feature.add(name=key, type=schema_pb2.BYTES).image_domain.SetInParent()
     return schema
 
 
@@ -128,7 +130,9 @@ def curated_schema(task: str, class_names: Sequence[str] = (),
         box_side.float_domain.max = 1.0
     add(F.TRACK_ID, schema_pb2.INT)
     for key in _OPTIONAL_BYTES_KEYS:
-        add(key, schema_pb2.BYTES)
+        feature = add(key, schema_pb2.BYTES)
+        if key in _MASK_KEYS:
+            feature.image_domain.SetInParent()
     return schema
 
 

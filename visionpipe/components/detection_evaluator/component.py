@@ -9,10 +9,11 @@ from typing import Optional, Sequence
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
-from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+from tfx.types.component_spec import ComponentSpec, ExecutionParameter
 
 from visionpipe.components.detection_evaluator import executor
+from visionpipe.components.task_evaluator.component import (EVALUATOR_INPUTS, EVALUATOR_OUTPUTS,
+                                                            evaluator_output_channels)
 
 
 class DetectionEvaluatorSpec(ComponentSpec):
@@ -21,15 +22,8 @@ class DetectionEvaluatorSpec(ComponentSpec):
         "class_names_json": ExecutionParameter(type=str),
         "eval_split": ExecutionParameter(type=str),
     }
-    INPUTS = {
-        "examples": ChannelParameter(type=standard_artifacts.Examples),
-        "model": ChannelParameter(type=standard_artifacts.Model),
-        "baseline_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
-    }
-    OUTPUTS = {
-        "evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation),
-        "blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
-    }
+    INPUTS = EVALUATOR_INPUTS
+    OUTPUTS = EVALUATOR_OUTPUTS
 
 
 class DetectionEvaluator(base_component.BaseComponent):
@@ -42,7 +36,5 @@ class DetectionEvaluator(base_component.BaseComponent):
         spec = DetectionEvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model,
             config_json=json.dumps(config.to_dict()), class_names_json=json.dumps(list(class_names)),
-            eval_split=eval_split,
-            evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
-            blessing=types.Channel(type=standard_artifacts.ModelBlessing))
+            eval_split=eval_split, **evaluator_output_channels())
         super().__init__(spec=spec)

@@ -12,17 +12,28 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from visionpipe.components.task_evaluator import executor
 
 
+# What every VisionPipe evaluator takes and gives: the same channels as TFX's Evaluator, so
+# the pusher and the latest-blessed-model resolver treat them alike.
+EVALUATOR_INPUTS = {
+    "examples": ChannelParameter(type=standard_artifacts.Examples),
+    "model": ChannelParameter(type=standard_artifacts.Model),
+    "baseline_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
+}
+EVALUATOR_OUTPUTS = {
+    "evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation),
+    "blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
+}
+
+
+def evaluator_output_channels():
+    return {"evaluation": types.Channel(type=standard_artifacts.ModelEvaluation),
+            "blessing": types.Channel(type=standard_artifacts.ModelBlessing)}
+
+
 class TaskEvaluatorSpec(ComponentSpec):
     PARAMETERS = {"config_json": ExecutionParameter(type=str)}
-    INPUTS = {
-        "examples": ChannelParameter(type=standard_artifacts.Examples),
-        "model": ChannelParameter(type=standard_artifacts.Model),
-        "baseline_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
-    }
-    OUTPUTS = {
-        "evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation),
-        "blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
-    }
+    INPUTS = EVALUATOR_INPUTS
+    OUTPUTS = EVALUATOR_OUTPUTS
 
 
 class TaskEvaluator(base_component.BaseComponent):
@@ -33,6 +44,4 @@ class TaskEvaluator(base_component.BaseComponent):
                  baseline_model: Optional[types.BaseChannel] = None):
         super().__init__(spec=TaskEvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model,
-            config_json=json.dumps(config.to_dict(), sort_keys=True),
-            evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
-            blessing=types.Channel(type=standard_artifacts.ModelBlessing)))
+            config_json=json.dumps(config.to_dict(), sort_keys=True), **evaluator_output_channels()))

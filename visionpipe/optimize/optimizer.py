@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import os
 import tempfile
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import visionpipe  # noqa: F401
 import tensorflow as tf
@@ -30,15 +30,37 @@ class TaskHooks:
     gate_metric: str  # key of evaluate_tflite's result; higher is better
     compile_model: Callable[[tf.keras.Model, float], None]  # (model, learning_rate)
     build_student: Optional[Callable[[], tf.keras.Model]] = None
+    # (Keras model or SavedModel dir, mode, representative) -> flatbuffer. A task whose
+    # post-processing must live in the file (a detector's decoding and NMS) supplies its own;
+    # the default converts the Keras model as it is.
+    convert_tflite: Callable[[Any, str, Optional[tflite_convert.RepresentativeDataset]],
+                             bytes] = tflite_convert.convert
+    tflite_modes: Sequence[str] = tflite_convert.PTQ_MODES  # the modes convert_tflite supports
+    # Why QAT, pruning, distillation and the int8 layer repair, which rewrite the Keras model
+    # and convert it generically, do not apply to this task; empty when they do.
+    keras_rewrites_unsupported: str = ""
 
 
 @dataclasses.dataclass
 class OptimizationInputs:
-    model: tf.keras.Model  # the trained float model; input float32 pixels in [0, 255]
+    # The trained float model; input float32 pixels in [0, 255]. None when only the
+    # SavedModel is given: it is then what convert_tflite converts, and the steps that
+    # rewrite the Keras model are skipped.
+    model: Optional[tf.keras.Model]
     train_batches: tf.data.Dataset  # batched (input, target) pairs for the fine-tunes
     calibration_images: Iterable  # float32 [S, S, 3] training images (shared preprocessing)
     labels: List[str]
     saved_model_dir: Optional[str] = None  # the float SavedModel, for its size in the report
+
+    def __post_init__(self):
+        if self.model is None and not self.saved_model_dir:
+            raise ValueError("OptimizationInputs needs the trained Keras model or its saved_model_dir")
+
+    @property
+    def model_name(self) -> str:
+        if self.model is not None:
+            return self.model.name
+        return os.path.basename(os.path.normpath(self.saved_model_dir))
 
 
 class Optimizer:
@@ -66,6 +88,12 @@ class Optimizer:
             path = tflite_convert.write(os.path.join(tmp, "candidate.tflite"), tflite_model)
             return self._metrics(path)[self.hooks.gate_metric]
 
+    def _convert(self, model: Optional[tf.keras.Model], mode: str) -> bytes:
+        """``model`` in ``mode``; None converts the trained model from its SavedModel."""
+        source = self.inputs.saved_model_dir if model is None else model
+        return self.hooks.convert_tflite(source, mode,
+                                         self.representative if mode == "int8" else None)
+
     def _latency(self, path: str) -> float:
         return TFLiteModel(path, num_threads=1).median_latency_ms(runs=self.config.latency_runs)
 
@@ -74,7 +102,7 @@ class Optimizer:
         file = f"model_{name}.tflite"
         path = os.path.join(self.output_dir, file)
         with_metadata = tflite_convert.add_metadata(
-            tflite_model, self.inputs.labels, name=f"{self.inputs.model.name} ({name})",
+            tflite_model, self.inputs.labels, name=f"{self.inputs.model_name} ({name})",
             description=f"VisionPipe {name} TFLite model; input RGB pixels in [0, 255].")
         tflite_convert.write(path, with_metadata)
         artifact = Artifact(
@@ -99,7 +127,7 @@ class Optimizer:
     # --- steps ------------------------------------------------------------------------
     def _float_baseline(self) -> None:
         model = self.inputs.model
-        self._add_tflite(BASELINE, tflite_convert.convert(model, "float32"), max_drop=None)
+        self._add_tflite(BASELINE, self._convert(model, BASELINE), max_drop=None)
         saved_model_dir = self.inputs.saved_model_dir
         with tempfile.TemporaryDirectory() as tmp:
             if not saved_model_dir:
@@ -115,10 +143,13 @@ class Optimizer:
     def _int8(self) -> Artifact:
         config = self.config
         model = self.inputs.model
-        int8_model = tflite_convert.convert(model, "int8", self.representative)
+        int8_model = self._convert(model, "int8")
         metric = self._metric_of_bytes(int8_model)
         notes: Dict[str, Any] = {"float_layers": []}
-        if self._baseline_metric - metric > config.max_int8_drop:
+        too_lossy = self._baseline_metric - metric > config.max_int8_drop
+        if too_lossy and self._rewrites_unsupported:
+            self.report.skipped["int8_repair"] = self._rewrites_unsupported
+        elif too_lossy:
             result = quantization_repair.repair_int8(
                 model, self.representative, self._metric_of_bytes, self._baseline_metric,
                 config.max_int8_drop, config.max_float_layers if config.repair_int8 else 0,
@@ -140,8 +171,7 @@ class Optimizer:
         qat_model = qat.train_quantization_aware(
             self.inputs.model, self.inputs.train_batches,
             lambda m: self.hooks.compile_model(m, config.fine_tune_learning_rate), config.qat_epochs)
-        self._add_tflite("qat_int8", tflite_convert.convert(qat_model, "int8", self.representative),
-                         config.max_int8_drop)
+        self._add_tflite("qat_int8", self._convert(qat_model, "int8"), config.max_int8_drop)
 
     def _prune(self) -> None:
         from visionpipe.optimize import pruning
@@ -154,11 +184,10 @@ class Optimizer:
             epochs=config.prune_epochs)
         notes = {"structure": config.prune_structure, "target_sparsity": config.prune_sparsity,
                  "overall_sparsity": result.overall_sparsity, "layer_sparsity": result.layer_sparsity}
-        self._add_tflite("pruned", tflite_convert.convert(result.model, "float32"),
-                         config.max_prune_drop, notes)
-        self._add_tflite("pruned_int8",
-                         tflite_convert.convert(result.model, "int8", self.representative),
-                         config.max_prune_drop, notes)
+        self._add_tflite("pruned", self._convert(result.model, "float32"), config.max_prune_drop,
+                         notes)
+        self._add_tflite("pruned_int8", self._convert(result.model, "int8"), config.max_prune_drop,
+                         notes)
 
     def _distill(self) -> None:
         from visionpipe.optimize import distillation
@@ -179,26 +208,43 @@ class Optimizer:
                  "teacher_parameters": teacher_params, "student_parameters": student_params,
                  "parameter_ratio": student_params / teacher_params,
                  "temperature": config.distill_temperature, "alpha": config.distill_alpha}
-        self._add_tflite("student", tflite_convert.convert(student, "float32"),
+        self._add_tflite("student", self._convert(student, "float32"),
                          config.max_distill_drop, notes)
+
+    @property
+    def _rewrites_unsupported(self) -> str:
+        """Why the steps that rewrite the Keras model cannot run; empty when they can."""
+        if self.hooks.keras_rewrites_unsupported:
+            return self.hooks.keras_rewrites_unsupported
+        if self.inputs.model is None:
+            return "only the SavedModel was given, not the trained Keras model"
+        return ""
+
+    def _rewrite_step(self, step: str, run_step: Callable[[], None]) -> None:
+        if self._rewrites_unsupported:
+            self.report.skipped[step] = self._rewrites_unsupported
+        else:
+            run_step()
 
     def run(self) -> OptimizationReport:
         config = self.config
         self._float_baseline()
         int8 = None
         for mode in config.ptq_modes:
-            if mode == "int8":
+            if mode not in self.hooks.tflite_modes:
+                self.report.skipped[mode] = (f"the task converts to TFLite only as "
+                                             f"{list(self.hooks.tflite_modes)}")
+            elif mode == "int8":
                 int8 = self._int8()
             else:
-                self._add_tflite(mode, tflite_convert.convert(self.inputs.model, mode),
-                                 config.max_int8_drop)
+                self._add_tflite(mode, self._convert(self.inputs.model, mode), config.max_int8_drop)
         if config.qat == "always" or (config.qat == "fallback" and int8 is not None
                                       and not int8.blessed):
-            self._qat()
+            self._rewrite_step("qat", self._qat)
         if config.prune:
-            self._prune()
+            self._rewrite_step("prune", self._prune)
         if config.distill:
-            self._distill()
+            self._rewrite_step("distill", self._distill)
         self.report.finalize()
         self.report.write(self.output_dir)
         return self.report

@@ -27,6 +27,8 @@ def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:
 
 
 def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    if not np.issubdtype(values.dtype, np.number):
+        return values  # e.g. a detector's class-name strings
     scale, zero_point = detail["quantization"]
     if values.dtype == np.float32 or scale == 0:
         return values.astype(np.float32)

@@ -72,7 +72,10 @@ class Executor(base_executor.BaseExecutor):
         class_names = read_class_names(examples.uri)
         task = get_task(config, class_names)
         serving_dir = path_utils.serving_model_path(model_artifact.uri)
-        model = export.load_keras_model(serving_dir)
+        # A task whose Keras model the optimizer cannot rewrite converts straight from the
+        # export: a keras-cv detector does not survive a Keras reload, and the export's
+        # signatures are what keep its decoding and NMS.
+        model = None if task.keras_rewrites_unsupported else export.load_keras_model(serving_dir)
 
         train_files = data.split_files(examples.uri, TRAIN_SPLIT)
         eval_files = data.split_files(examples.uri, EVAL_SPLIT)
@@ -92,7 +95,9 @@ class Executor(base_executor.BaseExecutor):
         hooks = TaskHooks(
             evaluate_tflite=lambda path: task.evaluate_tflite(path, eval_batches),
             gate_metric=task.gate_metric, compile_model=task.compile_model,
-            build_student=build_student)
+            build_student=build_student, convert_tflite=task.convert_tflite,
+            tflite_modes=task.tflite_modes,
+            keras_rewrites_unsupported=task.keras_rewrites_unsupported)
         inputs = OptimizationInputs(model=model, train_batches=train_batches,
                                     calibration_images=calibration, labels=class_names,
                                     saved_model_dir=serving_dir)

@@ -14,6 +14,7 @@ import visionpipe  # noqa: F401
 import tensorflow as tf
 
 from visionpipe.models import preprocessing
+from visionpipe.optimize import tflite_convert
 
 
 class Task(abc.ABC):
@@ -22,6 +23,11 @@ class Task(abc.ABC):
     feature_keys: Sequence[str] = ()
     #: the metric the evaluation gate and the int8 gate compare (higher is better)
     gate_metric: str = ""
+    #: the TFLite modes ``convert_tflite`` supports
+    tflite_modes: Sequence[str] = tflite_convert.PTQ_MODES
+    #: why the optimizer's Keras rewrites (QAT, pruning, distillation, int8 layer repair)
+    #: do not apply to this task's model; empty when they do
+    keras_rewrites_unsupported: str = ""
 
     def __init__(self, config, class_names: List[str]):
         self.config = config
@@ -105,6 +111,17 @@ class Task(abc.ABC):
         return evaluation.tfma_evaluator(self, examples, model, baseline_model)
 
     # --- TFLite -----------------------------------------------------------------------
+    def convert_tflite(self, model_or_export_dir, mode: str, representative=None) -> bytes:
+        """TFLite flatbuffer in ``mode`` of the in-process Keras model or of the Keras model
+        inside an exported SavedModel directory. Default: the generic Keras conversion, whose
+        file computes what the model's last layer computes (e.g. softmax probabilities)."""
+        model = model_or_export_dir
+        if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+            from visionpipe.models import export
+
+            model = export.load_keras_model(str(model))
+        return tflite_convert.convert(model, mode, representative)
+
     @abc.abstractmethod
     def evaluate_tflite(self, tflite_path: str, dataset: tf.data.Dataset) -> Dict[str, float]:
         """Metrics of a .tflite file on (image, target) pairs; includes ``gate_metric``."""

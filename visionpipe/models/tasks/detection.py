@@ -23,6 +23,11 @@ PAD = -1.0
 class DetectionTask(Task):
     name = "detection"
     feature_keys = (features.ENCODED, features.OBJECT_LABEL, *features.BBOX_KEYS)
+    tflite_modes = ("float32", "float16", "int8")  # visionpipe.models.detection.tflite.MODES
+    keras_rewrites_unsupported = (
+        "not available for detection: the keras-cv detector's decoding and NMS live outside "
+        "its Keras graph, so the model cannot be cloned, pruned, distilled or repaired layer "
+        "by layer; use the float16/int8 files, which convert with NMS inside")
 
     @property
     def gate_metric(self) -> str:

@@ -1,0 +1,152 @@
+"""ModelOptimizer on a detector: the task's own conversion keeps decoding and NMS inside the
+float16 and int8 files, each file is scored by COCO mAP@.5 with the TFLite interpreter, the
+int8 gate compares mAP@.5, and the Keras-rewriting steps are skipped with a reason."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import visionpipe  # noqa: F401
+import tensorflow as tf
+from tfx.types import standard_artifacts
+
+from visionpipe.components.model_optimizer import executor as executor_lib
+from visionpipe.components.model_optimizer.spec import OptimizedModels, blessed_files
+from visionpipe.pipeline.config import PipelineConfig
+
+from ..detection.scenes import detection_example, random_scene
+
+CLASSES = ["red", "green"]
+SIZE = 32
+DETECTION_OUTPUTS = {"detection_boxes", "detection_scores", "detection_classes", "num_detections"}
+
+
+def _config() -> PipelineConfig:
+    config = PipelineConfig(task="detection")
+    config.model.image_size = SIZE
+    config.model.width = 8
+    config.detection.architecture = "retinanet"
+    config.detection.anchor_sizes = [8.0, 16.0, 32.0, 64.0, 128.0]
+    config.detection.fpn_channels = 16
+    config.detection.head_conv_layers = 1
+    config.detection.max_detections = 10
+    config.detection.score_threshold = 0.001  # a short training leaves scores near the prior
+    config.train.batch_size = 8
+    config.evaluate.gate_metric = "map_50"
+    config.optimize.enabled = True
+    config.optimize.ptq_modes = ["float16", "int8"]
+    config.optimize.max_int8_drop = 0.02
+    config.optimize.representative_samples = 8
+    config.optimize.latency_runs = 2
+    config.optimize.prune = True  # asked for, but a keras-cv detector cannot be rewritten
+    config.optimize.distill = True
+    config.optimize.qat = "always"
+    return config.validate()
+
+
+def _write_examples(uri: str) -> None:
+    rng = np.random.default_rng(0)
+    for split, count in {"train": 32, "eval": 16}.items():
+        os.makedirs(f"{uri}/Split-{split}")
+        options = tf.io.TFRecordOptions(compression_type="GZIP")
+        with tf.io.TFRecordWriter(f"{uri}/Split-{split}/data.gz", options) as writer:
+            for _ in range(count):
+                writer.write(detection_example(*random_scene(rng, SIZE, len(CLASSES)), CLASSES))
+    with open(f"{uri}/class_names.json", "w") as f:
+        json.dump(CLASSES, f)
+
+
+@pytest.fixture(scope="module")
+def optimized(tmp_path_factory):
+    from visionpipe.models import data, export
+    from visionpipe.models.tasks import get_task
+
+    root = tmp_path_factory.mktemp("detection_optimizer")
+    examples = standard_artifacts.Examples()
+    examples.uri = str(root / "examples")
+    examples.split_names = json.dumps(["train", "eval"])
+    _write_examples(examples.uri)
+
+    config = _config()
+    task = get_task(config, CLASSES)
+    tf.keras.utils.set_random_seed(0)
+    model = task.build_model()
+    task.compile_model(model, 2e-3)
+    train = task.batch_dataset(data.pairs(data.split_files(examples.uri, "train"), task), 8)
+    model.fit(train.repeat(), steps_per_epoch=4, epochs=2, verbose=0)
+    model_artifact = standard_artifacts.Model()
+    model_artifact.uri = str(root / "model")
+    export.export_saved_model(model, task, os.path.join(model_artifact.uri, "Format-Serving"))
+
+    output = OptimizedModels()
+    output.uri = str(root / "optimized")
+    os.makedirs(output.uri)
+    executor_lib.Executor().Do({"examples": [examples], "model": [model_artifact]},
+                               {"optimized": [output]}, {"config_json": json.dumps(config.to_dict())})
+    report = json.loads(open(os.path.join(output.uri, "report.json")).read())
+    return {"artifact": output, "report": report, "config": config, "examples": examples}
+
+
+def _outputs(path: str):
+    interpreter = tf.lite.Interpreter(model_path=path)
+    runner = interpreter.get_signature_runner()
+    return set(interpreter.get_signature_list()[next(iter(interpreter.get_signature_list()))]
+               ["outputs"]), runner.get_input_details()
+
+
+def test_float16_and_int8_detector_files_keep_nms_outputs(optimized):
+    uri = optimized["artifact"].uri
+    for name in ("model_float32.tflite", "model_float16.tflite", "model_int8.tflite"):
+        outputs, _ = _outputs(os.path.join(uri, name))
+        assert DETECTION_OUTPUTS <= outputs, (name, outputs)
+    _, inputs = _outputs(os.path.join(uri, "model_int8.tflite"))
+    assert next(iter(inputs.values()))["dtype"] == np.int8
+
+
+def test_every_file_is_scored_by_map50_from_the_tflite_interpreter(optimized):
+    from visionpipe.models import data
+    from visionpipe.models.tasks import get_task
+
+    report = optimized["report"]
+    assert report["gate_metric"] == "map_50"
+    by_name = {a["name"]: a for a in report["artifacts"]}
+    assert {"float_savedmodel", "float32", "float16", "int8"} == set(by_name)
+    for artifact in by_name.values():
+        assert {"map", "map_50"} <= set(artifact["metrics"])
+        assert 0.0 <= artifact["metrics"]["map_50"] <= 1.0
+    # the report's number is the interpreter's mAP@.5 of the written file on the eval split
+    task = get_task(optimized["config"], CLASSES)
+    eval_pairs = data.pairs(data.split_files(optimized["examples"].uri, "eval"), task)
+    int8_path = os.path.join(optimized["artifact"].uri, "model_int8.tflite")
+    assert task.evaluate_tflite(int8_path, eval_pairs)["map_50"] == pytest.approx(
+        by_name["int8"]["metrics"]["map_50"], abs=1e-6)
+
+
+def test_int8_gate_uses_map50_drop_and_blessed_files_follow_it(optimized):
+    report = optimized["report"]
+    by_name = {a["name"]: a for a in report["artifacts"]}
+    baseline = by_name["float32"]["metrics"]["map_50"]
+    for name in ("float16", "int8"):
+        artifact = by_name[name]
+        assert artifact["max_drop"] == pytest.approx(0.02)
+        expected = baseline - artifact["metrics"]["map_50"] <= 0.02 + 1e-9
+        assert artifact["blessed"] == expected
+        assert (artifact["file"] in report["blessed_files"]) == expected
+    assert blessed_files(optimized["artifact"]) == report["blessed_files"]
+    assert "model_float32.tflite" in report["blessed_files"]
+
+
+def test_keras_rewriting_steps_are_skipped_with_a_reason_not_crashed(optimized):
+    skipped = optimized["report"]["skipped"]
+    for step in ("qat", "prune", "distill"):
+        assert "not available for detection" in skipped[step], skipped
+    files = set(os.listdir(optimized["artifact"].uri))
+    assert not {"model_qat_int8.tflite", "model_pruned.tflite", "model_student.tflite"} & files
+
+
+def test_detector_files_carry_their_labels(optimized):
+    from visionpipe.optimize import tflite_convert
+
+    for name in ("model_float32.tflite", "model_int8.tflite"):
+        assert tflite_convert.read_labels(os.path.join(optimized["artifact"].uri, name)) == CLASSES

@@ -66,13 +66,14 @@ LEARNING_RATE = 3e-3
 
 
 def _config(image_size: int, width: int, epochs: int, student_width: int = 7,
-            augment_overrides=()) -> PipelineConfig:
+            augment_overrides=(), squeeze_excite: bool = False, dropout: float = 0.0) -> PipelineConfig:
     from visionpipe.pipeline.config import load_config
 
     config = load_config(overrides=["augment.horizontal_flip=false", *augment_overrides])
+    config.model.squeeze_excite = squeeze_excite
     config.model.image_size = image_size
     config.model.width = width
-    config.model.dropout = 0.0
+    config.model.dropout = dropout
     config.optimize.enabled = True
     config.optimize.prune = True
     config.optimize.prune_epochs = 2
@@ -86,10 +87,11 @@ def _config(image_size: int, width: int, epochs: int, student_width: int = 7,
 
 
 def run_dataset(name: str, images, labels, classes, image_size: int, width: int, epochs: int,
-                student_width: int, out_dir: str, augment_overrides=()) -> Dict:
+                student_width: int, out_dir: str, augment_overrides=(), teacher_se: bool = False,
+                dropout: float = 0.0) -> Dict:
     from visionpipe.models.training import learning_rate
 
-    config = _config(image_size, width, epochs, student_width, augment_overrides)
+    config = _config(image_size, width, epochs, student_width, augment_overrides, teacher_se, dropout)
     task = get_task(config, classes)
     rng = np.random.default_rng(0)
     order = rng.permutation(len(images))
@@ -118,7 +120,8 @@ def run_dataset(name: str, images, labels, classes, image_size: int, width: int,
     task.compile_model(teacher, schedule())
     teacher.fit(train, epochs=epochs, verbose=0)
 
-    student_config = _config(image_size, student_width, epochs, student_width, augment_overrides)
+    student_config = _config(image_size, student_width, epochs, student_width, augment_overrides,
+                             dropout=dropout)
     student_task = get_task(student_config, classes)
     tf.keras.utils.set_random_seed(1)
     alone = student_task.build_model()
@@ -187,6 +190,9 @@ def main(argv=None) -> int:
     parser.add_argument("--width", type=int, default=16, help="teacher small_cnn width")
     parser.add_argument("--student-width", type=int, default=7,
                         help="student small_cnn width (7 vs 16: under 1/4 of the parameters)")
+    parser.add_argument("--teacher-se", action="store_true",
+                        help="squeeze-and-excitation in the teacher (the demo's model)")
+    parser.add_argument("--dropout", type=float, default=0.0, help="head dropout of both models")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     results = []
@@ -199,7 +205,8 @@ def main(argv=None) -> int:
             images, labels, classes = load(root, size)
             result = run_dataset(name, images, labels, classes, size, args.width,
                                  args.epochs or epochs, args.student_width,
-                                 os.path.join(root, f"optimized_{name}"), augment_overrides)
+                                 os.path.join(root, f"optimized_{name}"), augment_overrides,
+                                 args.teacher_se, args.dropout)
             _print(result)
             results.append(result)
     if args.json:

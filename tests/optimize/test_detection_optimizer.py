@@ -90,23 +90,23 @@ def _optimize(examples, model_artifact, config, uri):
     output.uri = uri
     os.makedirs(output.uri)
     executor_lib.Executor().Do({"examples": [examples], "model": [model_artifact]},
-                               {"optimized": [output]}, {"config_json": json.dumps(config.to_dict())})
+                               {"optimized": [output]},
+                               {"config_json": json.dumps(config.to_dict())})
     return output
 
 
-def _outputs(path: str):
-    interpreter = tf.lite.Interpreter(model_path=path)
-    runner = interpreter.get_signature_runner()
-    return set(interpreter.get_signature_list()[next(iter(interpreter.get_signature_list()))]
-               ["outputs"]), runner.get_input_details()
+def _signature(path: str):
+    """(input details, output details) of the file's one signature, by name."""
+    runner = tf.lite.Interpreter(model_path=path).get_signature_runner()
+    return runner.get_input_details(), runner.get_output_details()
 
 
 def test_float16_and_int8_detector_files_keep_nms_outputs(optimized):
     uri = optimized["artifact"].uri
     for name in ("model_float32.tflite", "model_float16.tflite", "model_int8.tflite"):
-        outputs, _ = _outputs(os.path.join(uri, name))
-        assert DETECTION_OUTPUTS <= outputs, (name, outputs)
-    _, inputs = _outputs(os.path.join(uri, "model_int8.tflite"))
+        _, outputs = _signature(os.path.join(uri, name))
+        assert DETECTION_OUTPUTS <= set(outputs), (name, sorted(outputs))
+    inputs, _ = _signature(os.path.join(uri, "model_int8.tflite"))
     assert next(iter(inputs.values()))["dtype"] == np.int8
 
 

@@ -54,7 +54,8 @@ class OptimizationInputs:
 
     def __post_init__(self):
         if self.model is None and not self.saved_model_dir:
-            raise ValueError("OptimizationInputs needs the trained Keras model or its saved_model_dir")
+            raise ValueError("OptimizationInputs: give the trained Keras model (model) or its "
+                             "SavedModel (saved_model_dir)")
 
     @property
     def model_name(self) -> str:

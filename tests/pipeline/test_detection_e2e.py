@@ -29,7 +29,7 @@ def test_detector_is_gated_on_coco_map_pushed_and_predict_draws_its_boxes(tmp_pa
     image = sorted((tmp_path / "runs").rglob("images/*.png"))[0]
     out_dir = tmp_path / "drawn"
     assert main(["predict", "--model", summary["push"]["path"], str(image), "--json",
-                 "--output_dir", str(out_dir)]) == 0
+                 "--output_dir", str(out_dir), "--min_score", "0.05"]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert Path(row["drawn"]).exists() and row["detections"]
     first = row["detections"][0]

@@ -50,6 +50,9 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--output_dir", default="predictions",
                    help="detectors: where the images with their boxes drawn are written")
+    p.add_argument("--min_score", type=float, default=0.3,
+                   help="detectors: show boxes scoring at least this (the export keeps its own "
+                        "detection.score_threshold, 0.05 for COCO evaluation)")
     p.set_defaults(handler=cmd_predict)
 
     p = subparsers.add_parser("augment-preview", help="write a PNG grid of augmented training samples")
@@ -193,25 +196,33 @@ def cmd_predict(args) -> int:
         return 0
     outputs = predict_saved_model(args.model, images)
     if "detection_boxes" in outputs:
-        _print_detections(args.images, images, outputs, args.output_dir, args.json)
+        _print_detections(args.images, images, outputs, args.output_dir, args.json, args.min_score)
     else:
         _print_predictions(args.images, outputs, args.json)
     return 0
 
 
 def _print_detections(paths: List[str], images: List[bytes], outputs, output_dir: str,
-                      as_json: bool) -> None:
+                      as_json: bool, min_score: float) -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
     from visionpipe.models.detection import draw
 
     os.makedirs(output_dir, exist_ok=True)
     for i, (path, encoded) in enumerate(zip(paths, images)):
-        rows = draw.detections_to_rows(outputs, i)
+        rows = [r for r in draw.detections_to_rows(outputs, i) if r["score"] >= min_score]
         drawn = os.path.join(output_dir, f"{Path(path).stem}.detections.png")
-        Path(drawn).write_bytes(draw.draw_detections_png(encoded, outputs, i))
+        pixels = np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB"))
+        Image.fromarray(draw.draw_boxes(pixels, [r["box"] for r in rows], [r["class"] for r in rows],
+                                        [r["class_id"] for r in rows], [r["score"] for r in rows])
+                        ).save(drawn)
         if as_json:
             print(json.dumps({"image": path, "drawn": drawn, "detections": rows}))
             continue
-        print(f"{path}: {len(rows)} detections -> {drawn}")
+        print(f"{path}: {len(rows)} detections scoring >= {min_score} -> {drawn}")
         for row in rows:
             box = ", ".join(f"{v:.3f}" for v in row["box"])
             print(f"  {row['class']:<12} {row['score']:.3f}  [ymin, xmin, ymax, xmax] = [{box}]")

@@ -112,7 +112,9 @@ def build_augmenter(cfg, image_size: int) -> Callable | None:
         labels = tf.cast(labels, tf.float32)
         for mixer in mixers:
             out = mixer({"images": images, "labels": labels}, training=True)
-            images, labels = out["images"], out["labels"]
+            # blends of two in-range images can overshoot 255 by float rounding
+            images = tf.clip_by_value(tf.cast(out["images"], tf.float32), 0.0, 255.0)
+            labels = out["labels"]
         return images, labels
 
     return augment

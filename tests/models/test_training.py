@@ -123,3 +123,11 @@ def test_oversampling_draws_classes_evenly(digits_examples, tmp_path):
     balanced = data._balanced(dataset, counts, seed=1).take(400)
     drawn = np.bincount([int(np.argmax(y)) for _, y in balanced.as_numpy_iterator()], minlength=2)
     assert abs(drawn[0] - drawn[1]) < 80
+
+
+def test_class_balancing_on_a_multilabel_task_is_a_clear_error(digits_examples, tmp_path):
+    config, examples_uri, names = digits_examples
+    multilabel = digits_config(tmp_path, "task=multilabel", "train.class_weights=balanced")
+    train, evaluate = _splits(examples_uri)
+    with pytest.raises(ValueError, match="apply to single-label tasks only"):
+        training.train(multilabel, get_task(multilabel, names), train, evaluate, str(tmp_path / "l"))

@@ -114,19 +114,14 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
     strategy = strategy or make_strategy()
     replicas = strategy.num_replicas_in_sync
 
-    counts = data.class_counts(train_files, task.num_classes)
-    num_train, num_eval = int(counts.sum()), data.count_examples(eval_files)
-    if task.name == "multilabel":
-        num_train = data.count_examples(train_files)
+    num_train, num_eval = data.count_examples(train_files), data.count_examples(eval_files)
     if num_train == 0:
         raise ValueError(f"the train split is empty ({list(train_files)[:3]}...)")
-    weights = None
-    if tcfg.class_weights == "balanced":
-        task.labels_of(np.eye(task.num_classes))  # raises for tasks without single labels
-        weights = class_weights(counts)
+    if (tcfg.class_weights == "balanced" or tcfg.oversample) and not task.single_label:
+        raise ValueError("train.class_weights and train.oversample apply to single-label tasks only")
+    counts = data.class_counts(train_files, task.num_classes) if task.single_label else np.zeros(0)
+    weights = class_weights(counts) if tcfg.class_weights == "balanced" else None
     oversample_counts = counts if tcfg.oversample else None
-    if tcfg.oversample:
-        task.labels_of(np.eye(task.num_classes))
 
     global_batch = tcfg.batch_size * replicas
     steps = tcfg.steps_per_epoch or max(1, math.ceil(num_train / global_batch))

@@ -8,7 +8,7 @@ change against the latest blessed model (the baseline), which TFX's resolver sup
 from __future__ import annotations
 
 import json
-from typing import Dict, List
+from typing import Dict
 
 import visionpipe  # noqa: F401
 import tensorflow_model_analysis as tfma
@@ -39,19 +39,17 @@ def _overall_threshold(config, name: str):
                                          threshold=tfma.MetricThreshold(**kwargs))]
 
 
-def gated_metric_names(task) -> List[str]:
-    return sorted(set(_KERAS_METRICS) | {"macro_auc"})
+GATED_METRICS = sorted(set(_KERAS_METRICS) | {"macro_auc"})
 
 
 def build_eval_config(task) -> tfma.EvalConfig:
     config = task.config
-    unknown = (set(config.evaluate.thresholds) | set(config.evaluate.max_drops)) - set(
-        gated_metric_names(task))
+    unknown = (set(config.evaluate.thresholds) | set(config.evaluate.max_drops)) - set(GATED_METRICS)
     if unknown:
         from visionpipe.pipeline.config import ConfigError
 
         raise ConfigError(f"evaluate.thresholds/max_drops: unknown metric(s) {sorted(unknown)}; "
-                          f"the classification gate knows {gated_metric_names(task)}")
+                          f"the classification gate knows {GATED_METRICS}")
 
     metrics = [tfma.MetricConfig(class_name="ExampleCount"),
                tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot")]

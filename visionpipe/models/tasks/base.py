@@ -23,6 +23,8 @@ class Task(abc.ABC):
     feature_keys: Sequence[str] = ()
     #: the metric the evaluation gate and the int8 gate compare (higher is better)
     gate_metric: str = ""
+    #: one class id per example (class weights and oversampling apply)
+    single_label: bool = False
     #: the TFLite modes ``convert_tflite`` supports
     tflite_modes: Sequence[str] = tflite_convert.PTQ_MODES
     #: why the optimizer's Keras rewrites (QAT, pruning, distillation, int8 layer repair)

@@ -18,6 +18,7 @@ class ClassificationTask(Task):
     feature_keys = (features.ENCODED, features.LABEL)
     gate_metric = "accuracy"
     activation = "softmax"
+    single_label = True
 
     def __init__(self, config, class_names):
         super().__init__(config, class_names)
@@ -33,10 +34,6 @@ class ClassificationTask(Task):
 
     def target(self, label_ids):
         return tf.one_hot(label_ids[0], self.num_classes)
-
-    def labels_of(self, target) -> np.ndarray:
-        """Integer class ids of a batch of targets (for class weights and sampling)."""
-        return np.argmax(np.asarray(target), axis=-1)
 
     def augment_batch(self, images, targets, training_seed: int):
         augmenter = self._augmenter()
@@ -117,6 +114,7 @@ class MultiLabelTask(ClassificationTask):
     name = "multilabel"
     gate_metric = "f1"
     activation = "sigmoid"
+    single_label = False
 
     def __init__(self, config, class_names):
         super().__init__(config, class_names)
@@ -124,9 +122,6 @@ class MultiLabelTask(ClassificationTask):
 
     def target(self, label_ids):
         return tf.reduce_max(tf.one_hot(label_ids, self.num_classes), axis=0)
-
-    def labels_of(self, target) -> np.ndarray:
-        raise ValueError("train.class_weights and train.oversample apply to single-label tasks only")
 
     def loss(self):
         return tf.keras.losses.BinaryCrossentropy(label_smoothing=self.config.train.label_smoothing)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_detector_is_gated_on_coco_map_pushed_and_predict_draws_its_boxes(tmp_path, capsys):
-    overrides = ["name=det_e2e", "data.num_images=160", "train.epochs=12", "train.steps_per_epoch=25",
+    overrides = ["name=det_e2e", "data.num_images=160", "train.epochs=12", "train.steps_per_epoch=50",
                  "evaluate.thresholds={map_50: 0.15}",
                  f"runner.output_dir={tmp_path}/runs", f"push.serving_root={tmp_path}/serving"]
     config = load_config("configs/detection.yaml", overrides)

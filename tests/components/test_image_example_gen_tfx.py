@@ -39,13 +39,23 @@ def test_executor_records_splits_and_counts_on_the_artifacts(tmp_path):
     assert read_class_names(examples.uri) == ["cat", "dog"]
 
 
-def test_executor_fails_with_the_quarantine_message(tmp_path):
+def test_executor_fails_with_the_quarantine_message_naming_a_report_that_outlives_the_run(tmp_path):
+    import shutil
+
     write_folder_tree(tmp_path / "data", {"cat": 3, "dog": 3})
     (tmp_path / "data" / "cat" / "empty.jpg").write_bytes(b"")
     config = folder_config(tmp_path / "data")
+    tmp_path.joinpath("outputs", "report").mkdir(parents=True)
+    outputs = _executor_outputs(tmp_path / "outputs")
+    outputs[QUARANTINE_REPORT_KEY][0].uri = str(tmp_path / "outputs" / "report" / "7")
 
-    with pytest.raises(QuarantineLimitExceeded, match=r"(?s)1 of 7 inputs .*cat/empty.jpg: zero-byte file"):
-        Executor().Do({}, _executor_outputs(tmp_path), {CONFIG_KEY: json.dumps(config.to_dict())})
+    with pytest.raises(QuarantineLimitExceeded, match=r"(?s)1 of 7 inputs .*cat/empty.jpg: zero-byte file") as raised:
+        Executor().Do({}, outputs, {CONFIG_KEY: json.dumps(config.to_dict())})
+
+    shutil.rmtree(tmp_path / "outputs" / "report" / "7")  # what TFX does to a failed execution
+    kept = tmp_path / "outputs" / "report_rejected" / "7" / "quarantine.json"
+    assert f"Report: {kept}" in str(raised.value)
+    assert [q["file"].endswith("cat/empty.jpg") for q in json.loads(kept.read_text())["quarantined"]] == [True]
 
 
 def test_component_runs_in_local_dag_runner_and_statistics_gen_reads_its_examples(tmp_path):

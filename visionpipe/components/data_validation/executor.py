@@ -13,6 +13,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from visionpipe.components.data_validation import checks
+from visionpipe.components.rejected import rejected_report_dir
 
 ANOMALIES_KEY = "anomalies"
 STATISTICS_KEY = "statistics"
@@ -128,14 +129,6 @@ def failure_message(report: Dict[str, Any], report_path: str) -> str:
     lines.append("If the data is right, accept them with the override "
                  f"data.accept_anomalies=[{','.join(accepted)}]")
     return "\n".join(lines)
-
-
-def rejected_report_dir(report_uri: str) -> str:
-    """Where a rejected run's report goes: TFX deletes a failed execution's output folder
-    (``<root>/DataGate/report/<id>``), so it is written beside it, in
-    ``<root>/DataGate/report_rejected/<id>``."""
-    uri = report_uri.rstrip("/")
-    return os.path.join(os.path.dirname(uri) + "_rejected", os.path.basename(uri))
 
 
 def _write_report(report: Dict[str, Any], directory: str) -> str:

@@ -15,6 +15,8 @@ from tfx.types import artifact_utils
 from visionpipe.components.image_example_gen import spec
 from visionpipe.components.image_example_gen.ingest import (CLASS_NAMES_FILENAME, IngestResult,
                                                             check_result, run_ingest)
+from visionpipe.components.image_example_gen.report import IngestError, write_report
+from visionpipe.components.rejected import rejected_report_dir
 from visionpipe.pipeline.config import config_from_dict
 
 
@@ -61,4 +63,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if exec_properties.get(spec.INPUT_FINGERPRINT_KEY):
             examples.set_string_custom_property(spec.INPUT_FINGERPRINT_PROPERTY,
                                                 exec_properties[spec.INPUT_FINGERPRINT_KEY])
-        check_result(report, result, config)
+        try:
+            check_result(report, result, config)
+        except IngestError:
+            # TFX deletes this execution's outputs on failure: keep the report where the
+            # error message can point to it.
+            kept = write_report(report, rejected_report_dir(report_artifact.uri))
+            check_result(report, result, config, report_path=kept)

@@ -189,10 +189,12 @@ def run_ingest(make_pipeline: Callable[[], beam.Pipeline], config: PipelineConfi
     return result, report
 
 
-def check_result(report: dict, result: IngestResult, config: PipelineConfig) -> None:
-    """Raises QuarantineLimitExceeded / EmptySplitError with one readable message."""
+def check_result(report: dict, result: IngestResult, config: PipelineConfig,
+                 report_path: Optional[str] = None) -> None:
+    """Raises QuarantineLimitExceeded / EmptySplitError with one readable message naming
+    ``report_path`` (default: where the ingest wrote the report)."""
     required = [s for s in REQUIRED_SPLITS if s in result.counts_by_split]
-    check_report(report, result.report_path, config.data.max_bad_fraction, required)
+    check_report(report, report_path or result.report_path, config.data.max_bad_fraction, required)
 
 
 def _has_files(folder: str) -> bool:

@@ -205,6 +205,62 @@ def test_tfds_mock_dataset_is_read_from_its_local_data_dir(tmp_path):
             assert example[F.LABEL_TEXT].tolist() == [str(example[F.LABEL][0]).encode()]
 
 
+def _voc_like_examples(boxes_per_image):
+    """A tf.data stand-in for a prepared voc/2007 split: PNG bytes (the source skips
+    decoding), boxes in TFDS's normalised (ymin, xmin, ymax, xmax), VOC label ids."""
+    import tensorflow as tf
+
+    def generate():
+        for index, (boxes, labels) in enumerate(boxes_per_image):
+            yield {"image": image_bytes(500 + index, size=(40, 20)),
+                   "image/filename": f"{index:06d}.jpg",
+                   "objects": {"bbox": np.array(boxes, np.float32).reshape(-1, 4),
+                               "label": np.array(labels, np.int64),
+                               "pose": np.zeros(len(labels), np.int64),
+                               "is_truncated": np.zeros(len(labels), bool),
+                               "is_difficult": np.zeros(len(labels), bool)},
+                   "labels": np.array(sorted(set(labels)), np.int64),
+                   "labels_no_difficult": np.array(sorted(set(labels)), np.int64)}
+
+    spec = {"image": tf.TensorSpec([], tf.string), "image/filename": tf.TensorSpec([], tf.string),
+            "objects": {"bbox": tf.TensorSpec([None, 4], tf.float32),
+                        "label": tf.TensorSpec([None], tf.int64),
+                        "pose": tf.TensorSpec([None], tf.int64),
+                        "is_truncated": tf.TensorSpec([None], tf.bool),
+                        "is_difficult": tf.TensorSpec([None], tf.bool)},
+            "labels": tf.TensorSpec([None], tf.int64),
+            "labels_no_difficult": tf.TensorSpec([None], tf.int64)}
+    return tf.data.Dataset.from_generator(generate, output_signature=spec)
+
+
+def test_tfds_detection_dataset_gives_boxes_and_its_object_classes(tmp_path):
+    import tensorflow_datasets as tfds
+
+    person, dog = 14, 11  # ids in VOC's label list
+    images = [([[0.1, 0.2, 0.6, 0.5], [0.5, 0.5, 0.9, 1.0]], [person, dog]),
+              ([[0.0, 0.0, 1.0, 1.0]], [dog]),
+              ([[0.6, 0.2, 0.3, 0.5]], [person])]  # ymin > ymax: quarantined by name
+    images += [([[0.2, 0.2, 0.4, 0.4]], [person])] * 5  # (distinct pixels per index)
+    config = folder_config("", source="tfds", tfds_name="voc/2007", tfds_data_dir=str(tmp_path / "tfds"),
+                           tfds_splits=["train"], split_ratios={"train": 0.5, "eval": 0.5},
+                           max_bad_fraction=0.2)
+    with tfds.testing.mock_data(as_dataset_fn=lambda *args, **kwargs: _voc_like_examples(images)):
+        result = ingest(config, str(tmp_path / "out"))
+
+    assert result.class_names[person] == "person" and result.class_names[dog] == "dog"
+    assert len(result.class_names) == 20
+    assert result.quarantined == 1
+    assert load_report(result.report_path)["quarantined"][0]["file"] == "voc/2007/train/2"
+    examples = {e[F.FILENAME].decode(): e for split in result.counts_by_split
+                for e in read_examples(result.examples_uri, split)}
+    first = examples["voc/2007/train/0"]
+    np.testing.assert_allclose(np.stack([first[k] for k in F.BBOX_KEYS], axis=1),
+                               [[0.1, 0.2, 0.6, 0.5], [0.5, 0.5, 0.9, 1.0]], atol=1e-6)
+    assert first[F.OBJECT_TEXT].tolist() == [b"person", b"dog"]
+    assert first[F.OBJECT_LABEL].tolist() == [person, dog]
+    assert sorted(first[F.LABEL_TEXT].tolist()) == [b"dog", b"person"]  # image-level 'labels'
+
+
 def test_tfrecords_are_re_ingested_and_a_record_without_image_is_quarantined(tmp_path):
     import tensorflow as tf
 

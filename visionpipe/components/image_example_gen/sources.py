@@ -17,6 +17,7 @@ import posixpath
 import re
 import xml.etree.ElementTree as ET
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
@@ -310,12 +311,60 @@ class VocSource(_ListedSource):
         return it.SourceItem(filename=rel, path=_join(root, rel), objects=objects, declared_size=size)
 
 
+@dataclass(frozen=True)
+class TfdsLayout:
+    """Which features of a TFDS dataset hold what (picklable, sent to the Beam workers)."""
+    image_key: str
+    label_key: Optional[str] = None  # image-level ClassLabel, scalar or a sequence
+    multi_label: bool = False
+    class_names: Optional[Tuple[str, ...]] = None
+    objects_key: Optional[str] = None  # a Sequence of {bbox: BBoxFeature, label: ClassLabel}
+    box_key: Optional[str] = None
+    object_label_key: Optional[str] = None
+
+
+def _class_labels(features, tfds) -> Dict[str, Tuple[object, bool]]:
+    """Image-level ClassLabel features: name -> (ClassLabel, is a sequence)."""
+    labels = {}
+    for key, feature in features.items():
+        if isinstance(feature, tfds.features.ClassLabel):
+            labels[key] = (feature, False)
+        elif (isinstance(feature, tfds.features.Sequence)
+              and isinstance(feature.feature, tfds.features.ClassLabel)):
+            labels[key] = (feature.feature, True)
+    return labels
+
+
+def _object_features(name: str, features, tfds) -> Optional[Tuple[str, str, str, List[str]]]:
+    """(objects key, box key, label key, class names) of the first Sequence of objects that
+    has a bounding box and a ClassLabel (``objects`` in VOC, COCO, KITTI...), or None."""
+    for key, feature in features.items():
+        if not (isinstance(feature, tfds.features.Sequence)
+                and isinstance(feature.feature, tfds.features.FeaturesDict)):
+            continue
+        sub = feature.feature
+        boxes = [k for k, f in sub.items() if isinstance(f, tfds.features.BBoxFeature)]
+        labels = [k for k, f in sub.items() if isinstance(f, tfds.features.ClassLabel)]
+        if not (boxes and labels):
+            continue
+        box_format = getattr(sub[boxes[0]], "bbox_format", None)
+        if box_format is not None and getattr(box_format, "value", box_format) != "REL_YXYX":
+            raise ConfigError(f"data.tfds_name: {name} feature {key}/{boxes[0]} has boxes in "
+                              f"{getattr(box_format, 'value', box_format)}; only TFDS's default "
+                              "normalised (ymin, xmin, ymax, xmax) boxes are supported")
+        label_key = "label" if "label" in labels else labels[0]
+        return key, boxes[0], label_key, list(sub[label_key].names)
+    return None
+
+
 class TfdsSource(ImageSource):
     """A prepared TFDS dataset in a local ``data.tfds_data_dir`` (never downloaded).
 
-    The image is the first ``Image`` feature, the label the ``ClassLabel`` named 'label'
-    (else the first one), scalar or a sequence for multi-label. Each split is read by one
-    Beam worker.
+    The image is the first ``Image`` feature. Detection datasets (a Sequence of objects with
+    a ``BBoxFeature`` and a ``ClassLabel``, as VOC and COCO have) give boxes, and their
+    object classes are the class list; an image-level label is then kept only when it uses
+    the same classes. Otherwise the label is the ``ClassLabel`` named 'label' (else the
+    first one), scalar or a sequence for multi-label. Each split is read by one Beam worker.
     """
 
     def __init__(self, data: DataConfig):
@@ -331,19 +380,18 @@ class TfdsSource(ImageSource):
         images = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
         if not images:
             raise ConfigError(f"data.tfds_name: {data.tfds_name} has no Image feature ({list(features)})")
-        self.image_key = images[0]
-        self.label_key, self.multi_label, self._class_names = None, False, None
-        labels = {}
-        for key, feature in features.items():
-            if isinstance(feature, tfds.features.ClassLabel):
-                labels[key] = (feature, False)
-            elif (isinstance(feature, tfds.features.Sequence)
-                  and isinstance(feature.feature, tfds.features.ClassLabel)):
-                labels[key] = (feature.feature, True)
-        if labels:
-            self.label_key = "label" if "label" in labels else next(iter(labels))
-            feature, self.multi_label = labels[self.label_key]
-            self._class_names = list(feature.names)
+        objects = _object_features(data.tfds_name, features, tfds)
+        labels = _class_labels(features, tfds)
+        if objects:
+            labels = {k: v for k, v in labels.items() if list(v[0].names) == objects[3]}
+        label_key = ("label" if "label" in labels else next(iter(labels))) if labels else None
+        class_names = objects[3] if objects else (list(labels[label_key][0].names) if labels else None)
+        self.layout = TfdsLayout(
+            image_key=images[0], label_key=label_key,
+            multi_label=bool(label_key and labels[label_key][1]),
+            class_names=tuple(class_names) if class_names is not None else None,
+            objects_key=objects[0] if objects else None, box_key=objects[1] if objects else None,
+            object_label_key=objects[2] if objects else None)
         self._split_names = list(data.tfds_splits) or sorted(builder.info.splits)
         if not self._split_names:
             raise ConfigError(f"data.tfds_splits: {data.tfds_name} in {data.tfds_data_dir} lists no "
@@ -351,7 +399,8 @@ class TfdsSource(ImageSource):
 
     @property
     def class_names(self):
-        return self._class_names
+        names = self.layout.class_names
+        return list(names) if names is not None else None
 
     @property
     def split_names(self):
@@ -361,23 +410,32 @@ class TfdsSource(ImageSource):
         return (pipeline
                 | "TfdsSplits" >> beam.Create(self._split_names)
                 | "ReadTfdsSplit" >> beam.FlatMap(_read_tfds_split, self.data.tfds_name,
-                                                  self.data.tfds_data_dir, self.image_key,
-                                                  self.label_key, self.multi_label, self._class_names))
+                                                  self.data.tfds_data_dir, self.layout))
 
 
-def _read_tfds_split(split: str, name: str, data_dir: str, image_key: str, label_key: Optional[str],
-                     multi_label: bool, class_names: Optional[List[str]]) -> Iterator[it.SourceItem]:
+def _tfds_objects(example: dict, layout: TfdsLayout) -> List[it.ObjectAnnotation]:
+    objects = example[layout.objects_key]
+    return [it.ObjectAnnotation(label=layout.class_names[int(label)],
+                                box=(float(box[1]), float(box[0]), float(box[3]), float(box[2])),
+                                normalized=True)
+            for box, label in zip(objects[layout.box_key], objects[layout.object_label_key])]
+
+
+def _read_tfds_split(split: str, name: str, data_dir: str,
+                     layout: TfdsLayout) -> Iterator[it.SourceItem]:
     import tensorflow_datasets as tfds
 
     dataset = tfds.load(name, split=split, data_dir=data_dir, download=False,
-                        decoders={image_key: tfds.decode.SkipDecoding()})
+                        decoders={layout.image_key: tfds.decode.SkipDecoding()})
     for index, example in enumerate(tfds.as_numpy(dataset)):
         labels = []
-        if label_key is not None:
-            ids = example[label_key].tolist() if multi_label else [int(example[label_key])]
-            labels = [class_names[i] for i in ids]
-        yield it.SourceItem(filename=f"{name}/{split}/{index}", encoded=bytes(example[image_key]),
-                            labels=labels, source_split=split)
+        if layout.label_key is not None:
+            value = example[layout.label_key]
+            ids = value.tolist() if layout.multi_label else [int(value)]
+            labels = [layout.class_names[i] for i in ids]
+        objects = _tfds_objects(example, layout) if layout.objects_key else []
+        yield it.SourceItem(filename=f"{name}/{split}/{index}", encoded=bytes(example[layout.image_key]),
+                            labels=labels, objects=objects, source_split=split)
 
 
 _SPLIT_DIR = re.compile(r"(?:^|/)Split-([^/]+)/")

@@ -29,6 +29,8 @@ def test_multilabel_model_is_gated_on_f1_pushed_and_returns_labels_per_threshold
     assert result["evaluation"]["blessed"] is True
     assert 0.3 <= result["evaluation"]["metrics"]["f1"] <= 1.0
     assert result["push"]["pushed"] is True
+    summary = json.loads(next((tmp_path / "runs" / "ml_e2e").rglob("training_summary.json")).read_text())
+    assert summary["calibrated_on"] == "calibration"
     csv = sorted((tmp_path / "runs" / "ml_e2e").rglob("labels.csv"))[0]
     first = csv.read_text().splitlines()[1].split(",")
     image = (csv.parent / first[0]).read_bytes()
@@ -52,3 +54,24 @@ def test_multilabel_targets_keep_each_examples_own_labels():
     task = get_task(load_config(overrides=["task=multilabel"]), ["a", "b", "c"])
     targets = targets_of(task, tf.constant([example([1]), example([1, 2])]))
     np.testing.assert_array_equal(np.stack(targets), [[0, 1, 0], [0, 1, 1]])
+
+
+def test_thresholds_come_from_the_calibration_split_when_the_examples_have_one(tmp_path):
+    from visionpipe.models.trainer import calibration_split_files
+
+    for split in ("train", "eval"):
+        (tmp_path / f"Split-{split}").mkdir()
+        (tmp_path / f"Split-{split}" / "data.gz").write_bytes(b"")
+    train_patterns = [str(tmp_path / "Split-train" / "*")]
+    assert calibration_split_files(train_patterns, "calibration") is None
+    (tmp_path / "Split-calibration").mkdir()
+    (tmp_path / "Split-calibration" / "data.gz").write_bytes(b"")
+    assert calibration_split_files(train_patterns, "calibration") == [
+        str(tmp_path / "Split-calibration" / "data.gz")]
+
+
+def test_calibrating_on_the_eval_split_is_refused_by_name():
+    from visionpipe.pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model.calibration_split"):
+        load_config(overrides=["model.calibration_split=eval"])

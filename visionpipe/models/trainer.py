@@ -46,20 +46,41 @@ def run_fn(fn_args) -> None:
 
     result = training.train(config, task, train_files, eval_files, log_dir=fn_args.model_run_dir,
                             backup_dir=backup_dir)
-    finalize_and_export(task, result, eval_files, fn_args.serving_model_dir, config.model_name)
+    calibration_files = calibration_split_files(fn_args.train_files, config.model.calibration_split)
+    calibrated_on = finalize_and_export(task, result, eval_files, fn_args.serving_model_dir,
+                                        config.model_name, calibration_files)
     summary = result.summary()
+    if calibrated_on:
+        summary["calibrated_on"] = calibrated_on
     summary["class_names"] = class_names
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, SUMMARY_FILE), "w") as f:
         json.dump(summary, f, indent=2)
 
 
-def finalize_and_export(task, result, eval_files, export_dir: str, model_name: str) -> str:
-    """Task-specific calibration on held-out data (e.g. multi-label thresholds), then export."""
+def calibration_split_files(train_patterns, split: str):
+    """The Examples files of the calibration split, or None when the Examples have none."""
+    pattern = os.path.join(examples_uri_of(train_patterns), f"Split-{split}", "*")
+    return sorted(tf.io.gfile.glob(pattern)) or None
+
+
+def finalize_and_export(task, result, eval_files, export_dir: str, model_name: str,
+                        calibration_files=None) -> str:
+    """Task-specific calibration on held-out data (multi-label thresholds), then export.
+
+    Returns the split calibrated on ("calibration", "eval"), or "" when the task has
+    nothing to calibrate."""
+    calibrated_on = ""
     if hasattr(task, "calibrate_thresholds"):
-        eval_ds = data.make_dataset(eval_files, task, 64, training=False)
-        probabilities = result.model.predict(eval_ds.map(lambda x, y: x), verbose=0)
-        targets = tf.concat([y for _, y in eval_ds], axis=0).numpy()
+        calibrated_on = task.config.model.calibration_split if calibration_files else "eval"
+        if not calibration_files:
+            log.warning("no '%s' split in the Examples: multi-label thresholds are calibrated "
+                        "on the eval split, so the gate's F1 on it is optimistic; add the split "
+                        "to data.split_ratios", task.config.model.calibration_split)
+        held_out = data.make_dataset(calibration_files or eval_files, task, 64, training=False)
+        probabilities = result.model.predict(held_out.map(lambda x, y: x), verbose=0)
+        targets = tf.concat([y for _, y in held_out], axis=0).numpy()
         task.calibrate_thresholds(probabilities, targets)
     warmup = data.raw_images(eval_files, NUM_WARMUP_IMAGES)
-    return export.export_saved_model(result.model, task, export_dir, warmup, model_name)
+    export.export_saved_model(result.model, task, export_dir, warmup, model_name)
+    return calibrated_on

@@ -117,6 +117,9 @@ class ModelConfig:
     weights: str = ""  # local .h5/.weights file, a SavedModel dir, or a pushed model dir
     top_k: int = 3
     multilabel_threshold: float = 0.5
+    # Split whose predictions pick the per-label thresholds of a multi-label model; without
+    # it the eval split is used, and the gate on that split is then optimistic.
+    calibration_split: str = "calibration"
 
     def validate(self) -> None:
         _require(self.backbone in BACKBONES, "model.backbone",
@@ -126,6 +129,8 @@ class ModelConfig:
         _require(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
         _require(self.top_k >= 1, "model.top_k", "must be >= 1")
         _require(0.0 < self.multilabel_threshold < 1.0, "model.multilabel_threshold", "must be in (0, 1)")
+        _require(self.calibration_split not in ("train", "eval"), "model.calibration_split",
+                 "must be a split of its own, not train or eval")
         if self.weights:
             _require(Path(self.weights).exists(), "model.weights",
                      f"file not found: {self.weights} (weights are never downloaded)")

@@ -187,8 +187,10 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def build_grpc_server(service: InferenceService, manager: ModelManager, address: str,
-                      max_workers: int, max_message_bytes: int):
-    """Bind the two services to ``address`` ("host:port"); returns (server, bound port)."""
+                      max_workers: int, max_message_bytes: int, health=None):
+    """Bind the services to ``address`` ("host:port"); returns (server, bound port).
+
+    ``health`` (a visionpipe.serving.health.ModelHealth) adds grpc.health.v1.Health."""
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes),
                ("grpc.so_reuseport", 0)]
@@ -197,6 +199,8 @@ def build_grpc_server(service: InferenceService, manager: ModelManager, address:
                          options=options, maximum_concurrent_rpcs=max_workers * 4)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(service), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service, manager), server)
+    if health is not None:
+        health.add_to_server(server)
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind gRPC server to {address}")

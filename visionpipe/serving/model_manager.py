@@ -211,9 +211,7 @@ class ModelManager:
             if model is None:
                 raise errors.not_found(f"Servable not found for request: {_spec_str(name, version, label)}")
             if label:
-                if label not in model.config.version_labels:
-                    raise errors.invalid_argument(f"Unrecognized servable version label: {label}")
-                version = model.config.version_labels[label]
+                version = _label_version(model, label)
             if version is None:
                 if not model.loaded:
                     raise errors.not_found(f"Servable not found for request: Latest({name})")
@@ -223,6 +221,14 @@ class ModelManager:
                 raise errors.not_found(f"Servable not found for request: {_spec_str(name, version, None)}")
             return servable
 
+    def label_version(self, name: str, label: str) -> int:
+        """The version a label points to (INVALID_ARGUMENT for an unknown label)."""
+        with self._lock:
+            model = self._models.get(name)
+            if model is None:
+                raise errors.not_found(f"Servable not found for request: {_spec_str(name, None, label)}")
+            return _label_version(model, label)
+
     def status(self, name: str, version: Optional[int] = None,
                label: Optional[str] = None) -> List[Tuple[int, VersionStatus]]:
         with self._lock:
@@ -230,9 +236,7 @@ class ModelManager:
             if model is None:
                 raise errors.not_found(f"Could not find any versions of model {name}")
             if label:
-                if label not in model.config.version_labels:
-                    raise errors.invalid_argument(f"Unrecognized servable version label: {label}")
-                version = model.config.version_labels[label]
+                version = _label_version(model, label)
             if version is not None:
                 if version not in model.status:
                     raise errors.not_found(f"Could not find version {version} of model {name}")
@@ -255,6 +259,12 @@ class ModelManager:
                     return True
             time.sleep(0.05)
         return False
+
+
+def _label_version(model: _Model, label: str) -> int:
+    if label not in model.config.version_labels:
+        raise errors.invalid_argument(f"Unrecognized servable version label: {label}")
+    return model.config.version_labels[label]
 
 
 def _spec_str(name: str, version: Optional[int], label: Optional[str]) -> str:

@@ -19,7 +19,7 @@ BASE = [
     "tflite-support",
 ]
 EXTRAS = {
-    "serving": ["tensorflow-serving-api==2.16.1", "grpcio", "prometheus-client"],
+    "serving": ["tensorflow-serving-api==2.16.1", "grpcio", "grpcio-health-checking", "prometheus-client"],
     "tracking": ["motmetrics", "faiss-cpu"],
     "dev": ["pytest", "pytest-timeout", "hypothesis"],
 }

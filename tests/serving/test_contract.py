@@ -340,15 +340,6 @@ def test_grpc_classify_and_metadata_and_status(stubs, png_bytes):
         (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE)]
 
 
-def test_grpc_multi_inference_is_unimplemented(stubs):
-    from tensorflow_serving.apis import inference_pb2
-
-    prediction, _ = stubs
-    with pytest.raises(grpc.RpcError) as info:
-        prediction.MultiInference(inference_pb2.MultiInferenceRequest(), timeout=30)
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-
-
 def test_reload_config_adds_a_model_and_rejects_an_invalid_config(stubs, server, toy_versions, tmp_path, png_bytes):
     from tensorflow_serving.apis import model_management_pb2
 

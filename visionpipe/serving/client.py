@@ -133,6 +133,24 @@ class GrpcClient:
         self.channel.close()
 
 
+def health_check(server: str, service: str = "", timeout_s: float = 5.0) -> str:
+    """grpc.health.v1.Health/Check as grpc_health_probe calls it: "SERVING", "NOT_SERVING", ...
+
+    ``service`` "" asks about the whole server, a model name about that model. A service the
+    server does not know raises ServingClientError("NOT_FOUND"); a server without the health
+    service (real TF Serving) raises ServingClientError("UNIMPLEMENTED")."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(_split_server(server)) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+        except grpc.RpcError as err:
+            raise ServingClientError(err.code().name, err.details() or "") from None
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
 def with_retries(call, retryable, deadline_s: float, retries: int, base_delay_s: float = 0.05):
     """Call ``call(timeout)`` until it succeeds, fails for good, or the deadline passes."""
     end = time.monotonic() + deadline_s

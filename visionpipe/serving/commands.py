@@ -1,4 +1,4 @@
-"""CLI: ``visionpipe serve`` (TF Serving-compatible server) and ``visionpipe serving-config``.
+"""CLI: ``visionpipe serve`` (TF Serving-compatible server), ``serving-health`` and ``serving-config``.
 
 ``serve`` takes tensorflow_model_server's flag names, so a command line written for one works
 for the other. ``serving-config`` writes the model config, batching and monitoring files that
@@ -39,6 +39,15 @@ def register(subparsers) -> None:
                            metavar=kind.__name__.lstrip("_").upper(),
                            help=f"(default: {default!r})", **extra)
     serve.set_defaults(handler=run_serve)
+
+    health = subparsers.add_parser(
+        "serving-health", help="gRPC health check of a running server (like grpc_health_probe)",
+        description="Call grpc.health.v1.Health/Check; exit 0 if the status is SERVING, else 1. "
+                    "Works against `visionpipe serve`; real TF Serving does not implement it.")
+    health.add_argument("--server", default="127.0.0.1:8500", help="gRPC host:port")
+    health.add_argument("--service", default="", help="model name ('' = the whole server)")
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds")
+    health.set_defaults(handler=run_health)
 
     config = subparsers.add_parser(
         "serving-config", help="write models.config, batching.config and monitoring.config for TF Serving",
@@ -91,6 +100,17 @@ def run_serve(args) -> int:
     finally:
         server.stop()
     return 0
+
+
+def run_health(args) -> int:
+    from visionpipe.serving.client import ServingClientError, health_check
+
+    try:
+        status = health_check(args.server, args.service, args.timeout)
+    except ServingClientError as err:
+        status = str(err)
+    print(f"service {args.service!r} on {args.server}: {status}")
+    return 0 if status == "SERVING" else 1
 
 
 def _parse_labels(items):

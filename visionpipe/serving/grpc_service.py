@@ -1,4 +1,4 @@
-"""gRPC front end: tensorflow.serving.PredictionService and ModelService.
+"""gRPC front end: tensorflow.serving.PredictionService and ModelService (and grpc.health.v1).
 
 Messages and service definitions come from tensorflow-serving-api, so the stubs any TF
 Serving client uses work unchanged. Failures abort with the ServingError's status code.
@@ -18,12 +18,14 @@ import tensorflow as tf
 from google.protobuf import any_pb2
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
-                                     model_management_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc, regression_pb2)
+                                     inference_pb2, model_management_pb2, model_pb2,
+                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
+                                     regression_pb2)
 
 from visionpipe.serving import errors
 from visionpipe.serving.inference import InferenceService, ModelSpec
 from visionpipe.serving.model_manager import ModelManager
+from visionpipe.serving.servable import CLASSIFY_METHOD
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +82,17 @@ def serialized_examples(input_proto) -> List[bytes]:
     raise errors.invalid_argument("Input is empty")
 
 
-def _rpc(api: str):
+def _first_task_spec(request):
+    """MultiInference: the first task's spec names the model (an empty one when there are none)."""
+    return request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
+
+
+def _rpc(api: str, spec_proto: Callable = lambda request: request.model_spec):
     """Map ServingError to the gRPC status; record the request in metrics."""
     def decorate(method: Callable):
         @functools.wraps(method)
         def wrapper(self, request, context):
-            spec = model_spec_from_proto(request.model_spec)
+            spec = model_spec_from_proto(spec_proto(request))
             try:
                 with self.service.timed(api, spec):
                     return method(self, request, context, spec)
@@ -119,10 +126,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             spec, serialized_examples(request.input), _deadline(context))
         response = classification_pb2.ClassificationResponse()
         _fill_spec(response.model_spec, servable, signature.name)
-        for row in results:
-            classifications = response.result.classifications.add()
-            for label, score in row:
-                classifications.classes.add(label=label, score=score)
+        _fill_classifications(response.result, results)
         return response
 
     @_rpc("regress")
@@ -131,16 +135,40 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             spec, serialized_examples(request.input), _deadline(context))
         response = regression_pb2.RegressionResponse()
         _fill_spec(response.model_spec, servable, signature.name)
-        for value in values:
-            response.result.regressions.add(value=value)
+        _fill_regressions(response.result, values)
         return response
 
     @_rpc("metadata")
     def GetModelMetadata(self, request, context, spec):
         return model_metadata(self.service, spec, list(request.metadata_field))
 
-    def MultiInference(self, request, context):
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not supported by this server")
+    @_rpc("multi_inference", _first_task_spec)
+    def MultiInference(self, request, context, spec):
+        tasks = [(model_spec_from_proto(task.model_spec), task.method_name) for task in request.tasks]
+        servable, answers = self.service.multi_inference(
+            tasks, serialized_examples(request.input), _deadline(context))
+        response = inference_pb2.MultiInferenceResponse()
+        for signature, method, results in answers:
+            result = response.results.add()
+            _fill_spec(result.model_spec, servable, signature.name)
+            if method == CLASSIFY_METHOD:
+                _fill_classifications(result.classification_result, results)
+            else:
+                _fill_regressions(result.regression_result, results)
+        return response
+
+
+def _fill_classifications(target, results) -> None:
+    """[[(label, score), ...] per example] -> tensorflow.serving.ClassificationResult."""
+    for row in results:
+        classifications = target.classifications.add()
+        for label, score in row:
+            classifications.classes.add(label=label, score=score)
+
+
+def _fill_regressions(target, values) -> None:
+    for value in values:
+        target.regressions.add(value=value)
 
 
 def model_metadata(service: InferenceService, spec: ModelSpec, fields: List[str]):
@@ -187,8 +215,10 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def build_grpc_server(service: InferenceService, manager: ModelManager, address: str,
-                      max_workers: int, max_message_bytes: int):
-    """Bind the two services to ``address`` ("host:port"); returns (server, bound port)."""
+                      max_workers: int, max_message_bytes: int, health=None):
+    """Bind the services to ``address`` ("host:port"); returns (server, bound port).
+
+    ``health`` (a visionpipe.serving.health.ModelHealth) adds grpc.health.v1.Health."""
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes),
                ("grpc.so_reuseport", 0)]
@@ -197,6 +227,8 @@ def build_grpc_server(service: InferenceService, manager: ModelManager, address:
                          options=options, maximum_concurrent_rpcs=max_workers * 4)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(service), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service, manager), server)
+    if health is not None:
+        health.add_to_server(server)
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind gRPC server to {address}")

@@ -104,6 +104,10 @@ class InferenceService:
         """-> (servable, signature, [[(label, score), ...] per example])."""
         servable = self.resolve(spec)
         signature = self._signature(servable, spec, CLASSIFY_METHOD)
+        return servable, signature, self.classify_on(servable, signature, serialized_examples, deadline)
+
+    def classify_on(self, servable: LoadedVersion, signature: Signature,
+                    serialized_examples: List[bytes], deadline: Optional[float] = None):
         outputs = self.run(servable, signature, self._examples_input(signature, serialized_examples),
                            deadline)
         classes, scores = outputs.get("classes"), outputs.get("scores")
@@ -115,12 +119,17 @@ class InferenceService:
             row_scores = scores[i] if scores is not None else [0.0] * len(classes[i])
             results.append([(c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c), float(s))
                             for c, s in zip(row_classes, row_scores)])
-        return servable, signature, results
+        return results
 
     def regress(self, spec: ModelSpec, serialized_examples: List[bytes],
                 deadline: Optional[float] = None):
+        """-> (servable, signature, [value per example])."""
         servable = self.resolve(spec)
         signature = self._signature(servable, spec, REGRESS_METHOD)
+        return servable, signature, self.regress_on(servable, signature, serialized_examples, deadline)
+
+    def regress_on(self, servable: LoadedVersion, signature: Signature,
+                   serialized_examples: List[bytes], deadline: Optional[float] = None):
         outputs = self.run(servable, signature, self._examples_input(signature, serialized_examples),
                            deadline)
         if "outputs" not in outputs:
@@ -128,7 +137,52 @@ class InferenceService:
         values = outputs["outputs"].reshape(len(serialized_examples), -1)
         if values.shape[1] != 1:
             raise errors.invalid_argument("Regression output must hold one value per example")
-        return servable, signature, [float(v) for v in values[:, 0]]
+        return [float(v) for v in values[:, 0]]
+
+    def multi_inference(self, tasks: Sequence[Tuple[ModelSpec, str]], serialized_examples: List[bytes],
+                        deadline: Optional[float] = None):
+        """Classify and/or regress tasks on one input, as TF Serving's MultiInference.
+
+        ``tasks`` are (model spec, method name) pairs. The first task's spec picks the version;
+        every task must name the same model, a distinct signature and a method matching its
+        signature; all are checked before any runs. -> (servable, [(signature, method, results)]).
+        """
+        if not tasks or not tasks[0][0].name:  # TF Serving's answer when looking up the version
+            raise errors.invalid_argument("ModelSpec has no name specified.")
+        servable = self.resolve(tasks[0][0])
+        checked, seen = [], set()
+        for spec, method in tasks:
+            if not spec.name:
+                raise errors.invalid_argument("Found ModelSpec with an empty model name.")
+            if spec.name != tasks[0][0].name:
+                raise errors.invalid_argument(
+                    "All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+            self._check_same_version(servable, spec)
+            signature_name = spec.signature_name or "serving_default"
+            if signature_name in seen:
+                raise errors.invalid_argument(f"Duplicate evaluation of signature: {signature_name}")
+            seen.add(signature_name)
+            if signature_name not in servable.signatures:
+                raise errors.invalid_argument(
+                    f"Requested signature not found in model graph: {signature_name}")
+            if method not in _TASK_RUNNERS:
+                raise errors.unimplemented(f"Unsupported signature method_name: {method}")
+            checked.append((self._signature(servable, spec, method), method))
+        return servable, [(signature, method, _TASK_RUNNERS[method](self, servable, signature,
+                                                                    serialized_examples, deadline))
+                          for signature, method in checked]
+
+    def _check_same_version(self, servable: LoadedVersion, spec: ModelSpec) -> None:
+        """TF Serving answers every task from the first task's version and ignores the versions
+        the others name; a task naming a different version is refused here rather than answered
+        by a version it did not ask for."""
+        asked = spec.version
+        if spec.label:
+            asked = self.manager.label_version(spec.name, spec.label)
+        if asked is not None and asked != servable.version:
+            raise errors.invalid_argument(
+                "All ModelSpecs in a MultiInferenceRequest must access the same model version: "
+                f"a task asks for version {asked}, the first task's spec resolved to {servable.version}")
 
     def _examples_input(self, signature: Signature, serialized: List[bytes]) -> Dict[str, np.ndarray]:
         if list(signature.inputs) != [CLASSIFY_INPUT]:
@@ -174,6 +228,9 @@ class InferenceService:
     def timed(self, api: str, spec: ModelSpec):
         """Context manager recording a request's status and latency."""
         return _Timed(self.metrics, api, spec, self.manager.has_model(spec.name))
+
+
+_TASK_RUNNERS = {CLASSIFY_METHOD: InferenceService.classify_on, REGRESS_METHOD: InferenceService.regress_on}
 
 
 class _Timed:

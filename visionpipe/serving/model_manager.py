@@ -73,11 +73,17 @@ class ModelManager:
 
     def __init__(self, config, loader: Callable[[str, int, Path], object],
                  poll_wait_seconds: float = 1.0,
-                 on_change: Optional[Callable[[str, int, str], None]] = None):
-        """``loader(name, version, path)`` returns a loaded and warmed-up servable or raises."""
+                 on_change: Optional[Callable[[str, int, str], None]] = None,
+                 on_models_changed: Optional[Callable[[], None]] = None):
+        """``loader(name, version, path)`` returns a loaded and warmed-up servable or raises.
+
+        ``on_change(name, version, event)`` follows each version event ("loaded", "unloaded",
+        "load_failed"); ``on_models_changed()`` follows a config change that added or removed
+        models. Both are called after the change and without the manager's lock held."""
         self._loader = loader
         self._poll_wait = poll_wait_seconds
         self._on_change = on_change
+        self._on_models_changed = on_models_changed
         self._lock = threading.RLock()  # guards _models
         self._reconcile_lock = threading.Lock()  # one poll at a time
         self._models: Dict[str, _Model] = {}
@@ -91,16 +97,19 @@ class ModelManager:
         validate_model_server_config(config)
         with self._lock:
             wanted = {m.name: m for m in config.model_config_list.config}
-            for name in list(self._models):
-                if name not in wanted:
-                    for version in list(self._models[name].loaded):
-                        self._notify(name, version, "unloaded")
-                    del self._models[name]
+            removed = {name: self._models.pop(name) for name in list(self._models) if name not in wanted}
+            added = [name for name in wanted if name not in self._models]
             for name, model_config in wanted.items():
                 if name in self._models:
                     self._models[name].config = model_config
                 else:
                     self._models[name] = _Model(config=model_config)
+        # Listeners run after the change (a removed model reads as gone) and outside the lock.
+        for name, model in removed.items():
+            for version in sorted(model.loaded):
+                self._notify(name, version, "unloaded")
+        if (removed or added) and self._on_models_changed is not None:
+            self._on_models_changed()
         if reconcile:
             self.poll()
 
@@ -202,9 +211,7 @@ class ModelManager:
             if model is None:
                 raise errors.not_found(f"Servable not found for request: {_spec_str(name, version, label)}")
             if label:
-                if label not in model.config.version_labels:
-                    raise errors.invalid_argument(f"Unrecognized servable version label: {label}")
-                version = model.config.version_labels[label]
+                version = _label_version(model, label)
             if version is None:
                 if not model.loaded:
                     raise errors.not_found(f"Servable not found for request: Latest({name})")
@@ -214,6 +221,14 @@ class ModelManager:
                 raise errors.not_found(f"Servable not found for request: {_spec_str(name, version, None)}")
             return servable
 
+    def label_version(self, name: str, label: str) -> int:
+        """The version a label points to (INVALID_ARGUMENT for an unknown label)."""
+        with self._lock:
+            model = self._models.get(name)
+            if model is None:
+                raise errors.not_found(f"Servable not found for request: {_spec_str(name, None, label)}")
+            return _label_version(model, label)
+
     def status(self, name: str, version: Optional[int] = None,
                label: Optional[str] = None) -> List[Tuple[int, VersionStatus]]:
         with self._lock:
@@ -221,9 +236,7 @@ class ModelManager:
             if model is None:
                 raise errors.not_found(f"Could not find any versions of model {name}")
             if label:
-                if label not in model.config.version_labels:
-                    raise errors.invalid_argument(f"Unrecognized servable version label: {label}")
-                version = model.config.version_labels[label]
+                version = _label_version(model, label)
             if version is not None:
                 if version not in model.status:
                     raise errors.not_found(f"Could not find version {version} of model {name}")
@@ -246,6 +259,12 @@ class ModelManager:
                     return True
             time.sleep(0.05)
         return False
+
+
+def _label_version(model: _Model, label: str) -> int:
+    if label not in model.config.version_labels:
+        raise errors.invalid_argument(f"Unrecognized servable version label: {label}")
+    return model.config.version_labels[label]
 
 
 def _spec_str(name: str, version: Optional[int], label: Optional[str]) -> str:

@@ -11,6 +11,7 @@ import visionpipe  # noqa: F401
 from visionpipe.serving import model_config
 from visionpipe.serving.batching import BatchScheduler
 from visionpipe.serving.grpc_service import build_grpc_server, tensor_to_ndarray
+from visionpipe.serving.health import ModelHealth
 from visionpipe.serving.inference import InferenceService, Limits, coerce_input
 from visionpipe.serving.metrics import ServerMetrics
 from visionpipe.serving.model_manager import ModelManager
@@ -45,9 +46,11 @@ class ModelServer:
         monitoring = model_config.load_monitoring_config(options.monitoring_config_file or None)
         batching = options.batching_options()
         self.metrics = ServerMetrics()
+        self.health = ModelHealth()
         self.manager = ModelManager(
             config, lambda n, v, p: load_and_warm(n, v, p, options.enable_model_warmup),
-            poll_wait_seconds=options.file_system_poll_wait_seconds, on_change=self._on_change)
+            poll_wait_seconds=options.file_system_poll_wait_seconds, on_change=self._on_change,
+            on_models_changed=self._refresh_health)
         self.scheduler = BatchScheduler(batching) if batching else None
         limits = Limits(max_image_pixels=options.max_image_pixels,
                         max_request_bytes=options.max_request_bytes)
@@ -55,7 +58,7 @@ class ModelServer:
         prometheus = monitoring.prometheus_config
         self.grpc_server, self.grpc_port = build_grpc_server(
             self.service, self.manager, f"{options.host}:{options.port}", options.grpc_max_threads,
-            options.max_request_bytes)
+            options.max_request_bytes, self.health)
         self.rest_server, self.rest_port = build_rest_server(
             self.service, self.manager, self.metrics, limits, options.host, options.rest_api_port,
             options.rest_api_timeout_in_ms / 1000.0, options.rest_api_num_threads,
@@ -67,9 +70,16 @@ class ModelServer:
     def _on_change(self, name: str, version: int, event: str) -> None:
         self.metrics.version_events.labels(name, event).inc()
         self.metrics.available_versions.labels(name).set(len(self.manager.available_versions(name)))
+        self._refresh_health()
+
+    def _refresh_health(self) -> None:
+        manager = getattr(self, "manager", None)  # None while the manager is being built
+        if manager is not None:
+            self.health.refresh(manager)
 
     def start(self) -> "ModelServer":
         self.manager.start()
+        self._refresh_health()  # models configured without any version yet are NOT_SERVING
         self.grpc_server.start()
         self._rest_thread = threading.Thread(target=self.rest_server.serve_forever,
                                              kwargs={"poll_interval": 0.2}, name="rest", daemon=True)
@@ -101,6 +111,7 @@ class ModelServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self.health.shutdown()
         self.rest_server.shutdown()
         self.rest_server.server_close()
         self.grpc_server.stop(grace=1).wait(5)

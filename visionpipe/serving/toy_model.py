@@ -19,6 +19,7 @@ from visionpipe import features
 from visionpipe.models import preprocessing
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
@@ -51,7 +52,7 @@ class _ToyClassifier(tf.Module):
             "top_k_scores": scores,
         }
 
-    def signatures(self):
+    def signatures(self, regression: bool = False):
         size = self.image_size
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
@@ -71,11 +72,20 @@ class _ToyClassifier(tf.Module):
         def serving_tensor(pixels):
             return self.outputs(pixels)
 
-        return {
+        signatures = {
             "serving_default": serving_default.get_concrete_function(),
             "serving_examples": serving_examples.get_concrete_function(),
             "serving_tensor": serving_tensor.get_concrete_function(),
         }
+        if regression:
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+            def serving_regress(inputs):  # the top class probability, as one value per example
+                parsed = features.parse_examples(inputs, keys=[features.ENCODED])
+                pixels = preprocessing.preprocess_batch(parsed[features.ENCODED], size)
+                return {"outputs": tf.reduce_max(self.outputs(pixels)["probabilities"], axis=1)}
+
+            signatures["serving_regress"] = serving_regress.get_concrete_function()
+        return signatures
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
@@ -104,26 +114,32 @@ def write_warmup_requests(export_dir: str | Path, model_name: str, images: Seque
     return path
 
 
-def mark_classify_signature(export_dir: str | Path, signature_name: str = "serving_examples") -> None:
-    """Set the signature's method_name so TF Serving's Classify API accepts it."""
+def mark_signature_method(export_dir: str | Path, signature_name: str = "serving_examples",
+                            method_name: str = CLASSIFY_METHOD) -> None:
+    """Set the signature's method_name so TF Serving's Classify (or Regress) API accepts it."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     pb_path = Path(export_dir) / "saved_model.pb"
     saved_model = saved_model_pb2.SavedModel.FromString(pb_path.read_bytes())
     for meta_graph in saved_model.meta_graphs:
         if signature_name in meta_graph.signature_def:
-            meta_graph.signature_def[signature_name].method_name = CLASSIFY_METHOD
+            meta_graph.signature_def[signature_name].method_name = method_name
     pb_path.write_bytes(saved_model.SerializeToString())
 
 
 def write_toy_classifier(export_dir: str | Path, class_names: Sequence[str] = ("cat", "dog", "bird"),
                          image_size: int = 32, top_k: int = 2, seed: int = 0,
-                         conv_filters: int = 0, model_name: str = "toy") -> Path:
-    """Save a contract-conforming classifier at ``export_dir`` (e.g. <base>/<version>)."""
+                         conv_filters: int = 0, model_name: str = "toy", regression: bool = False) -> Path:
+    """Save a contract-conforming classifier at ``export_dir`` (e.g. <base>/<version>).
+
+    ``regression`` adds a ``serving_regress`` signature (tensorflow/serving/regress on the same
+    serialized Examples), which the export contract does not have, for Regress/MultiInference."""
     export_dir = Path(export_dir)
     module = _ToyClassifier(class_names, image_size, top_k, seed, conv_filters)
-    tf.saved_model.save(module, str(export_dir), signatures=module.signatures())
-    mark_classify_signature(export_dir)
+    tf.saved_model.save(module, str(export_dir), signatures=module.signatures(regression))
+    mark_signature_method(export_dir)
+    if regression:
+        mark_signature_method(export_dir, "serving_regress", REGRESS_METHOD)
     (export_dir / "assets").mkdir(exist_ok=True)
     (export_dir / "assets" / "class_names.txt").write_text("\n".join(class_names) + "\n")
     write_warmup_requests(export_dir, model_name, [sample_image(image_size, seed)])

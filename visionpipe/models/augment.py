@@ -91,7 +91,9 @@ class _StatelessFactor(keras_cv.core.FactorSampler):
         self.sampler, self.rng = sampler, rng
 
     def __getattr__(self, name):  # lower/upper/value/... of the wrapped sampler
-        return getattr(self.__dict__["sampler"], name)
+        if name == "sampler":
+            raise AttributeError(name)
+        return getattr(self.sampler, name)
 
     def __call__(self, shape=(), dtype="float32"):
         s = self.sampler

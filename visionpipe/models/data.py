@@ -85,7 +85,9 @@ def augment_batches(dataset: tf.data.Dataset, task, seed: int | None = None) -> 
     """Augment (images, targets) batches; batch ``i`` of the iteration gets the stateless seed
     ``(seed, i)`` (default ``augment.seed``), so the augmentation depends on the seed and the
     batch's position only: reproducible under the parallel map, different batch to batch and,
-    as the training data repeats before batching, epoch to epoch."""
+    as the training data repeats before batching, epoch to epoch. (The counter restarts with
+    each new iterator: a dataset iterated afresh per epoch, or a second ``fit`` on the same
+    dataset, repeats the seeds of the batch positions, on reshuffled images.)"""
     seed = task.config.augment.seed if seed is None else seed
     batch_seeds = tf.data.Dataset.counter(dtype=tf.int64).map(
         lambda i: tf.stack([tf.constant(seed, tf.int64), i]))

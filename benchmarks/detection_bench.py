@@ -109,6 +109,7 @@ def main(argv=None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
 
+    from visionpipe.models import data
     from visionpipe.models.detection import evaluation, tflite
     from visionpipe.models.tasks import get_task
     from visionpipe.pipeline.config import load_config
@@ -122,8 +123,7 @@ def main(argv=None) -> int:
     train = (pairs(task, splits["train"]).cache().shuffle(512, seed=config.train.seed).repeat())
     train = task.batch_dataset(train, batch, drop_remainder=True)
     if config.augment.enabled:
-        train = train.map(lambda x, y: task.augment_batch(x, y, config.augment.seed),
-                          num_parallel_calls=tf.data.AUTOTUNE)
+        train = data.augment_batches(train, task)
     train = train.prefetch(tf.data.AUTOTUNE)
     test = task.batch_dataset(pairs(task, splits["test"]).cache(), 8)
     # Decode the evaluation images before training: tf.data traces its functions from the

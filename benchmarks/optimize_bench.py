@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import visionpipe  # noqa: E402,F401
 import tensorflow as tf  # noqa: E402
 
-from visionpipe.models import preprocessing  # noqa: E402
+from visionpipe.models import data, preprocessing  # noqa: E402
 from visionpipe.models.tasks import get_task  # noqa: E402
 from visionpipe.optimize import tflite_convert  # noqa: E402
 from visionpipe.optimize.optimizer import OptimizationInputs, TaskHooks, optimize  # noqa: E402
@@ -105,7 +105,7 @@ def run_dataset(name: str, images, labels, classes, image_size: int, width: int,
             ds = ds.shuffle(len(idx), seed=0)
         ds = ds.batch(32)
         if shuffle:  # training batches get the task's (seeded) augmentation
-            ds = ds.map(lambda x, y: task.augment_batch(x, y, 0))
+            ds = data.augment_batches(ds, task, seed=0)
         return ds.prefetch(tf.data.AUTOTUNE)
 
     train, evaluation = batches(train_idx, True), batches(eval_idx, False)

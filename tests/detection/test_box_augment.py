@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from visionpipe.models import data
 from visionpipe.models.detection.box_augment import BoxAugmenter
-from visionpipe.pipeline.config import AugmentConfig
+from visionpipe.models.tasks import get_task
+from visionpipe.pipeline.config import AugmentConfig, PipelineConfig
 
-from .scenes import COLOURS, scene
+from .scenes import COLOURS, detection_example, random_scene, scene
 
 SIZE = 64
 BOXES = [(4, 6, 20, 30), (30, 40, 58, 60), (40, 2, 52, 14)]
@@ -100,3 +102,50 @@ def test_occluders_cover_the_requested_share_of_each_box_and_nothing_else():
     assert covered[:40, :40].sum() == 20 * 20
     assert covered[44:, 44:].sum() == 10 * 10
     assert covered.sum() == 20 * 20 + 10 * 10
+
+
+def _detection_batches(files, n, *, seed=11, mosaic=True):
+    config = PipelineConfig(task="detection")
+    config.model.image_size = 32
+    config.detection.mosaic = mosaic
+    config.augment = AugmentConfig(seed=seed, horizontal_flip=True, vertical_flip=True, zoom=0.3,
+                                   translation=0.1, brightness=0.2, contrast=0.2, saturation=0.3,
+                                   hue=0.1, cutout=0.2)
+    task = get_task(config.validate(), ["red", "green"])
+    dataset = data.make_dataset(files, task, 8, training=True, seed=3)
+    return [(x.numpy(), y["boxes"].numpy(), y["classes"].numpy()) for x, y in dataset.take(n)]
+
+
+@pytest.fixture(scope="module")
+def scene_files(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    path = str(tmp_path_factory.mktemp("scenes") / "train.gz")
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for _ in range(12):
+            writer.write(detection_example(*random_scene(rng, 32, 2), ["red", "green"]))
+    return [path]
+
+
+def test_same_seed_gives_the_same_box_augmentation_over_epochs(scene_files):
+    """Mosaic, flips, scale jitter, translation, photometric and cutout through data.make_dataset
+    (parallel map); 6 batches of 8 are 4 epochs of the 12 scenes."""
+    first = _detection_batches(scene_files, 6)
+    second = _detection_batches(scene_files, 6)
+    for a, b in zip(first, second):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    other = _detection_batches(scene_files, 6, seed=12)
+    assert all(a[0].shape != b[0].shape or np.abs(a[0] - b[0]).max() > 1 for a, b in zip(first, other))
+
+
+def test_each_epoch_moves_the_same_boxes_differently():
+    config = PipelineConfig(task="detection")
+    config.model.image_size = SIZE
+    config.augment = AugmentConfig(horizontal_flip=True, vertical_flip=True, zoom=0.3, translation=0.1)
+    task = get_task(config.validate(), ["a", "b", "c"])
+    image = scene(SIZE, BOXES).astype(np.float32)
+    batch = (tf.constant(np.stack([image] * 4)),
+             {"boxes": tf.constant([BOXES] * 4, tf.float32), "classes": tf.constant([[0, 1, 2]] * 4, tf.float32),
+              "image_shape": tf.constant([[SIZE, SIZE]] * 4)})
+    epochs = [y["boxes"].numpy() for _, y in data.augment_batches(tf.data.Dataset.from_tensors(batch).repeat(3), task)]
+    assert all(np.abs(epochs[0] - later).max() > 1 for later in epochs[1:])

@@ -26,10 +26,7 @@ def test_every_augmentation_keeps_shape_range_and_label_mass():
     assert float(tf.reduce_mean(tf.abs(out - images))) > 1.0
 
 
-def test_augmentation_is_off_in_evaluation_and_the_data_order_is_seeded(digits_examples):
-    # keras-cv's stateful generators (e.g. RandomFlip, RandomBrightness) do not repeat the same
-    # draws across layer instances built with the same seed, so only the data order is checked
-    # for reproducibility here (see the issue note).
+def test_augmentation_is_off_in_evaluation_and_on_in_training(digits_examples):
     config, examples_uri, names = digits_examples
     augmented = load_config(overrides=["data.source=digits", "data.image_size=16", "model.image_size=16",
                                        "augment.rotation=0.3", "augment.vertical_flip=true"])
@@ -41,14 +38,104 @@ def test_augmentation_is_off_in_evaluation_and_the_data_order_is_seeded(digits_e
     training = next(iter(data.make_dataset(files, task, 64, training=True, seed=5)))[0].numpy()
     assert not any(np.allclose(t, p) for t in training for p in plain)  # training is augmented
 
-    unaugmented = load_config(overrides=["data.source=digits", "data.image_size=16",
-                                         "model.image_size=16", "augment.enabled=false"])
 
-    def first_labels():
-        batch = next(iter(data.make_dataset(files, get_task(unaugmented, names), 8, training=True, seed=5)))
-        return batch[1].numpy()
+# Stateful random ops: their draws depend on the order in which the parallel tf.data map
+# calls reach them (tf.random.Generator's variable, op-seeded kernels) or are unseeded.
+STATEFUL_RANDOM_OPS = {
+    "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal", "RandomGamma",
+    "RandomGammaGrad", "RandomPoisson", "RandomPoissonV2", "RandomShuffle", "Multinomial",
+    "ParameterizedTruncatedNormal", "StatefulUniform", "StatefulUniformInt", "StatefulUniformFullInt",
+    "StatefulStandardNormal", "StatefulStandardNormalV2", "StatefulTruncatedNormal",
+    "StatefulRandomBinomial", "RngSkip", "RngReadAndSkip"}
 
-    np.testing.assert_array_equal(first_labels(), first_labels())
+
+def _op_types(concrete) -> set:
+    graph_def = concrete.graph.as_graph_def()
+    types = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
+def test_every_random_draw_is_stateless():
+    config = load_config(overrides=["model.image_size=24", *EVERYTHING])
+    augmenter = augment.build_augmenter(config.augment, 24)
+    traced = tf.function(augmenter).get_concrete_function(
+        tf.TensorSpec([None, 24, 24, 3], tf.float32), tf.TensorSpec([None, 3], tf.float32),
+        tf.TensorSpec([2], tf.int64))
+    types = _op_types(traced)
+    assert "StatelessRandomUniformV2" in types or "StatelessRandomUniform" in types
+    assert not types & STATEFUL_RANDOM_OPS, types & STATEFUL_RANDOM_OPS
+
+
+def test_a_batch_depends_on_its_seed_only_and_images_in_it_get_their_own_draws():
+    config = load_config(overrides=["model.image_size=24", *EVERYTHING])
+    augmenter = augment.build_augmenter(config.augment, 24)
+    image = tf.random.stateless_uniform([1, 24, 24, 3], [1, 2], 0, 255)
+    images, labels = tf.repeat(image, 6, axis=0), tf.one_hot([0, 1, 2, 0, 1, 2], 3)
+    first, first_labels = augmenter(images, labels, tf.constant([11, 0], tf.int64))
+    again, again_labels = augmenter(images, labels, tf.constant([11, 0], tf.int64))
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(first_labels, again_labels)
+    later, _ = augmenter(images, labels, tf.constant([11, 1], tf.int64))  # the next batch
+    assert float(tf.reduce_max(tf.abs(first - later))) > 1
+    first = first.numpy()
+    assert all(not np.allclose(first[0], other) for other in first[1:])  # one image, six draws
+
+    # per-image layers (keras-cv's non-vectorized ones) draw per image, not once per batch
+    for option in ("augment.random_crop=0.4", "augment.randaugment_magnitude=0.5"):
+        single = load_config(overrides=["model.image_size=24", "augment.horizontal_flip=false", option])
+        out, _ = augment.build_augmenter(single.augment, 24)(images, labels, tf.constant([3, 0], tf.int64))
+        distinct = {np.round(o, 3).tobytes() for o in out.numpy()}
+        assert len(distinct) > 1, option
+
+
+def _classification_batches(examples_uri, names, overrides, n, seed=5):
+    config = load_config(overrides=["data.source=digits", "data.image_size=16", "model.image_size=16",
+                                    *overrides])
+    files = data.split_files(examples_uri, "eval")
+    dataset = data.make_dataset(files, get_task(config, names), 32, training=True, seed=seed)
+    return [(x.numpy(), y.numpy()) for x, y in dataset.take(n)], data.count_examples(files)
+
+
+def test_same_seed_gives_the_same_augmented_batches_over_epochs(digits_examples):
+    """Every option on, through data.make_dataset (parallel map), two builds with fresh tasks."""
+    _, examples_uri, names = digits_examples
+    first, count = _classification_batches(examples_uri, names, EVERYTHING, 8)
+    assert 8 * 32 >= 2 * count  # the batches span at least two epochs
+    second, _ = _classification_batches(examples_uri, names, EVERYTHING, 8)
+    for (x1, y1), (x2, y2) in zip(first, second):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+    other, _ = _classification_batches(examples_uri, names, EVERYTHING + ["augment.seed=12"], 8)
+    for (x1, _), (x2, _) in zip(first, other):
+        assert np.abs(x1 - x2).max() > 1
+
+
+def test_another_augment_seed_changes_the_augmentation_not_the_data_order(digits_examples):
+    _, examples_uri, names = digits_examples
+    geometric = ["augment.rotation=0.3", "augment.vertical_flip=true", "augment.brightness=0.2"]
+    first, _ = _classification_batches(examples_uri, names, geometric, 3)
+    other, _ = _classification_batches(examples_uri, names, geometric + ["augment.seed=12"], 3)
+    for (x1, y1), (x2, y2) in zip(first, other):
+        np.testing.assert_array_equal(y1, y2)  # data order: train.seed
+        assert np.abs(x1 - x2).max() > 1    # augmentation: augment.seed
+
+
+def test_each_epoch_augments_the_same_images_differently():
+    config = load_config(overrides=["model.image_size=16", *EVERYTHING])
+    images = tf.random.stateless_uniform([8, 16, 16, 3], [4, 5], 0, 255)
+    labels = tf.one_hot(tf.range(8) % 3, 3)
+    epochs = tf.data.Dataset.from_tensors((images, labels)).repeat(3)  # one batch per epoch
+
+    def run():
+        task = get_task(config, ["a", "b", "c"])
+        return [x.numpy() for x, _ in data.augment_batches(epochs, task)]
+
+    first = run()
+    assert all(np.abs(first[0] - later).max() > 1 for later in first[1:])
+    for a, b in zip(first, run()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_augment_preview_writes_a_grid_of_originals_over_augmented_samples(tmp_path):

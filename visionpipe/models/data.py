@@ -1,7 +1,8 @@
 """The tf.data input pipeline shared by training and evaluation.
 
 Examples (gzip TFRecords of the one feature spec) -> task.example_to_inputs (the shared
-preprocessing) -> cache -> shuffle -> batch -> augment (training only) -> prefetch.
+preprocessing) -> cache -> shuffle -> batch -> augment (training only, stateless draws seeded
+per batch: see ``augment_batches``) -> prefetch.
 """
 from __future__ import annotations
 
@@ -76,9 +77,23 @@ def make_dataset(files: Sequence[str], task, batch_size: int, training: bool, se
             dataset = dataset.shuffle(2048, seed=seed, reshuffle_each_iteration=True).repeat()
     dataset = task.batch_dataset(dataset, batch_size, drop_remainder=False)
     if training:
-        dataset = dataset.map(lambda x, y: task.augment_batch(x, y, seed),
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = augment_batches(dataset, task)
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(_distribution_options())
+
+
+def augment_batches(dataset: tf.data.Dataset, task, seed: int | None = None) -> tf.data.Dataset:
+    """Augment (images, targets) batches; batch ``i`` of the iteration gets the stateless seed
+    ``(seed, i)`` (default ``augment.seed``), so the augmentation depends on the seed and the
+    batch's position only: reproducible under the parallel map, different batch to batch and,
+    as the training data repeats before batching, epoch to epoch. (The counter restarts with
+    each new iterator: a dataset iterated afresh per epoch, or a second ``fit`` on the same
+    dataset, repeats the seeds of the batch positions, on reshuffled images.)"""
+    seed = task.config.augment.seed if seed is None else seed
+    batch_seeds = tf.data.Dataset.counter(dtype=tf.int64).map(
+        lambda i: tf.stack([tf.constant(seed, tf.int64), i]))
+    return tf.data.Dataset.zip((dataset, batch_seeds)).map(
+        lambda batch, batch_seed: task.augment_batch(batch[0], batch[1], batch_seed),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _balanced(dataset: tf.data.Dataset, counts: np.ndarray, seed: int) -> tf.data.Dataset:

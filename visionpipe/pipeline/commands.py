@@ -260,8 +260,8 @@ def cmd_augment_preview(args) -> int:
     serialized = tf.data.Dataset.from_tensor_slices([encoding.to_tf_example(v, names) for v in valid])
     pairs = serialized.map(lambda s: task.example_to_inputs(features.parse_single(s, task.feature_keys)))
     batch = next(iter(task.batch_dataset(pairs, len(valid))))
-    tf.keras.utils.set_random_seed(config.augment.seed)
-    augmented = task.augment_batch(batch[0], batch[1], config.augment.seed)
+    # the seed the first training batch gets (data.augment_batches): stateless, so no global seed
+    augmented = task.augment_batch(batch[0], batch[1], tf.constant([config.augment.seed, 0], tf.int64))
     rows = [_drawable(task, *batch), _drawable(task, *augmented)]
     grid = augment.preview_grid(np.concatenate(rows), columns=len(valid))
     Image.fromarray(grid).save(args.output)

@@ -47,8 +47,13 @@ class Task(abc.ABC):
 
         image: float32 [S, S, 3] in [0, 255] from ``preprocessing.preprocess_image``."""
 
-    def augment_batch(self, images, targets, training_seed: int):
-        """Augment a batch for training (targets move with the image). Default: none."""
+    def augment_batch(self, images, targets, seed):
+        """Augment a batch for training (targets move with the image). Default: none.
+
+        ``seed`` is the batch's stateless seed (int64 ``[2]``; ``data.augment_batches`` gives
+        batch ``i`` the seed ``(augment.seed, i)``) or an int. Every random draw must derive
+        from it (stateless ops), so that the output depends on the images and the seed only,
+        not on how the parallel ``map`` calls interleave."""
         return images, targets
 
     def batch_dataset(self, dataset: tf.data.Dataset, batch_size: int,

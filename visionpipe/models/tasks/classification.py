@@ -35,13 +35,14 @@ class ClassificationTask(Task):
     def target(self, label_ids):
         return tf.one_hot(label_ids[0], self.num_classes)
 
-    def augment_batch(self, images, targets, training_seed: int):
+    def augment_batch(self, images, targets, seed):
         augmenter = self._augmenter()
-        return augmenter(images, targets) if augmenter else (images, targets)
+        return augmenter(images, targets, seed) if augmenter else (images, targets)
 
     def _augmenter(self):
         if not hasattr(self, "_cached_augmenter"):
-            self._cached_augmenter = augment.build_augmenter(self.config.augment, self.image_size)
+            with tf.init_scope():  # built eagerly even when first asked for inside a tf.data map
+                self._cached_augmenter = augment.build_augmenter(self.config.augment, self.image_size)
         return self._cached_augmenter
 
     # --- model ------------------------------------------------------------------------

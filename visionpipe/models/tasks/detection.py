@@ -60,21 +60,22 @@ class DetectionTask(Task):
         classes = tf.where(degenerate, PAD, classes)
         return pixels, {"boxes": boxes, "classes": classes, "image_shape": image_shape}
 
-    def augment_batch(self, images, targets, training_seed: int):
+    def augment_batch(self, images, targets, seed):
         if not self.config.augment.enabled:
             return images, targets
-        augmenter = self.augmenter(training_seed)
-        images, boxes = augmenter(images, {"boxes": targets["boxes"], "classes": targets["classes"]})
+        augmenter = self.augmenter()
+        images, boxes = augmenter(images, {"boxes": targets["boxes"], "classes": targets["classes"]}, seed)
         return images, {**targets, **boxes}
 
-    def augmenter(self, seed: int):
-        """The box-aware augmenter; ``augmenter(seed).report()`` counts dropped boxes."""
+    def augmenter(self):
+        """The box-aware augmenter; ``augmenter().report()`` counts dropped boxes."""
         from visionpipe.models.detection.box_augment import BoxAugmenter
 
         if self._augmenter is None:
-            self._augmenter = BoxAugmenter(self.config.augment, self.image_size,
-                                           mosaic=self.detection.mosaic,
-                                           min_box_pixels=self.detection.min_box_pixels, seed=seed)
+            with tf.init_scope():  # built eagerly even when first asked for inside a tf.data map
+                self._augmenter = BoxAugmenter(self.config.augment, self.image_size,
+                                               mosaic=self.detection.mosaic,
+                                               min_box_pixels=self.detection.min_box_pixels)
         return self._augmenter
 
     def batch_dataset(self, dataset: tf.data.Dataset, batch_size: int,

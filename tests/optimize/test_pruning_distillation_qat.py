@@ -147,21 +147,25 @@ def test_function_matching_student_matches_the_teacher_better_than_one_trained_a
     def augment(images, labels):  # a stand-in for the Trainer's augmentation
         return tf.roll(images, shift=tf.random.uniform([], -1, 2, tf.int32), axis=2), labels
 
-    batches = train_batches(digits).take(16)
+    batches = train_batches(digits)
+    epochs, steps = 4, int(tf.data.experimental.cardinality(batches))
     alone = small_cnn(width=2, name="alone", seed=1)
-    compile_sparse(alone, 3e-3)
-    alone.fit(batches.map(augment), epochs=3, verbose=0)
+    # distill() decays the learning rate with a cosine over the run: so does the baseline
+    compile_sparse(alone, tf.keras.optimizers.schedules.CosineDecay(
+        3e-3, decay_steps=epochs * steps, alpha=0.01))
+    alone.fit(batches.map(augment), epochs=epochs, verbose=0)
 
     student = small_cnn(width=2, name="student", seed=1)
     compile_sparse(student, 3e-3)
     images = digits["eval"][0]
     before = _kl_to_teacher(trained_cnn, student, images)
     distillation.distill(trained_cnn, student, batches, hard_loss=student.loss,
-                         learning_rate=3e-3, epochs=3, alpha=0.1, temperature=4.0,
-                         mixup_alpha=1.0, augment=augment)
+                         learning_rate=3e-3, epochs=epochs, alpha=0.1, temperature=4.0,
+                         augment=augment)
     after = _kl_to_teacher(trained_cnn, student, images)
-    assert after < 0.5 * before
-    assert after < _kl_to_teacher(trained_cnn, alone, images)
+    assert after < 0.75 * before, (after, before)
+    alone_kl = _kl_to_teacher(trained_cnn, alone, images)
+    assert after < alone_kl, (after, alone_kl)
 
 
 def test_distillation_options_are_validated_by_key():

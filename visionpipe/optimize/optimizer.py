@@ -30,6 +30,10 @@ class TaskHooks:
     gate_metric: str  # key of evaluate_tflite's result; higher is better
     compile_model: Callable[[tf.keras.Model, float], None]  # (model, learning_rate)
     build_student: Optional[Callable[[], tf.keras.Model]] = None
+    # dataset of (images, targets) batches -> the same batches augmented as the Trainer does
+    # (data.augment_batches); distillation applies it (optimize.distill_augment) so that
+    # teacher and student see the same augmented view. None: batches are used as they come.
+    augment_batches: Optional[Callable[[tf.data.Dataset], tf.data.Dataset]] = None
     # (Keras model or SavedModel dir, mode, representative) -> flatbuffer. A task whose
     # post-processing must live in the file (a detector's decoding and NMS) supplies its own;
     # the default converts the Keras model as it is.
@@ -199,16 +203,20 @@ class Optimizer:
             return
         student = self.hooks.build_student()
         self.hooks.compile_model(student, config.distill_learning_rate)  # the task's loss
+        augment = self.hooks.augment_batches if config.distill_augment else None
         teacher_params = distillation.count_parameters(self.inputs.model)
         student_params = distillation.count_parameters(student)
         distillation.distill(
             self.inputs.model, student, self.inputs.train_batches, hard_loss=student.loss,
-            learning_rate=config.distill_learning_rate, epochs=config.distill_epochs, alpha=config.distill_alpha,
-            temperature=config.distill_temperature)
+            learning_rate=config.distill_learning_rate, epochs=config.distill_epochs,
+            alpha=config.distill_alpha, temperature=config.distill_temperature,
+            mixup_alpha=config.distill_mixup_alpha, augment_batches=augment)
         notes = {"student_backbone": config.student_backbone, "student_width": config.student_width,
                  "teacher_parameters": teacher_params, "student_parameters": student_params,
                  "parameter_ratio": student_params / teacher_params,
-                 "temperature": config.distill_temperature, "alpha": config.distill_alpha}
+                 "temperature": config.distill_temperature, "alpha": config.distill_alpha,
+                 "mixup_alpha": config.distill_mixup_alpha, "epochs": config.distill_epochs,
+                 "augmented": augment is not None}
         self._add_tflite("student", self._convert(student, "float32"),
                          config.max_distill_drop, notes)
 

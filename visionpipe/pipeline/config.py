@@ -205,6 +205,10 @@ class OptimizeConfig:
     student_width: int = 8
     distill_temperature: float = 4.0
     distill_alpha: float = 0.1  # weight of the hard-label loss; 1 - alpha on the soft KL
+    # function matching: teacher and student see the same augmented view (augment.*, as the
+    # Trainer) and MixUp blends of the training batch (Beta(a, a); 0 turns MixUp off)
+    distill_augment: bool = True
+    distill_mixup_alpha: float = 0.0
     distill_epochs: int = 5
     distill_learning_rate: float = 2e-3  # the student trains from scratch, as the teacher did
     max_distill_drop: float = 0.05
@@ -233,6 +237,8 @@ class OptimizeConfig:
         _require(self.student_width >= 4, "optimize.student_width", "must be >= 4")
         _require(self.distill_temperature > 0, "optimize.distill_temperature", "must be > 0")
         _require(0.0 <= self.distill_alpha <= 1.0, "optimize.distill_alpha", "must be in [0, 1]")
+        _require(self.distill_mixup_alpha >= 0, "optimize.distill_mixup_alpha",
+                 f"must be >= 0 (0: no MixUp), got {self.distill_mixup_alpha}")
         _require(self.qat in ("off", "fallback", "always"), "optimize.qat",
                  f"must be off, fallback or always, got {self.qat!r}")
         for key in ("prune_epochs", "distill_epochs", "qat_epochs"):

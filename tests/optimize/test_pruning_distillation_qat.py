@@ -176,3 +176,44 @@ def test_distillation_options_are_validated_by_key():
         OptimizeConfig(distill_mixup_alpha=-0.5).validate()
     with pytest.raises(ConfigError, match=r"optimize\.distill_temperature"):
         OptimizeConfig(distill_temperature=0).validate()
+
+
+def _head_model(bias, activation="softmax", name="teacher"):
+    """Input -> Dense (logits = bias, the kernel is zero) -> Activation: a stand-in head."""
+    inputs = tf.keras.Input((2,))
+    dense = tf.keras.layers.Dense(len(bias), kernel_initializer="zeros",
+                                  bias_initializer=tf.keras.initializers.Constant(bias), name="logits")
+    outputs = tf.keras.layers.Activation(activation, name="probabilities")(dense(inputs))
+    return tf.keras.Model(inputs, outputs, name=name)
+
+
+def test_dark_knowledge_of_a_confident_teacher_survives_when_its_probabilities_underflow():
+    """Logits 120 / 20 / 0: in float32 the wrong classes' probabilities underflow to 0, so
+    log-probabilities cannot tell them apart; the Distiller reads the logits before the
+    softmax layer, and the tempered targets keep class 1 far above class 2."""
+    teacher = _head_model([120.0, 20.0, 0.0])
+    images = tf.zeros([1, 2])
+    probabilities = teacher(images).numpy()[0]
+    assert probabilities[1] == probabilities[2] == 0.0  # nothing left to rank in the outputs
+    view = distillation.OutputView(teacher, probabilities=True)
+    logits, outputs = view(images, training=False)
+    np.testing.assert_allclose(logits.numpy()[0], [120.0, 20.0, 0.0])
+    np.testing.assert_allclose(outputs.numpy(), teacher(images).numpy())
+    tempered = tf.nn.softmax(logits / 20.0).numpy()[0]
+    assert tempered[1] > 2.5 * tempered[2] > 0
+
+
+def test_multilabel_heads_are_distilled_per_label_with_the_binary_kl():
+    teacher, student = _head_model([3.0, -2.0], "sigmoid"), _head_model([0.0, 0.0], "sigmoid", "student")
+    distiller = distillation.Distiller(teacher, student, teacher_probabilities=False,
+                                       student_probabilities=False)
+    distiller.compile(tf.keras.optimizers.Adam(), hard_loss="binary_crossentropy", temperature=2.0)
+    assert distiller.student_view.kind == "sigmoid"
+    z = tf.constant([[3.0, -2.0]])
+    assert float(distiller.distillation_loss(z, z)) == pytest.approx(0.0, abs=1e-6)
+    p, q = tf.sigmoid(z / 2.0).numpy(), 0.5
+    expected = np.mean(p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))) * 4.0
+    assert float(distiller.distillation_loss(z, tf.zeros_like(z))) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="heads differ"):
+        distillation.Distiller(teacher, _head_model([0.0, 0.0], "softmax", "student"),
+                               teacher_probabilities=False, student_probabilities=True)

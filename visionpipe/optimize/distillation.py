@@ -2,8 +2,12 @@
 softened outputs (KL divergence, scaled by T^2 so its gradients keep their size as T grows)
 plus the hard labels, weighted ``alpha * hard + (1 - alpha) * soft`` (Hinton et al., 2015).
 
-Models may end in a softmax: their log-probabilities are logits up to a per-row constant,
-which the softmax of the tempered distribution ignores, so both kinds of output work.
+The tempered distributions are computed from each model's logits. A model that ends in a
+softmax (or sigmoid) ``Activation`` layer, as every VisionPipe classifier does, is read
+before that layer: recovering logits as ``log(probabilities)`` would not do, because a
+confident teacher's wrong-class probabilities underflow (or get clipped) to the same floor
+and the ranking among them, the "dark knowledge", is lost. A sigmoid head (multi-label) is
+distilled per label, with the binary KL divergence of the tempered Bernoulli outputs.
 
 "Function matching" (Beyer et al., 2022, "Knowledge distillation: A good teacher is patient
 and consistent"): teacher and student always see the identical input (the same augmented
@@ -31,7 +35,42 @@ def outputs_are_probabilities(model: tf.keras.Model, images: np.ndarray) -> bool
 
 
 def _as_logits(outputs: tf.Tensor, probabilities: bool) -> tf.Tensor:
-    return tf.math.log(tf.clip_by_value(outputs, 1e-7, 1.0)) if probabilities else outputs
+    """Fallback for a model whose softmax is not a separate layer."""
+    tiny = float(np.finfo(np.float32).tiny)
+    return tf.math.log(tf.clip_by_value(outputs, tiny, 1.0)) if probabilities else outputs
+
+
+def _activation_name(layer) -> str:
+    if not isinstance(layer, tf.keras.layers.Activation):
+        return ""
+    return getattr(layer.activation, "__name__", "")
+
+
+class OutputView:
+    """A model's logits and outputs from one forward pass.
+
+    When the model ends in a softmax or sigmoid ``Activation`` layer, the logits are that
+    layer's input (a view sharing the model's weights); otherwise they are recovered from the
+    outputs (log-probabilities, or the outputs themselves when they are not probabilities)."""
+
+    def __init__(self, model: tf.keras.Model, probabilities: bool):
+        last = model.layers[-1]
+        self.kind = _activation_name(last)
+        self.model, self.probabilities = model, probabilities
+        self.logits_model = None
+        if self.kind in ("softmax", "sigmoid"):
+            self.logits_model = tf.keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
+            self.activation = last.activation
+        else:
+            self.kind = "softmax"
+
+    def __call__(self, images, training: bool):
+        """(float32 logits, the model's outputs)."""
+        if self.logits_model is not None:
+            logits = tf.cast(self.logits_model(images, training=training), tf.float32)
+            return logits, self.activation(logits)
+        outputs = self.model(images, training=training)
+        return tf.cast(_as_logits(outputs, self.probabilities), tf.float32), outputs
 
 
 def _batch_mean_loss(loss):
@@ -58,8 +97,11 @@ class Distiller(tf.keras.Model):
         self.teacher = teacher
         self.student = student
         self.teacher.trainable = False
-        self.teacher_probabilities = teacher_probabilities
-        self.student_probabilities = student_probabilities
+        self.teacher_view = OutputView(teacher, teacher_probabilities)
+        self.student_view = OutputView(student, student_probabilities)
+        if self.teacher_view.kind != self.student_view.kind:
+            raise ValueError(f"teacher ({self.teacher_view.kind}) and student "
+                             f"({self.student_view.kind}) heads differ: cannot distil")
         self.hard_loss_fn = None
         self.alpha = 0.1
         self.temperature = 4.0
@@ -90,12 +132,19 @@ class Distiller(tf.keras.Model):
                 *self.compiled_metrics.metrics] if self.compiled_metrics else [
             self.loss_tracker, self.hard_loss_tracker, self.soft_loss_tracker]
 
-    def distillation_loss(self, teacher_outputs, student_outputs):
+    def distillation_loss(self, teacher_logits, student_logits):
+        """KL(teacher || student) of the tempered outputs, times T^2, batch mean."""
         t = self.temperature
-        soft_teacher = tf.nn.softmax(_as_logits(teacher_outputs, self.teacher_probabilities) / t)
-        soft_student = tf.nn.softmax(_as_logits(student_outputs, self.student_probabilities) / t)
-        kl = tf.keras.losses.KLDivergence()(soft_teacher, soft_student)
-        return kl * (t ** 2)
+        if self.student_view.kind == "sigmoid":  # per label, Bernoulli KL, mean over labels
+            p = tf.sigmoid(teacher_logits / t)
+            log_q, log_1mq = tf.math.log_sigmoid(student_logits / t), tf.math.log_sigmoid(-student_logits / t)
+            log_p, log_1mp = tf.math.log_sigmoid(teacher_logits / t), tf.math.log_sigmoid(-teacher_logits / t)
+            kl = tf.reduce_mean(p * (log_p - log_q) + (1.0 - p) * (log_1mp - log_1mq), axis=-1)
+        else:
+            log_p = tf.nn.log_softmax(teacher_logits / t)
+            log_q = tf.nn.log_softmax(student_logits / t)
+            kl = tf.reduce_sum(tf.exp(log_p) * (log_p - log_q), axis=-1)
+        return tf.reduce_mean(kl) * (t ** 2)
 
     def _mixup(self, images):
         """(blended images, per-example weight of the original, partner indices)."""
@@ -122,11 +171,11 @@ class Distiller(tf.keras.Model):
         lam = partner = None
         if self.mixup_alpha > 0:
             images, lam, partner = self._mixup(images)
-        teacher_outputs = self.teacher(images, training=False)
+        teacher_logits, _ = self.teacher_view(images, training=False)
         with tf.GradientTape() as tape:
-            student_outputs = self.student(images, training=True)
+            student_logits, student_outputs = self.student_view(images, training=True)
             hard = self._hard_loss(targets, student_outputs, lam, partner)
-            soft = self.distillation_loss(teacher_outputs, student_outputs)
+            soft = self.distillation_loss(teacher_logits, student_logits)
             loss = self.alpha * hard + (1.0 - self.alpha) * soft
         variables = self.student.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
@@ -139,9 +188,9 @@ class Distiller(tf.keras.Model):
 
     def test_step(self, data):
         images, targets = data[0], data[1]
-        student_outputs = self.student(images, training=False)
+        student_logits, student_outputs = self.student_view(images, training=False)
         hard = self.hard_loss_fn(targets, student_outputs)
-        soft = self.distillation_loss(self.teacher(images, training=False), student_outputs)
+        soft = self.distillation_loss(self.teacher_view(images, training=False)[0], student_logits)
         self.compiled_metrics.update_state(targets, student_outputs)
         self.loss_tracker.update_state(self.alpha * hard + (1.0 - self.alpha) * soft)
         self.hard_loss_tracker.update_state(hard)

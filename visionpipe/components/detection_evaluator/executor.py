@@ -28,20 +28,21 @@ class Executor(base_executor.BaseExecutor):
         config = config_from_dict(json.loads(exec_properties["config_json"]))
         class_names = json.loads(exec_properties["class_names_json"])
         split = exec_properties.get("eval_split") or "eval"
-        serialized = _split_dataset(input_dict["examples"], split)
+        files = _split_files(input_dict["examples"], split)
+        serialized = _records(files)
 
         model = artifact_utils.get_single_instance(input_dict["model"])
-        candidate = evaluate_model_dir(path_utils.serving_model_path(model.uri), serialized, class_names)
+        loaded = _load(path_utils.serving_model_path(model.uri))
+        candidate = evaluate_loaded(loaded, serialized, class_names)
         baseline_artifacts = input_dict.get("baseline_model") or []
         baseline = None
         if baseline_artifacts:
             baseline_model = baseline_artifacts[0]
-            baseline = evaluate_model_dir(path_utils.serving_model_path(baseline_model.uri),
-                                          serialized, class_names)
+            baseline = evaluate_loaded(_load(path_utils.serving_model_path(baseline_model.uri)),
+                                       serialized, class_names)
         blessed, reasons = compare_to_baseline(candidate, baseline, config.evaluate.thresholds,
                                                config.evaluate.max_drops)
-        occlusion = occlusion_of_model_dir(path_utils.serving_model_path(model.uri), config,
-                                           class_names, input_dict["examples"], split)
+        occlusion = occlusion_of_loaded(loaded, config, class_names, files)
         report = {"gate_metric": config.evaluate.gate_metric, "split": split, "blessed": blessed,
                   "reasons": reasons, "candidate": _json_safe(candidate),
                   "baseline": _json_safe(baseline) if baseline is not None else None,
@@ -65,16 +66,21 @@ class Executor(base_executor.BaseExecutor):
                                              baseline_artifacts[0].id)
 
 
-def evaluate_model_dir(model_dir: str, serialized: tf.data.Dataset, class_names) -> Dict[str, float]:
-    from visionpipe.models.detection import evaluation
-
+def _load(model_dir: str):
+    """The exported SavedModel (loaded once: the gate and the occlusion report both run it)."""
     loaded = tf.saved_model.load(model_dir)
     if "serving_default" not in loaded.signatures:
         raise ValueError(f"{model_dir}: no serving_default signature")
+    return loaded
+
+
+def evaluate_loaded(loaded, serialized: tf.data.Dataset, class_names) -> Dict[str, float]:
+    from visionpipe.models.detection import evaluation
+
     return evaluation.evaluate_examples(loaded.signatures["serving_default"], serialized, class_names)
 
 
-def occlusion_of_model_dir(model_dir: str, config, class_names, examples, split: str) -> Dict[str, float]:
+def occlusion_of_loaded(loaded, config, class_names, files: List[str]) -> Dict[str, float]:
     """mAP on the eval split with synthetic occluders over 10/25/50% of each box (the summary's
     robustness numbers), through the exported ``serving_tensor`` signature."""
     from visionpipe.models import data
@@ -82,22 +88,25 @@ def occlusion_of_model_dir(model_dir: str, config, class_names, examples, split:
     from visionpipe.models.tasks import get_task
 
     task = get_task(config, class_names)
-    serve = tf.saved_model.load(model_dir).signatures["serving_tensor"]
+    serve = loaded.signatures["serving_tensor"]
 
     def predict(images):
         return {k: v.numpy() for k, v in serve(pixels=tf.constant(images, tf.float32)).items()}
 
-    files = sorted(tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri(examples, split), "*")))
     batches = task.batch_dataset(data.pairs(files, task), 16).as_numpy_iterator()
     return evaluation.occlusion_report(predict, batches, task.image_size, class_names,
                                        seed=config.train.seed)
 
 
-def _split_dataset(examples: List[types.Artifact], split: str) -> tf.data.Dataset:
+def _split_files(examples: List[types.Artifact], split: str) -> List[str]:
     uri = artifact_utils.get_split_uri(examples, split)
     files = sorted(tf.io.gfile.glob(os.path.join(uri, "*")))
     if not files:
         raise ValueError(f"examples split {split!r} at {uri} has no files")
+    return files
+
+
+def _records(files: List[str]) -> tf.data.Dataset:
     compression = "GZIP" if files[0].endswith(".gz") else ""
     return tf.data.TFRecordDataset(files, compression_type=compression)
 

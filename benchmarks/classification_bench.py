@@ -89,8 +89,6 @@ def main(argv=None) -> int:
         print("shapes demo config (48px, flips + rotation):", end=" ")
         input_pipeline_ratio(ingested.examples_uri, shapes)
         if not args.skip_demo:
-            from visionpipe.pipeline.config import load_config
-
             demo = load_config("configs/classification.yaml", [f"runner.output_dir={tmp}/demo",
                                                                f"push.serving_root={tmp}/serving"])
             start = time.time()

@@ -17,9 +17,7 @@ import tensorflow as tf
 
 from visionpipe import features
 from visionpipe.models import preprocessing
-
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
+from visionpipe.serving.servable import CLASSIFY_METHOD, REGRESS_METHOD
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 

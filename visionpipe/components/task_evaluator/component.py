@@ -26,8 +26,7 @@ EVALUATOR_OUTPUTS = {
 
 
 def evaluator_output_channels():
-    return {"evaluation": types.Channel(type=standard_artifacts.ModelEvaluation),
-            "blessing": types.Channel(type=standard_artifacts.ModelBlessing)}
+    return {key: types.Channel(type=parameter.type) for key, parameter in EVALUATOR_OUTPUTS.items()}
 
 
 class TaskEvaluatorSpec(ComponentSpec):

@@ -201,6 +201,11 @@ class Distiller(tf.keras.Model):
         return self.student(inputs, training=training)
 
 
+def _probe_batch(spec: tf.TensorSpec) -> np.ndarray:
+    shape = [2 if dim is None else dim for dim in spec.shape.as_list()]
+    return np.random.default_rng(0).uniform(0.0, 1.0, shape).astype(spec.dtype.as_numpy_dtype)
+
+
 def count_parameters(model: tf.keras.Model) -> int:
     return int(sum(np.prod(w.shape) for w in model.weights))
 
@@ -222,7 +227,10 @@ def distill(teacher: tf.keras.Model, student: tf.keras.Model, train_batches: tf.
     train_batches = train_batches.repeat()
     if augment_batches is not None:
         train_batches = augment_batches(train_batches)
-    sample = next(iter(train_batches))[0]
+    # a probe input from the element spec, not a batch drawn from the data: iterating the
+    # dataset here would advance its shuffle seeds, and fit would see another order than a
+    # student trained alone on the same dataset (the benchmark pairs the two runs)
+    sample = _probe_batch(train_batches.element_spec[0])
     distiller = Distiller(teacher, student,
                           teacher_probabilities=outputs_are_probabilities(teacher, sample),
                           student_probabilities=outputs_are_probabilities(student, sample))

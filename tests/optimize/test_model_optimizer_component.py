@@ -122,6 +122,9 @@ def test_executor_writes_gated_tflite_files_report_and_blessed_files_property(pi
             assert artifact["blessed"] == (artifact["metric_drop"] <= artifact["max_drop"] + 1e-9)
     assert by_name["pruned"]["notes"]["overall_sparsity"] == pytest.approx(0.5, abs=0.01)
     assert by_name["student"]["notes"]["parameter_ratio"] < 0.35
+    student = by_name["student"]["notes"]
+    assert student["student_init"] == "teacher"  # weight selection from the trained teacher
+    assert student["weights_selected_from_teacher"] > 0 and not student["weights_kept_random"]
     assert by_name["int8"]["size_bytes"] < by_name["float32"]["size_bytes"] * 0.5
     markdown = open(os.path.join(optimized.uri, "report.md")).read()
     assert "| int8 | model_int8.tflite |" in markdown

@@ -38,6 +38,17 @@ def test_values_are_type_checked_and_never_evaluated():
         load_config(overrides=["augment.enabled=maybe"])
 
 
+def test_a_teacher_initialised_student_must_share_the_teacher_backbone():
+    with pytest.raises(ConfigError, match="optimize.student_init: 'teacher' selects .* "
+                                          "set optimize.student_init=scratch"):
+        load_config(overrides=["optimize.distill=true", "optimize.student_backbone=mobilenet_v2"])
+    config = load_config(overrides=["optimize.distill=true", "optimize.student_init=scratch",
+                                    "optimize.student_backbone=mobilenet_v2"])
+    assert config.optimize.student_init == "scratch"
+    with pytest.raises(ConfigError, match="optimize.student_init: must be one of"):
+        load_config(overrides=["optimize.student_init=pretrained"])
+
+
 def test_validate_names_the_key_of_a_bad_value():
     with pytest.raises(ConfigError, match="model.backbone: must be one of"):
         load_config(overrides=["model.backbone=vgg"])

@@ -202,6 +202,13 @@ class Optimizer:
             self.report.skipped["distill"] = "the task gave no student builder"
             return
         student = self.hooks.build_student()
+        init_notes = {"student_init": config.student_init}
+        if config.student_init == "teacher":
+            from visionpipe.optimize.weight_selection import initialize_from_teacher
+
+            selection = initialize_from_teacher(self.inputs.model, student)
+            init_notes.update(weights_selected_from_teacher=len(selection.selected),
+                              weights_kept_random=selection.kept_random)
         self.hooks.compile_model(student, config.distill_learning_rate)  # the task's loss
         augment = self.hooks.augment_batches if config.distill_augment else None
         teacher_params = distillation.count_parameters(self.inputs.model)
@@ -216,7 +223,7 @@ class Optimizer:
                  "parameter_ratio": student_params / teacher_params,
                  "temperature": config.distill_temperature, "alpha": config.distill_alpha,
                  "mixup_alpha": config.distill_mixup_alpha, "epochs": config.distill_epochs,
-                 "augmented": augment is not None}
+                 "augmented": augment is not None, **init_notes}
         self._add_tflite("student", self._convert(student, "float32"),
                          config.max_distill_drop, notes)
 

@@ -182,6 +182,9 @@ class EvaluateConfig:
             _require(value >= 0, f"evaluate.max_drops.{name}", "must be >= 0")
 
 
+STUDENT_INITS = ("teacher", "scratch")
+
+
 @dataclass
 class OptimizeConfig:
     enabled: bool = False
@@ -203,6 +206,9 @@ class OptimizeConfig:
     distill: bool = False
     student_backbone: str = "small_cnn"
     student_width: int = 8
+    # teacher: start the student from evenly spaced channels of the teacher's trained weights
+    # ("weight selection"; needs the teacher's backbone); scratch: random initialisation
+    student_init: str = "teacher"
     distill_temperature: float = 4.0
     distill_alpha: float = 0.1  # weight of the hard-label loss; 1 - alpha on the soft KL
     # function matching: teacher and student see the same augmented view (augment.*, as the
@@ -210,7 +216,7 @@ class OptimizeConfig:
     distill_augment: bool = True
     distill_mixup_alpha: float = 0.0
     distill_epochs: int = 5
-    distill_learning_rate: float = 2e-3  # the student trains from scratch, as the teacher did
+    distill_learning_rate: float = 2e-3
     max_distill_drop: float = 0.05
     # quantization-aware training: off | fallback (when int8 PTQ fails its gate) | always
     qat: str = "fallback"
@@ -235,6 +241,8 @@ class OptimizeConfig:
         _require(self.student_backbone in BACKBONES, "optimize.student_backbone",
                  f"must be one of {BACKBONES}, got {self.student_backbone!r}")
         _require(self.student_width >= 4, "optimize.student_width", "must be >= 4")
+        _require(self.student_init in STUDENT_INITS, "optimize.student_init",
+                 f"must be one of {STUDENT_INITS}, got {self.student_init!r}")
         _require(self.distill_temperature > 0, "optimize.distill_temperature", "must be > 0")
         _require(0.0 <= self.distill_alpha <= 1.0, "optimize.distill_alpha", "must be in [0, 1]")
         _require(self.distill_mixup_alpha >= 0, "optimize.distill_mixup_alpha",
@@ -355,6 +363,12 @@ class PipelineConfig:
             value = getattr(self, f.name)
             if dataclasses.is_dataclass(value):
                 value.validate()
+        opt = self.optimize
+        if opt.distill and opt.student_init == "teacher":
+            _require(opt.student_backbone == self.model.backbone, "optimize.student_init",
+                     f"'teacher' selects the student's weights from a teacher of the same "
+                     f"backbone, but the student is {opt.student_backbone!r} and the teacher "
+                     f"{self.model.backbone!r}: set optimize.student_init=scratch")
         return self
 
     @property

@@ -217,3 +217,13 @@ def test_multilabel_heads_are_distilled_per_label_with_the_binary_kl():
     with pytest.raises(ValueError, match="heads differ"):
         distillation.Distiller(teacher, _head_model([0.0, 0.0], "softmax", "student"),
                                teacher_probabilities=False, student_probabilities=True)
+
+
+def test_pruning_reaches_its_target_early_enough_to_fine_tune_at_the_target_sparsity():
+    for total in (2, 3, 10, 58, 470):
+        steps = pruning.schedule_steps(total)
+        assert 0 <= steps["end_step"] < total and steps["end_step"] % steps["frequency"] == 0
+        if total >= 10:  # a third of the fine-tune is left at the final sparsity
+            assert total - steps["end_step"] >= total // 3
+    with pytest.raises(ValueError, match="at least 2 fine-tune steps"):
+        pruning.schedule_steps(1)

@@ -43,13 +43,19 @@ def _prunable(layer: tf.keras.layers.Layer, structure: str) -> bool:
                               tf.keras.layers.Dense))
 
 
+# Share of the fine-tune over which sparsity ramps up to the target; the rest fine-tunes at
+# the target sparsity so the network recovers from the last pruning steps (Zhu & Gupta, 2017).
+PRUNE_RAMP_FRACTION = 2 / 3
+
+
 def schedule_steps(total_steps: int) -> Dict[str, int]:
-    """begin/end/frequency of the pruning schedule so that the final sparsity is applied on a
-    step that the fine-tune reaches."""
+    """begin/end/frequency of the pruning schedule: the final sparsity is applied on a step
+    within the first ``PRUNE_RAMP_FRACTION`` of the fine-tune, leaving the rest to recover."""
     if total_steps < 2:
         raise ValueError(f"pruning needs at least 2 fine-tune steps, got {total_steps}")
-    frequency = max(1, total_steps // 10)
-    end_step = frequency * ((total_steps - 1) // frequency)
+    ramp_steps = max(2, int(round(total_steps * PRUNE_RAMP_FRACTION)))
+    frequency = max(1, ramp_steps // 10)
+    end_step = frequency * ((ramp_steps - 1) // frequency)
     return {"begin_step": 0, "end_step": end_step, "frequency": frequency}
 
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 from visionpipe.optimize import distillation, pruning, qat, tflite_convert
 from visionpipe.serving.tflite_runtime import TFLiteModel, top1_accuracy
 
-from .conftest import compile_sparse, keras_accuracy, small_cnn, train_batches
+from .conftest import NUM_CLASSES, compile_sparse, keras_accuracy, small_cnn, train_batches
 
 
 def _compile_fine_tune(model):
@@ -227,3 +227,27 @@ def test_pruning_reaches_its_target_early_enough_to_fine_tune_at_the_target_spar
             assert total - steps["end_step"] >= total // 3
     with pytest.raises(ValueError, match="at least 2 fine-tune steps"):
         pruning.schedule_steps(1)
+
+
+def test_distilling_with_only_the_hard_loss_trains_exactly_like_the_student_alone(trained_cnn, digits):
+    """alpha=1 leaves only the labels: on the same shuffled batches, schedule and initial
+    weights the distilled student must end with the alone student's weights, bit for bit (so
+    the benchmark's paired runs differ by the distillation loss and nothing else)."""
+    images, labels = digits["train"]
+
+    def batches():  # one dataset object per run: iterating one advances its shuffle seeds
+        return tf.data.Dataset.from_tensor_slices(
+            (images[:256], np.eye(NUM_CLASSES, dtype=np.float32)[labels[:256]])).shuffle(
+            256, seed=3).batch(32)
+
+    epochs, steps = 2, 8
+    alone = small_cnn(width=2, name="alone", seed=1)
+    alone.compile(tf.keras.optimizers.Adam(tf.keras.optimizers.schedules.CosineDecay(
+        3e-3, decay_steps=epochs * steps, alpha=0.01)), tf.keras.losses.CategoricalCrossentropy())
+    alone.fit(batches().repeat(), epochs=epochs, steps_per_epoch=steps, verbose=0)
+    student = small_cnn(width=2, name="student", seed=1)
+    distillation.distill(trained_cnn, student, batches(),
+                         hard_loss=tf.keras.losses.CategoricalCrossentropy(),
+                         learning_rate=3e-3, epochs=epochs, alpha=1.0)
+    for a, s in zip(alone.get_weights(), student.get_weights()):
+        np.testing.assert_array_equal(a, s)

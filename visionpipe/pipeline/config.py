@@ -200,7 +200,7 @@ class OptimizeConfig:
     prune: bool = False
     prune_sparsity: float = 0.5
     prune_structure: str = "unstructured"  # unstructured | 2by4 (2:4 structured sparsity)
-    prune_epochs: int = 2
+    prune_epochs: int = 4  # sparsity ramps up over the first two thirds, then recovers
     max_prune_drop: float = 0.01
     # knowledge distillation into a smaller student
     distill: bool = False

@@ -253,6 +253,7 @@ def run_dataset(name: str, data, test, recipe: Recipe, out_dir: str, seeds: int 
         if seed == 0:
             report.artifacts.append(seed_report.get("student"))
             report.finalize()
+            report.evaluated_on = f"held-out test set, {len(test[0])} images"
         run["distilled"] = seed_report.get("student").metric
         run["teacher"] = seed_report.get("float32").metric
         runs.append(run)

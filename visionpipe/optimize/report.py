@@ -57,6 +57,7 @@ class OptimizationReport:
     gate_metric: str
     artifacts: List[Artifact] = dataclasses.field(default_factory=list)
     skipped: Dict[str, str] = dataclasses.field(default_factory=dict)  # step -> why
+    evaluated_on: str = "eval split"  # the images every file is scored on
 
     def get(self, name: str) -> Artifact:
         for artifact in self.artifacts:
@@ -85,7 +86,8 @@ class OptimizationReport:
 
     def to_markdown(self) -> str:
         lines = [
-            f"Baseline: `{self.baseline}`; metric: {self.gate_metric} (TFLite interpreter, eval split); "
+            f"Baseline: `{self.baseline}`; metric: {self.gate_metric} "
+            f"(TFLite interpreter, {self.evaluated_on}); "
             "latency: median batch-1 invoke, TFLite + XNNPACK, 1 thread.",
             "",
             f"| artifact | file | size KiB | gzip KiB | {self.gate_metric} | drop | latency ms "

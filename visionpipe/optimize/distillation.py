@@ -106,14 +106,16 @@ class Distiller(tf.keras.Model):
         self.alpha = 0.1
         self.temperature = 4.0
         self.mixup_alpha = 0.0
+        self.mixup_seed = 0
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
         self.hard_loss_tracker = tf.keras.metrics.Mean(name="hard_loss")
         self.soft_loss_tracker = tf.keras.metrics.Mean(name="distillation_loss")
 
     def compile(self, optimizer, hard_loss, alpha: float = 0.1, temperature: float = 4.0,
-                mixup_alpha: float = 0.0, metrics=None, **kwargs):
+                mixup_alpha: float = 0.0, mixup_seed: int = 0, metrics=None, **kwargs):
         """``hard_loss(y_true, student_outputs)``: the task's loss on the student's outputs.
-        ``mixup_alpha``: Beta parameter of the MixUp blend of the distillation inputs; 0: off."""
+        ``mixup_alpha``: Beta parameter of the MixUp blend of the distillation inputs; 0: off.
+        ``mixup_seed``: with the optimizer step, seeds the stateless MixUp draws."""
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         if temperature <= 0:
@@ -125,6 +127,7 @@ class Distiller(tf.keras.Model):
         self.alpha = alpha
         self.temperature = temperature
         self.mixup_alpha = float(mixup_alpha)
+        self.mixup_seed = int(mixup_seed)
 
     @property
     def metrics(self):
@@ -147,12 +150,18 @@ class Distiller(tf.keras.Model):
         return tf.reduce_mean(kl) * (t ** 2)
 
     def _mixup(self, images):
-        """(blended images, per-example weight of the original, partner indices)."""
+        """(blended images, per-example weight of the original, partner indices).
+
+        Stateless draws seeded by ``mixup_seed`` and the optimizer's step: the same run
+        gives the same blends, as the Trainer's augmentation does."""
         batch = tf.shape(images)[0]
         a = self.mixup_alpha
-        x = tf.random.gamma([batch], a)
-        lam = x / (x + tf.random.gamma([batch], a))  # ~ Beta(a, a)
-        partner = tf.random.shuffle(tf.range(batch))
+        step_seed = tf.stack([tf.constant(self.mixup_seed, tf.int64),
+                              tf.cast(self.optimizer.iterations, tf.int64)])
+        seeds = tf.random.experimental.stateless_split(step_seed, num=3)
+        x = tf.random.stateless_gamma([batch], seeds[0], alpha=a)
+        lam = x / (x + tf.random.stateless_gamma([batch], seeds[1], alpha=a))  # ~ Beta(a, a)
+        partner = tf.argsort(tf.random.stateless_uniform([batch], seeds[2]))
         weight = tf.reshape(lam, [-1] + [1] * (len(images.shape) - 1))
         mixed = weight * tf.cast(images, tf.float32) + (1.0 - weight) * tf.cast(
             tf.gather(images, partner), tf.float32)
@@ -212,7 +221,7 @@ def count_parameters(model: tf.keras.Model) -> int:
 
 def distill(teacher: tf.keras.Model, student: tf.keras.Model, train_batches: tf.data.Dataset,
             hard_loss, learning_rate: float, epochs: int, alpha: float = 0.1,
-            temperature: float = 4.0, mixup_alpha: float = 0.0,
+            temperature: float = 4.0, mixup_alpha: float = 0.0, mixup_seed: int = 0,
             augment_batches: Optional[Callable[[tf.data.Dataset], tf.data.Dataset]] = None
             ) -> tf.keras.Model:
     """Train ``student`` from ``teacher`` on batched (input, target) pairs; returns the student.
@@ -238,6 +247,7 @@ def distill(teacher: tf.keras.Model, student: tf.keras.Model, train_batches: tf.
         learning_rate = tf.keras.optimizers.schedules.CosineDecay(
             learning_rate, decay_steps=epochs * steps, alpha=0.01)
     distiller.compile(tf.keras.optimizers.Adam(learning_rate), hard_loss=hard_loss,
-                      alpha=alpha, temperature=temperature, mixup_alpha=mixup_alpha)
+                      alpha=alpha, temperature=temperature, mixup_alpha=mixup_alpha,
+                      mixup_seed=mixup_seed)
     distiller.fit(train_batches, epochs=epochs, steps_per_epoch=steps, verbose=0)
     return student

@@ -150,3 +150,13 @@ def test_two_trainings_with_the_same_seed_give_the_same_weights(digits_examples,
     # (before augmentation drew stateless per-batch seeds this differed by ~1e-2)
     for a, b in zip(weights("a"), weights("b")):
         np.testing.assert_array_equal(a, b)
+
+
+def test_count_elements_uses_a_known_cardinality_and_counts_an_unknown_one():
+    from visionpipe.models.data import count_elements
+
+    batches = tf.data.Dataset.range(10).batch(3)
+    assert count_elements(batches) == 4
+    filtered = tf.data.Dataset.range(10).filter(lambda x: x % 2 == 0).batch(2)
+    assert int(filtered.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+    assert count_elements(filtered) == 3

@@ -58,8 +58,16 @@ def class_counts(files: Sequence[str], num_classes: int) -> np.ndarray:
     return counts
 
 
+def count_elements(dataset: tf.data.Dataset) -> int:
+    """Elements in one pass over a finite dataset (iterates it when the count is unknown)."""
+    known = int(dataset.cardinality())
+    if known >= 0:
+        return known
+    return int(dataset.reduce(np.int64(0), lambda n, _: n + 1).numpy())
+
+
 def count_examples(files: Sequence[str]) -> int:
-    return int(records(files).reduce(np.int64(0), lambda n, _: n + 1).numpy())
+    return count_elements(records(files))
 
 
 def make_dataset(files: Sequence[str], task, batch_size: int, training: bool, seed: int = 0,

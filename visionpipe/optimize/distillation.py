@@ -27,6 +27,8 @@ import numpy as np
 import visionpipe  # noqa: F401
 import tensorflow as tf
 
+from visionpipe.models.data import count_elements
+
 
 def outputs_are_probabilities(model: tf.keras.Model, images: np.ndarray) -> bool:
     """True when the model's output rows are non-negative and sum to 1 on ``images``."""
@@ -230,9 +232,7 @@ def distill(teacher: tf.keras.Model, student: tf.keras.Model, train_batches: tf.
     both models see them (the same view for both), e.g. the Trainer's augmentation. The
     batches are repeated and iterated once, so a per-batch augmentation seed keeps counting
     across epochs."""
-    steps = int(tf.data.experimental.cardinality(train_batches))
-    if steps == tf.data.experimental.UNKNOWN_CARDINALITY:  # e.g. batches read from TFRecords
-        steps = int(train_batches.reduce(np.int64(0), lambda n, _: n + 1))
+    steps = count_elements(train_batches)  # e.g. batches read from TFRecords are counted
     train_batches = train_batches.repeat()
     if augment_batches is not None:
         train_batches = augment_batches(train_batches)
@@ -243,7 +243,7 @@ def distill(teacher: tf.keras.Model, student: tf.keras.Model, train_batches: tf.
     distiller = Distiller(teacher, student,
                           teacher_probabilities=outputs_are_probabilities(teacher, sample),
                           student_probabilities=outputs_are_probabilities(student, sample))
-    if steps > 0:  # cosine decay like the Trainer's, when the epoch length is known
+    if steps > 0:  # cosine decay over the run, like the Trainer's
         learning_rate = tf.keras.optimizers.schedules.CosineDecay(
             learning_rate, decay_steps=epochs * steps, alpha=0.01)
     distiller.compile(tf.keras.optimizers.Adam(learning_rate), hard_loss=hard_loss,

@@ -14,6 +14,8 @@ import numpy as np
 import visionpipe  # noqa: F401
 import tensorflow as tf
 
+from visionpipe.models.data import count_elements
+
 UNSTRUCTURED = "unstructured"
 TWO_BY_FOUR = "2by4"
 
@@ -141,9 +143,7 @@ def prune(model: tf.keras.Model, train_batches: tf.data.Dataset,
 
     ``compile_fn`` compiles a model with the task's loss and a fine-tune learning rate."""
     tfmot = _tfmot()
-    steps_per_epoch = int(train_batches.cardinality())
-    if steps_per_epoch < 1:  # unknown or infinite cardinality
-        steps_per_epoch = sum(1 for _ in train_batches)
+    steps_per_epoch = count_elements(train_batches)
     # The wrappers train the layers they wrap in place: work on a copy, not the caller's model.
     wrapped = wrap_for_pruning(copy_model(model), sparsity, structure, steps_per_epoch * epochs)
     compile_fn(wrapped)

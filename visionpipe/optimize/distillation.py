@@ -27,6 +27,7 @@ import numpy as np
 import visionpipe  # noqa: F401
 import tensorflow as tf
 
+from visionpipe.models.augment import StatelessRNG
 from visionpipe.models.data import count_elements
 
 
@@ -109,6 +110,7 @@ class Distiller(tf.keras.Model):
         self.temperature = 4.0
         self.mixup_alpha = 0.0
         self.mixup_seed = 0
+        self._mixup_rng = StatelessRNG()
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
         self.hard_loss_tracker = tf.keras.metrics.Mean(name="hard_loss")
         self.soft_loss_tracker = tf.keras.metrics.Mean(name="distillation_loss")
@@ -160,10 +162,9 @@ class Distiller(tf.keras.Model):
         a = self.mixup_alpha
         step_seed = tf.stack([tf.constant(self.mixup_seed, tf.int64),
                               tf.cast(self.optimizer.iterations, tf.int64)])
-        seeds = tf.random.experimental.stateless_split(step_seed, num=3)
-        x = tf.random.stateless_gamma([batch], seeds[0], alpha=a)
-        lam = x / (x + tf.random.stateless_gamma([batch], seeds[1], alpha=a))  # ~ Beta(a, a)
-        partner = tf.argsort(tf.random.stateless_uniform([batch], seeds[2]))
+        with self._mixup_rng.bind(step_seed) as rng:
+            lam = rng.beta([batch], a, a)
+            partner = rng.permutation(batch)
         weight = tf.reshape(lam, [-1] + [1] * (len(images.shape) - 1))
         mixed = weight * tf.cast(images, tf.float32) + (1.0 - weight) * tf.cast(
             tf.gather(images, partner), tf.float32)

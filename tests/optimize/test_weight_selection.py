@@ -44,7 +44,7 @@ def test_a_narrower_student_keeps_the_same_channels_out_of_one_layer_and_into_th
     np.testing.assert_array_equal(gamma, weights["stage0_bn0/gamma:0"][kept])
     logits = student.get_layer("logits").kernel.numpy()  # 8w = 32 features in, 5 classes out
     np.testing.assert_array_equal(logits, weights["logits/kernel:0"][evenly_spaced(96, 32)])
-    assert result.fraction_selected == 1.0  # the teacher's squeeze-excite layers are ignored
+    assert not result.kept_random  # every student weight selected; the teacher's SE is ignored
 
 
 def test_student_weights_that_do_not_fit_the_teacher_keep_their_initialisation_and_are_listed():

@@ -24,11 +24,6 @@ class SelectionResult:
     selected: List[str]  # student weights taken from the teacher
     kept_random: Dict[str, str]  # student weight -> why it kept its initialisation
 
-    @property
-    def fraction_selected(self) -> float:
-        total = len(self.selected) + len(self.kept_random)
-        return len(self.selected) / total if total else 0.0
-
 
 def evenly_spaced(large: int, small: int) -> np.ndarray:
     """``small`` indices spread evenly over ``range(large)`` (all of them when equal)."""

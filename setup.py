@@ -33,5 +33,5 @@ setup(
     packages=find_packages(include=["visionpipe", "visionpipe.*"]),
     install_requires=BASE,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["visionpipe=visionpipe.pipeline.cli:main"]},
+    entry_points={"console_scripts": ["visionpipe=visionpipe.cli.main:main"]},
 )

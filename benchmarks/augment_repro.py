@@ -30,13 +30,14 @@ DETECTION = ["augment.horizontal_flip=true", "augment.vertical_flip=true", "augm
 def classification_files(tmp: str, n: int = 96):
     from visionpipe.components.image_example_gen import ingest
     from visionpipe.models import data
-    from visionpipe.pipeline.config import load_config
-    from visionpipe.pipeline.pipeline import resolve_data_source
+    from visionpipe.core.examples import split_files
+    from visionpipe.core.config import load_config
+    from visionpipe.pipeline.data_source import resolve_data_source
 
     config = load_config(overrides=["data.source=digits", f"data.num_images={n}", "data.image_size=16",
                                     "model.image_size=16", f"runner.output_dir={tmp}"])
     result = ingest(resolve_data_source(config, f"{tmp}/run"), f"{tmp}/ingest")
-    return data.split_files(result.examples_uri, "train"), result.class_names
+    return split_files(result.examples_uri, "train"), result.class_names
 
 
 def detection_files(tmp: str, n: int = 32, size: int = 32):
@@ -54,8 +55,8 @@ def detection_files(tmp: str, n: int = 32, size: int = 32):
 
 def make(task_name, files, names, overrides, batch, seed=5):
     from visionpipe.models import data
-    from visionpipe.models.tasks import get_task
-    from visionpipe.pipeline.config import load_config
+    from visionpipe.tasks import get_task
+    from visionpipe.core.config import load_config
 
     config = load_config(overrides=[f"task={task_name}", *overrides])
     return data.make_dataset(files, get_task(config, names), batch, training=True, seed=seed)

@@ -18,7 +18,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 def _pipeline(config_path, overrides, tmp):
     from visionpipe.pipeline import runners, summary
-    from visionpipe.pipeline.config import load_config
+    from visionpipe.core.config import load_config
 
     config = load_config(config_path, [f"runner.output_dir={tmp}/runs",
                                        f"push.serving_root={tmp}/serving", *overrides])
@@ -32,12 +32,13 @@ def _pipeline(config_path, overrides, tmp):
 def input_pipeline_ratio(examples_uri: str, config, steps: int = 30) -> float:
     import tensorflow as tf
 
-    from visionpipe.components.image_example_gen.executor import read_class_names
+    from visionpipe.core.examples import read_class_names
     from visionpipe.models import data
-    from visionpipe.models.tasks import get_task
+    from visionpipe.core.examples import split_files
+    from visionpipe.tasks import get_task
 
     task = get_task(config, read_class_names(examples_uri))
-    files = data.split_files(examples_uri, "train")
+    files = split_files(examples_uri, "train")
     batch = config.train.batch_size
     real = data.make_dataset(files, task, batch, training=True, seed=1)
     cached = tf.data.Dataset.from_tensor_slices(
@@ -81,8 +82,8 @@ def main(argv=None) -> int:
         input_pipeline_ratio(result["data"]["examples_uri"], config)
         # The demo's input pipeline also decodes and augments (flips, rotation) every batch.
         from visionpipe.components.image_example_gen import ingest
-        from visionpipe.pipeline.config import load_config
-        from visionpipe.pipeline.pipeline import resolve_data_source
+        from visionpipe.core.config import load_config
+        from visionpipe.pipeline.data_source import resolve_data_source
 
         shapes = load_config("configs/classification.yaml", [f"runner.output_dir={tmp}/shapes"])
         ingested = ingest(resolve_data_source(shapes, f"{tmp}/shapes"), f"{tmp}/shapes_ingest")

@@ -83,7 +83,7 @@ class TimeBudget(tf.keras.callbacks.Callback):
 
 
 def pairs(task, records: List[bytes]) -> tf.data.Dataset:
-    from visionpipe import features
+    from visionpipe.core import features
 
     return tf.data.Dataset.from_tensor_slices(records).map(
         lambda s: task.example_to_inputs(features.parse_single(s, task.feature_keys)),
@@ -110,9 +110,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from visionpipe.models import data
-    from visionpipe.models.detection import evaluation, tflite
-    from visionpipe.models.tasks import get_task
-    from visionpipe.pipeline.config import load_config
+    from visionpipe.tasks.detection import evaluation, tflite
+    from visionpipe.tasks import get_task
+    from visionpipe.core.config import load_config
 
     os.chdir(REPO)  # the config's data.path is relative to the project root
     config = load_config(args.config, args.overrides)

@@ -44,11 +44,11 @@ import tensorflow as tf  # noqa: E402
 
 from visionpipe.models import preprocessing  # noqa: E402
 from visionpipe.models.data import augment_batches  # noqa: E402
-from visionpipe.models.tasks import get_task  # noqa: E402
-from visionpipe.optimize import tflite_convert  # noqa: E402
+from visionpipe.tasks import get_task  # noqa: E402
+from visionpipe.runtime import tflite_convert  # noqa: E402
 from visionpipe.optimize.optimizer import OptimizationInputs, TaskHooks, optimize  # noqa: E402
 from visionpipe.optimize.weight_selection import initialize_from_teacher  # noqa: E402
-from visionpipe.pipeline.config import PipelineConfig  # noqa: E402
+from visionpipe.core.config import PipelineConfig  # noqa: E402
 
 
 def _load_folder(written: List[Tuple[str, str]], image_size: int):
@@ -114,7 +114,7 @@ PRUNE_EPOCHS = 4  # the fine-tune that pruning ramps up in (two thirds) and reco
 def _config(image_size: int, width: int, epochs: int, student_width: int = 7,
             augment_overrides=(), squeeze_excite: bool = False, dropout: float = 0.0,
             distill_overrides=()) -> PipelineConfig:
-    from visionpipe.pipeline.config import load_config
+    from visionpipe.core.config import load_config
 
     config = load_config(overrides=["augment.horizontal_flip=false", *augment_overrides,
                                     *distill_overrides])

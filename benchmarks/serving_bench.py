@@ -39,12 +39,12 @@ def _free_port() -> int:
 
 
 class _Server:
-    """``python -m visionpipe.serving serve`` in a subprocess, stopped on exit."""
+    """``python -m visionpipe.cli serve`` in a subprocess, stopped on exit."""
 
     def __init__(self, base: Path, *flags: str):
         self.grpc_port, self.rest_port = _free_port(), _free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "visionpipe.serving", "serve", f"--port={self.grpc_port}",
+            [sys.executable, "-m", "visionpipe.cli", "serve", f"--port={self.grpc_port}",
              f"--rest_api_port={self.rest_port}", f"--model_name={MODEL}", f"--model_base_path={base}",
              "--file_system_poll_wait_seconds=0", *flags],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -131,9 +131,9 @@ def _throughput(port: int, image: bytes, clients: int, per_client: int) -> float
 
 def _export(export_dir: Path, image_size: int) -> None:
     from visionpipe.models.export import export_saved_model
-    from visionpipe.models.tasks import get_task
-    from visionpipe.pipeline.config import load_config
-    from visionpipe.serving.toy_model import sample_image
+    from visionpipe.tasks import get_task
+    from visionpipe.core.config import load_config
+    from tests.support.toy_model import sample_image
 
     config = load_config(None, [f"model.image_size={image_size}"])
     task = get_task(config, ["class_a", "class_b", "class_c", "class_d", "class_e"])
@@ -173,7 +173,7 @@ def main(argv=()) -> int:
                         help="model input sizes to measure latency at; batching uses the first")
     args = parser.parse_args(argv)
 
-    from visionpipe.serving.toy_model import sample_image, write_toy_classifier
+    from tests.support.toy_model import sample_image, write_toy_classifier
 
     sizes = [int(s) for s in args.image_sizes.split(",")]
     print("serving benchmark (PNG input; server in its own process)")

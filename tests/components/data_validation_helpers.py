@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 import visionpipe  # noqa: F401
-from visionpipe import features as F
+from visionpipe.core import features as F
 
 CLASSES = ["circle", "square", "star"]
 

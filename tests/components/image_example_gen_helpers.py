@@ -41,7 +41,7 @@ def read_examples(examples_uri: str, split: str) -> List[dict]:
     """Every Example of a split, parsed with the project's one feature spec (numpy values)."""
     import tensorflow as tf
 
-    from visionpipe.features import parse_single
+    from visionpipe.core.features import parse_single
 
     files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "data_tfrecord-*.gz")))
     assert files, f"no data_tfrecord-*.gz files in {examples_uri}/Split-{split}"
@@ -59,7 +59,7 @@ def load_report(report_path: str) -> dict:
 
 def folder_config(path, **data):
     """A validated config whose data section reads ``path`` (any ``data.*`` override)."""
-    from visionpipe.pipeline.config import PipelineConfig
+    from visionpipe.core.config import PipelineConfig
 
     config = PipelineConfig()
     config.data.source = data.pop("source", "folder")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from . import data_validation_helpers as H
-from visionpipe import features as F
+from visionpipe.core import features as F
 from visionpipe.components.data_validation import (
     DataValidationError, curated_schema, image_stats_options)
 

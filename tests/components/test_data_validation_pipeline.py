@@ -8,8 +8,8 @@ import pytest
 
 from visionpipe.components.data_validation import (
     curated_schema, expected_class_names, previous_accepted_statistics, validation_components)
-from visionpipe.datasets import prepare_generated_source
-from visionpipe.pipeline.config import load_config
+from visionpipe.tasks import prepare_generated_source
+from visionpipe.core.config import load_config
 
 
 def test_validation_components_wire_the_config_into_each_component(tmp_path):
@@ -109,7 +109,7 @@ def test_drifted_run_is_stopped_and_never_becomes_the_next_baseline(tmp_path):
 
     config = load_config(overrides=["data.source=shapes", "data.num_images=30",
                                     "data.image_size=32"])
-    folder = Path(prepare_generated_source(config, tmp_path / "data"))
+    folder = Path(prepare_generated_source(config, tmp_path / "data")[0])
     original = tmp_path / "original"
     shutil.copytree(folder, original)
     ingest = load_config(overrides=["data.source=folder", f"data.path={folder}",

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from visionpipe import features as F
+from visionpipe.core import features as F
 from visionpipe.components.image_example_gen import QuarantineLimitExceeded, ingest
 
 from .image_example_gen_helpers import (filenames, folder_config, image_bytes, load_report,

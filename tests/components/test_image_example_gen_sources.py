@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visionpipe import features as F
+from visionpipe.core import features as F
 from visionpipe.components.image_example_gen import ingest
-from visionpipe.components.image_example_gen.executor import read_class_names
+from visionpipe.core.examples import read_class_names
 from visionpipe.components.image_example_gen.splitting import split_by_ratio
 
 from .image_example_gen_helpers import (filenames, folder_config, image_bytes, load_report,

@@ -3,9 +3,10 @@ import json
 
 import pytest
 
-from visionpipe import features as F
+from visionpipe.core import features as F
 from visionpipe.components.image_example_gen import QuarantineLimitExceeded
-from visionpipe.components.image_example_gen.executor import Executor, read_class_names
+from visionpipe.components.image_example_gen.executor import Executor
+from visionpipe.core.examples import read_class_names
 from visionpipe.components.image_example_gen.spec import (CONFIG_KEY, EXAMPLES_KEY,
                                                           QUARANTINE_REPORT_KEY, QuarantineReport)
 

@@ -10,8 +10,8 @@ from tfx.types import standard_artifacts
 from visionpipe.components.load_check import executor as load_check
 from visionpipe.components.pusher import executor as pusher
 from visionpipe.models import export
-from visionpipe.models.tasks import get_task
-from visionpipe.pipeline.config import load_config
+from visionpipe.tasks import get_task
+from visionpipe.core.config import load_config
 
 
 @pytest.fixture(scope="module")

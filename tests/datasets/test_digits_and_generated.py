@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visionpipe.datasets import ingest_source, prepare_generated_source
+from visionpipe.tasks import prepare_generated_source
 from visionpipe.datasets.digits import write_digits_folder
-from visionpipe.pipeline.config import ConfigError, load_config
+from visionpipe.core.config import ConfigError, load_config
 
 
 def test_digits_are_real_balanced_and_traceable_to_their_csv_row(tmp_path):
@@ -48,14 +48,14 @@ def _tree_digest(root):
 def test_prepared_shapes_folder_is_written_once_and_reused(tmp_path):
     config = load_config(overrides=["data.source=shapes", "data.num_images=15",
                                     "data.image_size=32"])
-    path = prepare_generated_source(config, tmp_path)
-    assert ingest_source(config) == "folder"
+    path, source = prepare_generated_source(config, tmp_path)
+    assert source == "folder"
     root = Path(path)
     assert sorted(p.name for p in root.iterdir()) == sorted(
         ["circle", "square", "triangle", "star", "cross"])
     assert len(list(root.rglob("*.png"))) == 15
     mtimes = {p: p.stat().st_mtime_ns for p in root.rglob("*.png")}
-    assert prepare_generated_source(config, tmp_path) == path
+    assert prepare_generated_source(config, tmp_path) == (path, source)
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*.png")} == mtimes
     # Only images in the tree: the folder source must not meet a stray record file.
     assert all(p.suffix == ".png" for p in root.rglob("*") if p.is_file())
@@ -66,16 +66,16 @@ def test_prepared_source_follows_the_task_layout(tmp_path):
                                         "data.image_size=32"])
     detection = load_config(overrides=["task=detection", "data.num_images=6",
                                        "data.image_size=32"])
-    assert prepare_generated_source(multilabel, tmp_path).endswith("labels.csv")
-    assert ingest_source(multilabel) == "csv"
-    assert prepare_generated_source(detection, tmp_path).endswith("annotations.json")
-    assert ingest_source(detection) == "coco"
+    path, source = prepare_generated_source(multilabel, tmp_path)
+    assert path.endswith("labels.csv") and source == "csv"
+    path, source = prepare_generated_source(detection, tmp_path)
+    assert path.endswith("annotations.json") and source == "coco"
 
 
 def test_prepared_digits_match_the_direct_writer(tmp_path):
     config = load_config(overrides=["data.source=digits", "data.num_images=20",
                                     "data.image_size=16", "data.seed=2"])
-    path = prepare_generated_source(config, tmp_path / "run")
+    path, _ = prepare_generated_source(config, tmp_path / "run")
     write_digits_folder(tmp_path / "direct", 20, 16, seed=2)
     assert _tree_digest(path) == _tree_digest(tmp_path / "direct")
 
@@ -100,8 +100,8 @@ def test_generated_data_is_ingested_without_quarantine(tmp_path, task, source):
 
     config = load_config(overrides=[f"task={task}", f"data.source={source}",
                                     "data.num_images=20", "data.image_size=32"])
-    path = prepare_generated_source(config, tmp_path / "run")
-    ingest_config = load_config(overrides=[f"task={task}", f"data.source={ingest_source(config)}",
+    path, ingest_source = prepare_generated_source(config, tmp_path / "run")
+    ingest_config = load_config(overrides=[f"task={task}", f"data.source={ingest_source}",
                                            f"data.path={path}", "data.image_size=32"])
     result = ingest(ingest_config, str(tmp_path / "ingested"))
     assert result.quarantined == 0 and result.duplicates == 0

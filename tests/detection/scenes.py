@@ -52,7 +52,7 @@ def detection_example(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray,
     """A serialized tf.Example of the project's feature spec."""
     import tensorflow as tf
 
-    from visionpipe import features
+    from visionpipe.core import features
 
     def floats(v):
         return tf.train.Feature(float_list=tf.train.FloatList(value=[float(x) for x in v]))

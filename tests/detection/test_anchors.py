@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from visionpipe.models.detection import anchors
+from visionpipe.tasks.detection import anchors
 
 
 def test_generated_anchors_match_hand_computed_for_one_level_two_ratios():

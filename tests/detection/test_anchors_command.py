@@ -3,8 +3,8 @@ import json
 import numpy as np
 import yaml
 
-from visionpipe.pipeline.cli import main
-from visionpipe.pipeline.config import load_config
+from visionpipe.cli.main import main
+from visionpipe.core.config import load_config
 
 
 def _coco(tmp_path, shapes_px, image_px=(200, 100)):

@@ -3,9 +3,9 @@ import pytest
 import tensorflow as tf
 
 from visionpipe.models import data
-from visionpipe.models.detection.box_augment import BoxAugmenter
-from visionpipe.models.tasks import get_task
-from visionpipe.pipeline.config import AugmentConfig, PipelineConfig
+from visionpipe.tasks.detection.box_augment import BoxAugmenter
+from visionpipe.tasks import get_task
+from visionpipe.core.config import AugmentConfig, PipelineConfig
 
 from .scenes import COLOURS, detection_example, random_scene, scene
 
@@ -93,7 +93,7 @@ def test_mosaic_output_keeps_the_image_size_and_valid_boxes():
 
 
 def test_occluders_cover_the_requested_share_of_each_box_and_nothing_else():
-    from visionpipe.models.detection.evaluation import occlude
+    from visionpipe.tasks.detection.evaluation import occlude
 
     images = np.zeros((1, SIZE, SIZE, 3), np.float32)
     boxes = np.array([[[0, 0, 40, 40], [44, 44, 64, 64], [-1, -1, -1, -1]]], np.float32)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from visionpipe.models.detection.coco_eval import CocoDetectionEvaluator, compare_to_baseline
+from visionpipe.tasks.detection.coco_eval import CocoDetectionEvaluator, compare_to_baseline
 
 CLASSES = ["cell", "platelet"]
 # Normalised yxyx ground truth of one 100x200 (h x w) image.

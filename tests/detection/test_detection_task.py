@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from visionpipe import features
+from visionpipe.core import features
 from visionpipe.models import data
-from visionpipe.models.tasks import get_task
-from visionpipe.pipeline.config import PipelineConfig
+from visionpipe.tasks import get_task
+from visionpipe.core.config import PipelineConfig
 
 from .scenes import detection_example, random_scene
 
@@ -96,7 +96,7 @@ def test_detector_trains_exports_with_nms_and_serves_boxes(tmp_path, architectur
 
 
 def _check_tflite_keeps_nms_and_matches_keras(task, model, export_dir, tmp_path):
-    from visionpipe.models.detection import evaluation
+    from visionpipe.tasks.detection import evaluation
 
     path = tmp_path / "detector.tflite"
     path.write_bytes(task.convert_tflite(export_dir, "float32"))  # from the SavedModel

@@ -3,7 +3,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from visionpipe.models.detection.draw import detections_to_rows, draw_detections_png
+from visionpipe.models.draw import detections_to_rows, draw_detections_png
 
 from .scenes import png_bytes
 

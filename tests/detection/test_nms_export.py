@@ -1,8 +1,8 @@
 import numpy as np
 import tensorflow as tf
 
-from visionpipe.models.tasks.detection import DetectionTask
-from visionpipe.pipeline.config import PipelineConfig
+from visionpipe.tasks.detection.task import DetectionTask
+from visionpipe.core.config import PipelineConfig
 
 CLASSES = ["rbc", "wbc"]
 SIZE = 64
@@ -68,7 +68,7 @@ def test_export_thresholds_come_from_the_config():
 
 
 def test_tflite_nms_counts_only_real_detections_like_the_saved_model(tmp_path):
-    from visionpipe.models.detection.evaluation import tflite_predict_fn
+    from visionpipe.tasks.detection.evaluation import tflite_predict_fn
 
     task = _task(score_threshold=0.3, iou_threshold=0.5, max_detections=10)
     boxes = tf.constant([[10, 10, 30, 30], [11, 10, 31, 30], [10, 10, 30, 30], [40, 40, 60, 60]], tf.float32)

@@ -2,7 +2,7 @@
 code path (no TFX), once per session."""
 import pytest
 
-from visionpipe.pipeline.config import load_config
+from visionpipe.core.config import load_config
 
 
 def digits_config(tmp_dir, *overrides):
@@ -16,7 +16,7 @@ def digits_config(tmp_dir, *overrides):
 def digits_examples(tmp_path_factory):
     """(config, examples_uri, class_names) for 400 digits at 16x16."""
     from visionpipe.components.image_example_gen import ingest
-    from visionpipe.pipeline.pipeline import resolve_data_source
+    from visionpipe.pipeline.data_source import resolve_data_source
 
     tmp = tmp_path_factory.mktemp("digits")
     config = digits_config(tmp)

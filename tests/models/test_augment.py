@@ -3,9 +3,11 @@ import tensorflow as tf
 from PIL import Image
 
 from visionpipe.models import augment, data
-from visionpipe.models.tasks import get_task
-from visionpipe.pipeline.cli import main
-from visionpipe.pipeline.config import load_config
+
+from visionpipe.core.examples import split_files
+from visionpipe.tasks import get_task
+from visionpipe.cli.main import main
+from visionpipe.core.config import load_config
 
 EVERYTHING = ["augment.vertical_flip=true", "augment.rotation=0.2", "augment.zoom=0.2",
               "augment.translation=0.1", "augment.shear=0.1", "augment.brightness=0.2",
@@ -30,7 +32,7 @@ def test_augmentation_is_off_in_evaluation_and_on_in_training(digits_examples):
     config, examples_uri, names = digits_examples
     augmented = load_config(overrides=["data.source=digits", "data.image_size=16", "model.image_size=16",
                                        "augment.rotation=0.3", "augment.vertical_flip=true"])
-    files = data.split_files(examples_uri, "eval")
+    files = split_files(examples_uri, "eval")
     task = get_task(augmented, names)
     plain = np.stack([x.numpy() for x, _ in data.pairs(files, task).take(8)])
     evaluation = next(iter(data.make_dataset(files, task, 8, training=False)))[0].numpy()
@@ -93,7 +95,7 @@ def test_a_batch_depends_on_its_seed_only_and_images_in_it_get_their_own_draws()
 def _classification_batches(examples_uri, names, overrides, n, seed=5):
     config = load_config(overrides=["data.source=digits", "data.image_size=16", "model.image_size=16",
                                     *overrides])
-    files = data.split_files(examples_uri, "eval")
+    files = split_files(examples_uri, "eval")
     dataset = data.make_dataset(files, get_task(config, names), 32, training=True, seed=seed)
     return [(x.numpy(), y.numpy()) for x, y in dataset.take(n)], data.count_examples(files)
 

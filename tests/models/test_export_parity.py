@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from visionpipe import features
+from visionpipe.core import features
 from visionpipe.models import data, export, preprocessing
-from visionpipe.models.tasks import get_task
-from visionpipe.models.tasks.classification import ClassificationTask
+from visionpipe.core.examples import records, split_files
+from visionpipe.tasks import get_task
+from visionpipe.tasks.classification.task import ClassificationTask
 
 
 class PixelEchoTask(ClassificationTask):
@@ -24,7 +25,7 @@ class PixelEchoTask(ClassificationTask):
 
 
 def _examples(examples_uri, n=6):
-    records = list(data.records(data.split_files(examples_uri, "eval")).take(n).as_numpy_iterator())
+    records = list(records(split_files(examples_uri, "eval")).take(n).as_numpy_iterator())
     encoded = [features.parse_single(r, [features.ENCODED])[features.ENCODED].numpy() for r in records]
     return records, encoded
 
@@ -38,7 +39,7 @@ def test_same_image_gives_the_same_model_input_through_every_path(digits_example
     records, encoded = _examples(examples_uri)
 
     training_inputs = np.stack([x.numpy().ravel() for x, _ in
-                                data.pairs(data.split_files(examples_uri, "eval"), task).take(len(records))])
+                                data.pairs(split_files(examples_uri, "eval"), task).take(len(records))])
     loaded = tf.saved_model.load(export_dir)
     by_bytes = loaded.signatures["serving_default"](images=tf.constant(encoded))["model_input"].numpy()
     by_example = loaded.signatures["serving_examples"](inputs=tf.constant(records))["model_input"].numpy()
@@ -67,10 +68,10 @@ def trained(digits_examples, tmp_path_factory):
     config, examples_uri, names = digits_examples
     task = get_task(config, names)
     tmp = tmp_path_factory.mktemp("trained")
-    result = training.train(config, task, data.split_files(examples_uri, "train"),
-                            data.split_files(examples_uri, "eval"), str(tmp / "logs"))
+    result = training.train(config, task, split_files(examples_uri, "train"),
+                            split_files(examples_uri, "eval"), str(tmp / "logs"))
     export_dir = str(tmp / "export")
-    images = data.raw_images(data.split_files(examples_uri, "eval"), 3)
+    images = data.raw_images(split_files(examples_uri, "eval"), 3)
     export.export_saved_model(result.model, task, export_dir, images, "digits")
     return task, result, export_dir
 

@@ -9,11 +9,12 @@ import tensorflow as tf
 
 from tests.models.conftest import digits_config
 from visionpipe.models import backbones, data, training
-from visionpipe.models.tasks import get_task
+from visionpipe.core.examples import split_files
+from visionpipe.tasks import get_task
 
 
 def _splits(examples_uri):
-    return data.split_files(examples_uri, "train"), data.split_files(examples_uri, "eval")
+    return split_files(examples_uri, "train"), split_files(examples_uri, "eval")
 
 
 def test_replicas_stay_in_sync_under_mirrored_strategy_on_two_cpus(digits_examples, tmp_path):
@@ -24,14 +25,15 @@ def test_replicas_stay_in_sync_under_mirrored_strategy_on_two_cpus(digits_exampl
         import numpy as np, tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from visionpipe.models import data, training
-        from visionpipe.models.tasks import get_task
+        from visionpipe.core.examples import split_files
+        from visionpipe.models import training
+        from visionpipe.tasks import get_task
         from tests.models.conftest import digits_config
         config = digits_config({str(tmp_path)!r}, "train.epochs=1", "train.steps_per_epoch=4")
         task = get_task(config, {names!r})
         strategy = training.make_strategy()
-        result = training.train(config, task, data.split_files({examples_uri!r}, "train"),
-                                data.split_files({examples_uri!r}, "eval"), {str(tmp_path / "logs")!r},
+        result = training.train(config, task, split_files({examples_uri!r}, "train"),
+                                split_files({examples_uri!r}, "eval"), {str(tmp_path / "logs")!r},
                                 strategy=strategy)
         gaps = []
         for v in result.model.trainable_variables:

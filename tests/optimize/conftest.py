@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from visionpipe.models.preprocessing import normalization_layer
 from visionpipe.optimize.optimizer import TaskHooks
-from visionpipe.serving.tflite_runtime import TFLiteModel, top1_accuracy
+from visionpipe.runtime.tflite_runtime import TFLiteModel, top1_accuracy
 
 IMAGE_SIZE = 16
 NUM_CLASSES = 10

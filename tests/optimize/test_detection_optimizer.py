@@ -13,7 +13,7 @@ from tfx.types import standard_artifacts
 
 from visionpipe.components.model_optimizer import executor as executor_lib
 from visionpipe.components.model_optimizer.spec import OptimizedModels, blessed_files
-from visionpipe.pipeline.config import PipelineConfig
+from visionpipe.core.config import PipelineConfig
 
 from ..detection.scenes import detection_example, random_scene
 
@@ -60,7 +60,8 @@ def _write_examples(uri: str) -> None:
 @pytest.fixture(scope="module")
 def optimized(tmp_path_factory):
     from visionpipe.models import data, export
-    from visionpipe.models.tasks import get_task
+    from visionpipe.core.examples import split_files
+    from visionpipe.tasks import get_task
 
     root = tmp_path_factory.mktemp("detection_optimizer")
     examples = standard_artifacts.Examples()
@@ -73,7 +74,7 @@ def optimized(tmp_path_factory):
     tf.keras.utils.set_random_seed(0)
     model = task.build_model()
     task.compile_model(model, 3e-3)
-    train = task.batch_dataset(data.pairs(data.split_files(examples.uri, "train"), task).cache(), 8)
+    train = task.batch_dataset(data.pairs(split_files(examples.uri, "train"), task).cache(), 8)
     model.fit(train.repeat(), steps_per_epoch=4, epochs=18, verbose=0)  # mAP@.5 ~0.2 in ~5 s
     model_artifact = standard_artifacts.Model()
     model_artifact.uri = str(root / "model")
@@ -112,7 +113,7 @@ def test_float16_and_int8_detector_files_keep_nms_outputs(optimized):
 
 def test_every_file_is_scored_by_map50_from_the_tflite_interpreter(optimized):
     from visionpipe.models import data
-    from visionpipe.models.tasks import get_task
+    from visionpipe.tasks import get_task
 
     report = optimized["report"]
     assert report["gate_metric"] == "map_50"
@@ -123,7 +124,7 @@ def test_every_file_is_scored_by_map50_from_the_tflite_interpreter(optimized):
         assert 0.0 <= artifact["metrics"]["map_50"] <= 1.0
     # the report's number is the interpreter's mAP@.5 of the written file on the eval split
     task = get_task(optimized["config"], CLASSES)
-    eval_pairs = data.pairs(data.split_files(optimized["examples"].uri, "eval"), task)
+    eval_pairs = data.pairs(split_files(optimized["examples"].uri, "eval"), task)
     int8_path = os.path.join(optimized["artifact"].uri, "model_int8.tflite")
     assert task.evaluate_tflite(int8_path, eval_pairs)["map_50"] == pytest.approx(
         by_name["int8"]["metrics"]["map_50"], abs=1e-6)
@@ -153,7 +154,7 @@ def test_keras_rewriting_steps_are_skipped_with_a_reason_not_crashed(optimized):
 
 
 def test_detector_files_carry_their_labels(optimized):
-    from visionpipe.optimize import tflite_convert
+    from visionpipe.runtime import tflite_convert
 
     for name in ("model_float32.tflite", "model_int8.tflite"):
         assert tflite_convert.read_labels(os.path.join(optimized["artifact"].uri, name)) == CLASSES

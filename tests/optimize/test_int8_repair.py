@@ -3,9 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from visionpipe.optimize import quantization_repair, tflite_convert
+from visionpipe.optimize import quantization_repair
+from visionpipe.runtime import tflite_convert
 from visionpipe.optimize.optimizer import OptimizationInputs, optimize
-from visionpipe.pipeline.config import OptimizeConfig
+from visionpipe.core.config import OptimizeConfig
 
 from .conftest import hooks_for, keras_accuracy, train_batches
 
@@ -64,7 +65,7 @@ def test_repair_keeps_the_outlier_layer_in_float_and_restores_accuracy(repaired_
 
 
 def test_repaired_int8_file_still_has_int8_input_and_output(repaired_report):
-    from visionpipe.serving.tflite_runtime import TFLiteModel
+    from visionpipe.runtime.tflite_runtime import TFLiteModel
 
     _, out = repaired_report
     model = TFLiteModel(str(out / "model_int8.tflite"))

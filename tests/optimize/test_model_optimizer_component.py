@@ -10,11 +10,11 @@ import visionpipe  # noqa: F401
 import tensorflow as tf
 from tfx.types import standard_artifacts
 
-from visionpipe import features
+from visionpipe.core import features
 from visionpipe.components.model_optimizer import executor as executor_lib
 from visionpipe.components.model_optimizer.component import ModelOptimizer
 from visionpipe.components.model_optimizer.spec import OptimizedModels, blessed_files
-from visionpipe.pipeline.config import PipelineConfig, config_from_dict
+from visionpipe.core.config import PipelineConfig, config_from_dict
 
 from .conftest import digits_pixels
 
@@ -66,7 +66,8 @@ def _config():
 @pytest.fixture(scope="module")
 def pipeline_inputs(tmp_path_factory):
     from visionpipe.models import data, export
-    from visionpipe.models.tasks import get_task
+    from visionpipe.core.examples import split_files
+    from visionpipe.tasks import get_task
 
     root = tmp_path_factory.mktemp("model_optimizer")
     images, labels = digits_pixels()
@@ -82,7 +83,7 @@ def pipeline_inputs(tmp_path_factory):
     tf.keras.utils.set_random_seed(0)
     model = task.build_model()
     task.compile_model(model, 3e-3)
-    train = data.make_dataset(data.split_files(examples.uri, "train"), task, 32, training=False)
+    train = data.make_dataset(split_files(examples.uri, "train"), task, 32, training=False)
     model.fit(train, epochs=3, verbose=0)
     model_artifact = standard_artifacts.Model()
     model_artifact.uri = str(root / "model")

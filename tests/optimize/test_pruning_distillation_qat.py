@@ -4,8 +4,9 @@ import pytest
 import visionpipe  # noqa: F401
 import tensorflow as tf
 
-from visionpipe.optimize import distillation, pruning, qat, tflite_convert
-from visionpipe.serving.tflite_runtime import TFLiteModel, top1_accuracy
+from visionpipe.optimize import distillation, pruning, qat
+from visionpipe.runtime import tflite_convert
+from visionpipe.runtime.tflite_runtime import TFLiteModel, top1_accuracy
 
 from .conftest import NUM_CLASSES, compile_sparse, keras_accuracy, small_cnn, train_batches
 
@@ -75,7 +76,7 @@ def _agreement(teacher, student, digits):
 
 def test_flattening_a_nested_backbone_keeps_the_function_exactly():
     from visionpipe.models import backbones
-    from visionpipe.pipeline.config import ModelConfig
+    from visionpipe.core.config import ModelConfig
 
     backbone = backbones.build_backbone(ModelConfig(image_size=16, width=4, squeeze_excite=True))
     inputs = tf.keras.Input((16, 16, 3))
@@ -186,7 +187,7 @@ def test_function_matching_student_matches_the_teacher_better_than_one_trained_a
 
 
 def test_distillation_options_are_validated_by_key():
-    from visionpipe.pipeline.config import ConfigError, OptimizeConfig
+    from visionpipe.core.config import ConfigError, OptimizeConfig
 
     OptimizeConfig(distill_mixup_alpha=0.0, distill_augment=False).validate()
     with pytest.raises(ConfigError, match=r"optimize\.distill_mixup_alpha: must be >= 0"):

@@ -8,8 +8,8 @@ from PIL import Image
 import visionpipe  # noqa: F401
 import tensorflow as tf
 
-from visionpipe.optimize import tflite_convert
-from visionpipe.serving.tflite_runtime import TFLiteModel, top1_accuracy
+from visionpipe.runtime import tflite_convert
+from visionpipe.runtime.tflite_runtime import TFLiteModel, top1_accuracy
 
 LABELS = [f"digit_{i}" for i in range(10)]
 
@@ -128,7 +128,7 @@ def test_int8_without_representative_data_is_refused(trained_cnn):
 
 
 def test_predict_files_gives_top_k_label_names_from_the_metadata(tflite_files, digits, tmp_path):
-    from visionpipe.serving.tflite_runtime import predict_files
+    from visionpipe.runtime.tflite_runtime import predict_files
 
     images, labels = digits["eval"]
     paths = []
@@ -145,7 +145,7 @@ def test_predict_files_gives_top_k_label_names_from_the_metadata(tflite_files, d
 
 
 def test_predict_files_names_an_undecodable_image(tflite_files, tmp_path):
-    from visionpipe.serving.tflite_runtime import predict_files
+    from visionpipe.runtime.tflite_runtime import predict_files
 
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")

@@ -1,7 +1,7 @@
 import pytest
 
 from visionpipe.pipeline import runners, summary
-from visionpipe.pipeline.config import load_config
+from visionpipe.core.config import load_config
 
 
 @pytest.mark.e2e

@@ -1,6 +1,6 @@
 import json
 
-from visionpipe.pipeline.cli import main
+from visionpipe.cli.main import main
 
 COMPONENTS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataGate",
               "Trainer", "Evaluator", "LoadCheck", "VisionPusher"}

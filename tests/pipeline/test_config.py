@@ -4,7 +4,7 @@ import sys
 import pytest
 import yaml
 
-from visionpipe.pipeline.config import ConfigError, load_config, parse_overrides
+from visionpipe.core.config import ConfigError, load_config, parse_overrides
 
 
 def write(tmp_path, text):
@@ -57,7 +57,7 @@ def test_validate_names_the_key_of_a_bad_value():
 
 
 def test_missing_weights_file_is_a_one_line_cli_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "visionpipe.pipeline.cli", "config", "--config",
+    proc = subprocess.run([sys.executable, "-m", "visionpipe.cli", "config", "--config",
                            "configs/classification.yaml", f"model.weights={tmp_path}/nope.h5"],
                           capture_output=True, text=True)
     assert proc.returncode == 2

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from visionpipe.pipeline import commands
-from visionpipe.pipeline.cli import main
-from visionpipe.pipeline.config import load_config
+from visionpipe.cli import pipeline_commands as commands
+from visionpipe.cli.main import main
+from visionpipe.core.config import load_config
 
 pytestmark = pytest.mark.e2e
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from visionpipe.pipeline import commands
-from visionpipe.pipeline.config import load_config
+from visionpipe.cli import pipeline_commands as commands
+from visionpipe.core.config import load_config
 
 pytestmark = pytest.mark.e2e
 

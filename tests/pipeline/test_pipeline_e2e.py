@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from visionpipe.pipeline import commands
-from visionpipe.pipeline.cli import main
-from visionpipe.pipeline.config import load_config
+from visionpipe.cli import pipeline_commands as commands
+from visionpipe.cli.main import main
+from visionpipe.core.config import load_config
 
 pytestmark = pytest.mark.e2e
 
@@ -46,13 +46,14 @@ def test_trained_model_is_blessed_load_checked_and_pushed_as_version_1(runs):
 
 def test_pushed_model_answers_correctly(runs):
     from visionpipe.models import data
+    from visionpipe.core.examples import records, split_files
 
     pushed = runs["good"]["push"]["path"]
-    eval_files = data.split_files(runs["good"]["data"]["examples_uri"], "eval")
+    eval_files = split_files(runs["good"]["data"]["examples_uri"], "eval")
     images = data.raw_images(eval_files, 60)
-    from visionpipe import features
+    from visionpipe.core import features
     labels = [int(features.parse_single(r, [features.LABEL])[features.LABEL][0])
-              for r in data.records(eval_files).take(60)]
+              for r in records(eval_files).take(60)]
     outputs = commands.predict_saved_model(pushed, images)
     accuracy = np.mean(outputs["top_k_ids"][:, 0] == np.array(labels))
     assert accuracy >= 0.6

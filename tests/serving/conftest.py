@@ -14,7 +14,7 @@ MODEL = "toy"
 @pytest.fixture(scope="session")
 def toy_versions(tmp_path_factory) -> dict:
     """Two exported versions with different weights: {1: path, 2: path}."""
-    from visionpipe.serving.toy_model import write_toy_classifier
+    from tests.support.toy_model import write_toy_classifier
 
     root = tmp_path_factory.mktemp("toy_exports")
     return {version: write_toy_classifier(root / str(version), seed=version, model_name=MODEL)
@@ -60,6 +60,6 @@ def start_server():
 
 @pytest.fixture(scope="session")
 def png_bytes() -> bytes:
-    from visionpipe.serving.toy_model import sample_image
+    from tests.support.toy_model import sample_image
 
     return sample_image(32, seed=3)

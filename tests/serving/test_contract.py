@@ -231,7 +231,7 @@ def test_rest_image_that_does_not_decode_is_400(rest):
 
 
 def test_rest_image_over_the_pixel_limit_is_rejected_before_decoding(rest):
-    from visionpipe.serving.toy_model import sample_image
+    from tests.support.toy_model import sample_image
 
     assert_error(rest("POST", f"/v1/models/{MODEL}:predict", json={"instances": [B64(sample_image(65))]}),
                  400, "exceeds the limit of 4096 pixels")

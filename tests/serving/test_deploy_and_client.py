@@ -11,7 +11,7 @@ from google.protobuf import text_format
 
 from tests.serving.conftest import MODEL, push
 from tests.serving.helpers import free_port
-from visionpipe.serving.__main__ import main as serving_main
+from visionpipe.cli.main import main as serving_main
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 GENERATED = ("models.config", "batching.config", "monitoring.config")

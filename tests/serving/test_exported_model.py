@@ -14,9 +14,9 @@ CLASSES = ["circle", "square", "triangle"]
 @pytest.fixture(scope="module")
 def exported_base(tmp_path_factory):
     from visionpipe.models.export import export_saved_model
-    from visionpipe.models.tasks import get_task
-    from visionpipe.pipeline.config import load_config
-    from visionpipe.serving.toy_model import sample_image
+    from visionpipe.tasks import get_task
+    from visionpipe.core.config import load_config
+    from tests.support.toy_model import sample_image
 
     config = load_config(None, ["model.image_size=32", "model.width=8", "model.top_k=2"])
     task = get_task(config, CLASSES)

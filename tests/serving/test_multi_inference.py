@@ -16,7 +16,7 @@ def server(tmp_path_factory, toy_versions):
     """Version 1: the export contract's signatures; version 2 adds serving_regress."""
     from visionpipe.serving.options import ServerOptions
     from visionpipe.serving.server import ModelServer
-    from visionpipe.serving.toy_model import write_toy_classifier
+    from tests.support.toy_model import write_toy_classifier
 
     root = tmp_path_factory.mktemp("multi")
     regression_model = write_toy_classifier(root / "export", seed=2, model_name=MODEL, regression=True)
@@ -70,7 +70,7 @@ def multi_request(images, *tasks, context=False):
 
 def test_classify_and_regress_share_one_input(stub, png_bytes):
     from tensorflow_serving.apis import classification_pb2
-    from visionpipe.serving.toy_model import sample_image
+    from tests.support.toy_model import sample_image
 
     images = [png_bytes, sample_image(32, seed=11)]
     response = stub.MultiInference(multi_request(images, ("serving_examples", CLASSIFY),

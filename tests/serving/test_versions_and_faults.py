@@ -62,7 +62,7 @@ def test_truncated_saved_model_is_reported_and_the_old_version_keeps_serving(
 
 
 def test_version_failing_warm_up_is_reported_and_not_served(start_server, model_base, toy_versions, png_bytes):
-    from visionpipe.serving.toy_model import write_warmup_requests
+    from tests.support.toy_model import write_warmup_requests
 
     server = start_server(model_base_path=str(model_base))
     staging = model_base / ".tmp-2"
@@ -102,7 +102,7 @@ def test_version_policies_select_versions(start_server, model_base, toy_versions
 def _spawn_server(base, grpc_port, rest_port):
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.Popen(
-        [sys.executable, "-m", "visionpipe.serving", "serve", f"--port={grpc_port}",
+        [sys.executable, "-m", "visionpipe.cli", "serve", f"--port={grpc_port}",
          f"--rest_api_port={rest_port}", f"--model_name={MODEL}", f"--model_base_path={base}",
          "--file_system_poll_wait_seconds=0.2"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -13,25 +13,8 @@ import numpy as np
 import visionpipe  # noqa: F401
 import tensorflow as tf
 
-from visionpipe import features
-
-
-def expand_patterns(patterns: Sequence[str]) -> List[str]:
-    """TFX hands Trainer glob patterns; expand them (sorted, so runs are reproducible)."""
-    files: List[str] = []
-    for pattern in patterns:
-        files.extend(sorted(tf.io.gfile.glob(pattern)))
-    if not files:
-        raise FileNotFoundError(f"no Examples files match {list(patterns)}")
-    return files
-
-
-def split_files(examples_uri: str, split: str) -> List[str]:
-    return expand_patterns([f"{examples_uri}/Split-{split}/*"])
-
-
-def records(files: Sequence[str]) -> tf.data.Dataset:
-    return tf.data.TFRecordDataset(list(files), compression_type="GZIP")
+from visionpipe.core import features
+from visionpipe.core.examples import records
 
 
 def _distribution_options() -> tf.data.Options:

@@ -1,9 +1,9 @@
 """Export a trained model as a SavedModel that TF Serving, the Evaluator and Keras all read.
 
 Signatures (see Task.signatures): ``serving_default`` on encoded image bytes (REST
-``{"b64": ...}``), ``serving_examples`` on serialized tf.Example (method name set to
-tensorflow/serving/classify so TF Serving's Classify API accepts it) and ``serving_tensor``
-on a float batch. Class names travel as ``assets/labels.txt``; warm-up requests go to
+``{"b64": ...}``), ``serving_examples`` on serialized tf.Example (method name as the task
+declares: tensorflow/serving/classify for classifiers, so TF Serving's Classify API accepts
+it) and ``serving_tensor`` on a float batch. Class names travel as ``assets/labels.txt``; warm-up requests go to
 ``assets.extra/tf_serving_warmup_requests`` in the format TF Serving replays at load time.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import visionpipe  # noqa: F401
 import tensorflow as tf
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
-CLASSIFY_SIGNATURE = "serving_examples"
+TASK_FILE = os.path.join("assets.extra", "visionpipe_task.json")
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 LABELS_ASSET = "labels.txt"
 SERVING_INPUT = "images"
@@ -32,15 +32,40 @@ def export_saved_model(model: tf.keras.Model, task, export_dir: str,
         labels.write_text("\n".join(task.class_names) + "\n")
         model.class_names_asset = tf.saved_model.Asset(str(labels))
         model.save(export_dir, save_format="tf", signatures=signatures, include_optimizer=False)
-    mark_classify_signature(export_dir, CLASSIFY_SIGNATURE)
+    set_method_names(export_dir, task.signature_methods)
+    write_task_file(export_dir, task.name)
     warmup = list(warmup_images)
     if warmup:
         write_warmup_requests(export_dir, warmup, model_name)
     return export_dir
 
 
-def mark_classify_signature(export_dir: str, signature_name: str) -> None:
-    """TF2 saves every signature as 'predict'; TF Serving's Classify needs 'classify'."""
+def write_task_file(export_dir: str, task_name: str) -> str:
+    """``assets.extra/visionpipe_task.json``: which task made the export (the CLI presents its
+    predictions by it; TF Serving ignores the file)."""
+    import json
+
+    path = os.path.join(export_dir, TASK_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump({"task": task_name}, f)
+    return path
+
+
+def read_task_name(export_dir: str) -> str:
+    """The task recorded by ``write_task_file`` ("" for an export without the file)."""
+    import json
+
+    path = os.path.join(export_dir, TASK_FILE)
+    if not tf.io.gfile.exists(path):
+        return ""
+    with tf.io.gfile.GFile(path) as f:
+        return str(json.load(f).get("task", ""))
+
+
+def set_method_names(export_dir: str, methods) -> None:
+    """TF2 saves every signature as 'predict'; TF Serving's Classify and Regress APIs accept
+    only signatures marked with their method. ``methods``: {signature name: method name}."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     pb_path = os.path.join(export_dir, "saved_model.pb")
@@ -48,8 +73,9 @@ def mark_classify_signature(export_dir: str, signature_name: str) -> None:
     with tf.io.gfile.GFile(pb_path, "rb") as f:
         saved_model.ParseFromString(f.read())
     for meta_graph in saved_model.meta_graphs:
-        if signature_name in meta_graph.signature_def:
-            meta_graph.signature_def[signature_name].method_name = CLASSIFY_METHOD
+        for signature_name, method in methods.items():
+            if signature_name in meta_graph.signature_def:
+                meta_graph.signature_def[signature_name].method_name = method
     with tf.io.gfile.GFile(pb_path, "wb") as f:
         f.write(saved_model.SerializeToString())
 

@@ -134,7 +134,7 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
     with strategy.scope():
         model = task.build_model()
         task.compile_model(model, phase1_lr)
-    backbone = model.get_layer(backbones.BACKBONE_LAYER_NAME)
+    backbone = task.backbone_of(model)
     transfer = bool(task.weights_loaded)
 
     callbacks: List[tf.keras.callbacks.Callback] = [tf.keras.callbacks.TensorBoard(log_dir=log_dir)]

@@ -14,9 +14,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 import visionpipe  # noqa: F401
 import tensorflow as tf
 
-from visionpipe.optimize import quantization_repair, report as report_lib, tflite_convert
+from visionpipe.optimize import quantization_repair, report as report_lib
+from visionpipe.runtime import tflite_convert
 from visionpipe.optimize.report import Artifact, OptimizationReport
-from visionpipe.serving.tflite_runtime import TFLiteModel
+from visionpipe.runtime.tflite_runtime import TFLiteModel
 
 log = logging.getLogger(__name__)
 

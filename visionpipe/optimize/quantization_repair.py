@@ -24,7 +24,7 @@ import numpy as np
 import visionpipe  # noqa: F401
 import tensorflow as tf
 
-from visionpipe.optimize import tflite_convert
+from visionpipe.runtime import tflite_convert
 
 _NUMERIC_VERIFY = "NumericVerify"
 

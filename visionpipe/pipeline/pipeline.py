@@ -6,10 +6,9 @@ ImageExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> DataG
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import visionpipe  # noqa: F401
 from tfx import v1 as tfx
@@ -17,51 +16,22 @@ from tfx import v1 as tfx
 from visionpipe.components.image_example_gen.component import ImageExampleGen
 from visionpipe.components.data_validation.wiring import (previous_accepted_statistics,
                                                           validation_components)
+from visionpipe.components.evaluator.component import Evaluator
 from visionpipe.components.load_check.component import LoadCheck
 from visionpipe.components.model_optimizer.component import ModelOptimizer
 from visionpipe.components.pusher.component import VisionPusher
-from visionpipe.models import trainer as trainer_module
-from visionpipe.models.tasks import task_class
+from visionpipe.components.trainer import run_fn as trainer_module
 
-TRAINER_RUN_FN = "visionpipe.models.trainer.run_fn"
-
-
-def resolve_data_source(config, run_dir: str):
-    """Generated sources (shapes, digits) are written to files first, then ingested like any
-    other source; returns the config ImageExampleGen reads."""
-    from visionpipe.datasets.generated import GENERATED_SOURCES, ingest_source, prepare_generated_source
-
-    if config.data.source not in GENERATED_SOURCES:
-        return config
-    resolved = copy.deepcopy(config)
-    resolved.data.path = prepare_generated_source(config, run_dir)
-    resolved.data.source = ingest_source(config)
-    return resolved
-
-
-def class_names_for_wiring(config) -> List[str]:
-    """The class list the gate is built with: data.class_names, the generator's classes, or
-    what a listed source (folder, CSV, COCO, VOC) declares. The run re-checks it."""
-    from visionpipe.components.data_validation.wiring import expected_class_names
-    from visionpipe.components.image_example_gen.sources import make_source
-    from visionpipe.pipeline.config import ConfigError
-
-    names = expected_class_names(config) or make_source(config.data).class_names
-    if not names:
-        raise ConfigError(
-            f"data.class_names: required for source {config.data.source!r}, whose classes are only "
-            "known after ingestion (the evaluation gate needs the class list); "
-            "set data.class_names=[a,b,...]")
-    return list(names)
+TRAINER_RUN_FN = f"{trainer_module.__name__}.run_fn"
 
 
 def create_pipeline(config, pipeline_root: str, metadata_path: str, run_dir: str,
-                    beam_pipeline_args: Optional[List[str]] = None,
+                    class_names: Sequence[str], beam_pipeline_args: Optional[List[str]] = None,
                     stop_after_data: bool = False) -> tfx.dsl.Pipeline:
-    config = resolve_data_source(config, run_dir)
+    """Pure wiring. ``config`` reads files (``data_source.resolve_data_source`` has written any
+    generated data) and ``class_names`` is the class list the gates are built with."""
     config_json = json.dumps(config.to_dict(), sort_keys=True)
-
-    class_names = class_names_for_wiring(config)
+    class_names = list(class_names)
     example_gen = ImageExampleGen(config=config)
     baseline_stats = previous_accepted_statistics()
     validation = validation_components(
@@ -70,7 +40,7 @@ def create_pipeline(config, pipeline_root: str, metadata_path: str, run_dir: str
     components = [example_gen, baseline_stats, *validation]
     if not stop_after_data:
         components.extend(_model_components(config, config_json, example_gen, validation,
-                                            pipeline_root, class_names))
+                                            pipeline_root))
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.name,
@@ -83,7 +53,7 @@ def create_pipeline(config, pipeline_root: str, metadata_path: str, run_dir: str
     )
 
 
-def _model_components(config, config_json, example_gen, validation, pipeline_root, class_names):
+def _model_components(config, config_json, example_gen, validation, pipeline_root):
     examples = example_gen.outputs["examples"]
     trainer = tfx.components.Trainer(
         run_fn=TRAINER_RUN_FN,
@@ -99,9 +69,8 @@ def _model_components(config, config_json, example_gen, validation, pipeline_roo
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
-    task = task_class(config.task)(config, class_names)
-    evaluator = task.evaluator_component(examples, trainer.outputs["model"],
-                                         baseline_model.outputs["model"])
+    evaluator = Evaluator(examples=examples, model=trainer.outputs["model"],
+                          baseline_model=baseline_model.outputs["model"], config=config)
     components = [trainer, baseline_model, evaluator]
     optimized = None
     if config.optimize.enabled:

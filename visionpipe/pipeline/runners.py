@@ -14,6 +14,7 @@ from typing import Dict, Optional
 
 import visionpipe  # noqa: F401
 
+from visionpipe.pipeline.data_source import class_names_for_wiring, resolve_data_source
 from visionpipe.pipeline.pipeline import create_pipeline
 
 DEFAULT_IMAGE = "visionpipe:latest"
@@ -76,7 +77,7 @@ class ProgressPrinter(logging.Handler):
 
 
 def _quiet_logs() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     for name in ("tensorflow", "absl", "apache_beam", "tfx", "ml_metadata"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -90,8 +91,9 @@ def run_pipeline(config, runner: Optional[str] = None, stop_after_data: bool = F
     paths = RunPaths.of(config)
     os.makedirs(paths.run_dir, exist_ok=True)
     config.save(paths.config_path)
-    pipeline = create_pipeline(config, paths.pipeline_root, paths.metadata_path, paths.run_dir,
-                               stop_after_data=stop_after_data)
+    resolved = resolve_data_source(config, paths.run_dir)
+    pipeline = create_pipeline(resolved, paths.pipeline_root, paths.metadata_path, paths.run_dir,
+                               class_names_for_wiring(resolved), stop_after_data=stop_after_data)
     kind = runner or config.runner.kind
     handler = ProgressPrinter() if progress else None
     absl_logger = logging.getLogger("absl")
@@ -133,7 +135,9 @@ def compile_kubeflow(config, output_file: str, image: str = DEFAULT_IMAGE) -> st
     paths = RunPaths.of(config)
     # On Kubeflow/Vertex, runner.output_dir (and data.path) should be a bucket, e.g. gs://...
     pipeline_root = f"{config.runner.output_dir.rstrip('/')}/{config.name}/pipeline_root"
-    pipeline = create_pipeline(config, pipeline_root, paths.metadata_path, paths.run_dir)
+    resolved = resolve_data_source(config, paths.run_dir)
+    pipeline = create_pipeline(resolved, pipeline_root, paths.metadata_path, paths.run_dir,
+                               class_names_for_wiring(resolved))
     # Kubeflow provides its own metadata store.
     pipeline.metadata_connection_config = None
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(

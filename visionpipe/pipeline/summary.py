@@ -50,8 +50,6 @@ def _prop(artifact, key: str, default=None):
 
 
 def build_summary(paths, config) -> Dict[str, Any]:
-    from visionpipe.pipeline import evaluation
-
     art = latest_run_artifacts(paths.metadata_path, config.name)
     summary: Dict[str, Any] = {"pipeline": config.name, "task": config.task,
                                "run_dir": paths.run_dir, "metadata": paths.metadata_path}
@@ -81,7 +79,7 @@ def build_summary(paths, config) -> Dict[str, Any]:
     evaluation_artifact = art.get("ModelEvaluation")
     blessing = art.get("ModelBlessing")
     if evaluation_artifact is not None:
-        summary["evaluation"] = _evaluation(evaluation, evaluation_artifact, blessing, config)
+        summary["evaluation"] = _evaluation(evaluation_artifact, blessing)
     infra = art.get("InfraBlessing")
     if infra is not None:
         summary["load_check"] = {"passed": bool(_prop(infra, "blessed", 0)),
@@ -102,26 +100,16 @@ def build_summary(paths, config) -> Dict[str, Any]:
     return summary
 
 
-def _evaluation(evaluation, artifact, blessing, config) -> Dict[str, Any]:
-    blessed = bool(_prop(blessing, "blessed", 0)) if blessing is not None else None
-    own = os.path.join(artifact.uri, "summary.json")  # TaskEvaluator
-    coco = os.path.join(artifact.uri, "coco_metrics.json")  # DetectionEvaluator
-    if os.path.exists(own):
-        with open(own) as f:
-            result = json.load(f)
-    elif os.path.exists(coco):
-        with open(coco) as f:
-            report = json.load(f)
-        result = {"blessed": report.get("blessed"), "failures": report.get("reasons", []),
-                  "metrics": {k: v for k, v in (report.get("candidate") or {}).items()
-                              if isinstance(v, (int, float))},
-                  "robustness": report.get("occlusion") or {}}
-    else:
-        result = evaluation.validation_summary(artifact.uri)
-    result["blessed"] = blessed if blessed is not None else result.get("blessed")
-    result["thresholds"] = dict(config.evaluate.thresholds)
-    result["max_drops"] = dict(config.evaluate.max_drops)
-    return result
+def _evaluation(artifact, blessing) -> Dict[str, Any]:
+    from visionpipe.components.evaluator.spec import REPORT_FILE
+
+    path = os.path.join(artifact.uri, REPORT_FILE)
+    with open(path) as f:
+        report = json.load(f)
+    if blessing is not None:
+        report["blessed"] = bool(_prop(blessing, "blessed", 0))
+    report["report"] = path
+    return report
 
 
 def format_summary(summary: Dict[str, Any]) -> str:
@@ -139,16 +127,13 @@ def format_summary(summary: Dict[str, Any]) -> str:
                                      f"replica(s), {training.get('precision')}, {training.get('seconds')}s"))
     ev = summary.get("evaluation")
     if ev:
-        metrics = ev.get("metrics", {})
-        for name in sorted(set(ev.get("thresholds", {})) | set(ev.get("max_drops", {}))):
-            value = metrics.get(name)
-            shown = f"{value:.4f}" if isinstance(value, float) else "n/a"
-            bound = ev["thresholds"].get(name)
-            drop = ev["max_drops"].get(name)
-            gate = ", ".join(x for x in (f">= {bound}" if bound is not None else "",
-                                         f"drop <= {drop} vs baseline" if drop is not None else "") if x)
-            lines.append(row(name, f"{shown}  (gate: {gate})"))
-        robustness = ev.get("robustness") or {}
+        from visionpipe.components.evaluator.gate import format_table
+
+        lines.append(row("gate", f"{ev.get('gate_metric')} on the {ev.get('split')} split; "
+                                 f"must beat the trivial predictor by "
+                                 f"{ev.get('min_margin_over_trivial')}"))
+        lines.extend("    " + line for line in format_table(ev.get("gate", [])))
+        robustness = (ev.get("details") or {}).get("occlusion") or {}
         if robustness:
             shown = ", ".join(f"{k.split('/')[0].replace('occluded_', '')}% {v:.3f}"
                               for k, v in sorted(robustness.items(), key=lambda kv: int(
@@ -159,6 +144,8 @@ def format_summary(summary: Dict[str, Any]) -> str:
         lines.append(row("evaluation", verdict))
         for failure in ev.get("failures", [])[:10]:
             lines.append(row("", f"- {failure}"))
+        for note in ev.get("notes", [])[:10]:
+            lines.append(row("", f"  note: {note}"))
     optimization = summary.get("optimization")
     if optimization:
         lines.append(row("optimization", "blessed TFLite files: " +

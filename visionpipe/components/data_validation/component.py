@@ -11,7 +11,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import artifact, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from visionpipe import features as F
+from visionpipe.core import features as F
 from visionpipe.components.data_validation import executor
 
 

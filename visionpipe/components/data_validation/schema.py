@@ -1,6 +1,6 @@
 """The data schema of VisionPipe Examples and the statistics options that go with it.
 
-The schema is curated from the one feature spec (``visionpipe.features``), not inferred:
+The schema is curated from the one feature spec (``visionpipe.core.features``), not inferred:
 an inferred schema learns whatever the first data happened to contain (on a few dozen
 images it even turns every filename into an allowed value), so it cannot catch a class
 that should not exist. ``curated_schema`` declares every key ImageExampleGen may write,
@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import visionpipe  # noqa: F401
-from visionpipe import features as F
+from visionpipe.core import features as F
+from visionpipe.core.registry import task_class
 
-# The tasks whose Examples must carry image-level labels.
-_TASKS_WITH_IMAGE_LABELS = ("classification", "multilabel")
 _OBJECT_FLOAT_KEYS = F.BBOX_KEYS
 _OPTIONAL_BYTES_KEYS = (F.OBJECT_MASK, F.SEGMENTATION_MASK, F.TEXT)
 # PNG masks are images too: TFDV's image statistics recognise them, so the schema says so.
@@ -68,8 +67,8 @@ def curated_schema(task: str, class_names: Sequence[str] = (),
 
     Required in every Example: encoded image (image domain; all of it must be a supported
     format), format (one of ``features.IMAGE_FORMATS``), height and width (>= 1), source id
-    and filename. Classification needs exactly one label, multi-label at least one; other
-    tasks may have none. With ``class_names``, ``image/class/text`` and
+    and filename. Image-level labels as the task declares (``Task.image_labels``): exactly one
+    ("single"), at least one ("multi"), or any number (""). With ``class_names``, ``image/class/text`` and
     ``image/object/class/text`` may only hold those names and the integer labels must lie in
     ``[0, len(class_names) - 1]``. Boxes must lie in [0, 1]. ``max_image_bytes`` and
     ``max_image_side`` (0: no limit) bound image size.
@@ -107,8 +106,9 @@ def curated_schema(task: str, class_names: Sequence[str] = (),
     add(F.SOURCE_ID, schema_pb2.BYTES, True, 1, 1)
     add(F.FILENAME, schema_pb2.BYTES, True, 1, 1)
 
-    needs_labels = task in _TASKS_WITH_IMAGE_LABELS
-    single_label = task == "classification"
+    image_labels = task_class(task).image_labels
+    needs_labels = bool(image_labels)
+    single_label = image_labels == "single"
     max_labels = 1 if single_label else (len(class_names) or None)
     label = add(F.LABEL, schema_pb2.INT, needs_labels, 1 if needs_labels else 0, max_labels)
     label_text = add(F.LABEL_TEXT, schema_pb2.BYTES, needs_labels, 1 if needs_labels else 0,

@@ -8,7 +8,7 @@ from tfx import types
 from tfx.components import ExampleValidator, StatisticsGen
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 
-from visionpipe import features as F
+from visionpipe.core import features as F
 from visionpipe.components.data_validation.component import DataGate
 from visionpipe.components.data_validation.schema import (
     curated_schema, image_stats_options, write_content_addressed_schema)
@@ -50,7 +50,7 @@ def expected_class_names(config) -> list:
         return list(config.data.class_names)
     from visionpipe.datasets.generated import generated_class_names
 
-    return generated_class_names(config)
+    return generated_class_names(config.data)
 
 
 def validation_components(examples: types.BaseChannel, config,

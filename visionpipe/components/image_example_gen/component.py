@@ -12,7 +12,7 @@ from visionpipe.components.image_example_gen import driver, executor
 from visionpipe.components.image_example_gen.spec import (CONFIG_KEY, EXAMPLES_KEY,
                                                           QUARANTINE_REPORT_KEY, ImageExampleGenSpec,
                                                           QuarantineReport)
-from visionpipe.pipeline.config import PipelineConfig
+from visionpipe.core.config import PipelineConfig
 
 
 class ImageExampleGen(base_beam_component.BaseBeamComponent):

@@ -11,7 +11,7 @@ from tfx.proto.orchestration import driver_output_pb2
 
 from visionpipe.components.image_example_gen.fingerprint import input_fingerprint
 from visionpipe.components.image_example_gen.spec import CONFIG_KEY, INPUT_FINGERPRINT_KEY
-from visionpipe.pipeline.config import config_from_dict
+from visionpipe.core.config import config_from_dict
 
 
 class Driver(base_driver.BaseDriver, portable_base_driver.BaseDriver):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Dict, List, Sequence
 
 import visionpipe  # noqa: F401
-from visionpipe import features as F
+from visionpipe.core import features as F
 from visionpipe.components.image_example_gen.items import ValidImage
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import posixpath
 from typing import Any, Dict, List
 
 import visionpipe  # noqa: F401
@@ -13,25 +12,10 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from visionpipe.components.image_example_gen import spec
-from visionpipe.components.image_example_gen.ingest import (CLASS_NAMES_FILENAME, IngestResult,
-                                                            check_result, run_ingest)
+from visionpipe.components.image_example_gen.ingest import IngestResult, check_result, run_ingest
 from visionpipe.components.image_example_gen.report import IngestError, write_report
 from visionpipe.components.rejected import rejected_report_dir
-from visionpipe.pipeline.config import config_from_dict
-
-
-def read_class_names(examples_uri: str) -> List[str]:
-    """The class names (index = label id) of an Examples artifact written by ImageExampleGen."""
-    import tensorflow as tf
-
-    path = posixpath.join(examples_uri, CLASS_NAMES_FILENAME)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path} not found: {examples_uri} was not written by ImageExampleGen")
-    with tf.io.gfile.GFile(path, "r") as f:
-        names = json.load(f)
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"{path}: expected a JSON list of class names")
-    return names
+from visionpipe.core.config import config_from_dict
 
 
 def record_result(examples: types.Artifact, report_artifact: types.Artifact,

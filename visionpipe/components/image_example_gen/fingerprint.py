@@ -7,7 +7,7 @@ import hashlib
 import posixpath
 from typing import Iterator, List
 
-from visionpipe.pipeline.config import DataConfig
+from visionpipe.core.config import DataConfig
 
 
 def _tree(root: str) -> Iterator[str]:

@@ -7,7 +7,6 @@ plus ``<examples>/class_names.json`` and ``<report>/quarantine.json``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import posixpath
 from dataclasses import dataclass, field
@@ -25,10 +24,10 @@ from visionpipe.components.image_example_gen.report import (REPORT_FILENAME, bui
 from visionpipe.components.image_example_gen.sources import make_source
 from visionpipe.components.image_example_gen.splitting import REQUIRED_SPLITS, SplitPlan
 from visionpipe.components.image_example_gen.validation import validate_item
-from visionpipe.pipeline.config import ConfigError, PipelineConfig
+from visionpipe.core import examples as examples_contract
+from visionpipe.core.config import ConfigError, PipelineConfig
 
-CLASS_NAMES_FILENAME = "class_names.json"
-EXAMPLES_FILE_PREFIX = "data_tfrecord"
+EXAMPLES_FILE_PREFIX = examples_contract.EXAMPLES_FILE_PREFIX
 _QUARANTINED = "quarantined"
 _DUPLICATES = "duplicates"
 
@@ -119,8 +118,7 @@ def _finish(_, examples_uri, report_dir, plan_description, total, quarantined, d
         class_names=class_names, split_plan=plan_description)
     write_report(report, report_dir)
     tf.io.gfile.makedirs(examples_uri)
-    with tf.io.gfile.GFile(posixpath.join(examples_uri, CLASS_NAMES_FILENAME), "w") as f:
-        json.dump(list(class_names), f)
+    examples_contract.write_class_names(examples_uri, class_names)
 
 
 def build_ingest(pipeline: beam.Pipeline, config: PipelineConfig, examples_uri: str,
@@ -154,7 +152,7 @@ def build_ingest(pipeline: beam.Pipeline, config: PipelineConfig, examples_uri: 
         _ = (partition
              | f"Encode[{name}]" >> beam.Map(_encode, pvalue.AsSingleton(class_names))
              | f"Write[{name}]" >> beam.io.WriteToTFRecord(
-                 posixpath.join(examples_uri, f"Split-{name}", EXAMPLES_FILE_PREFIX),
+                 posixpath.join(examples_contract.split_dir(examples_uri, name), EXAMPLES_FILE_PREFIX),
                  file_name_suffix=".gz",
                  compression_type=beam.io.filesystem.CompressionTypes.GZIP))
 

@@ -23,9 +23,9 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import apache_beam as beam
 
 import visionpipe  # noqa: F401
-from visionpipe import features as F
+from visionpipe.core import features as F
 from visionpipe.components.image_example_gen import items as it
-from visionpipe.pipeline.config import ConfigError, DataConfig
+from visionpipe.core.config import ConfigError, DataConfig
 
 
 def _gfile():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from visionpipe.pipeline.config import ConfigError, DataConfig
+from visionpipe.core.config import ConfigError, DataConfig
 
 REQUIRED_SPLITS = ("train", "eval")
 

@@ -18,7 +18,7 @@ from visionpipe.components.model_optimizer import executor
 from visionpipe.components.model_optimizer.spec import (CONFIG_KEY, EXAMPLES_KEY, MODEL_BLESSING_KEY,
                                                         MODEL_KEY, OPTIMIZED_KEY, ModelOptimizerSpec,
                                                         OptimizedModels)
-from visionpipe.pipeline.config import PipelineConfig
+from visionpipe.core.config import PipelineConfig
 
 
 class ModelOptimizer(base_component.BaseComponent):

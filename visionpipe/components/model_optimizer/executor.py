@@ -53,11 +53,12 @@ class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
-        from visionpipe.components.image_example_gen.executor import read_class_names
+        from visionpipe.core.examples import read_class_names
         from visionpipe.models import data, export
-        from visionpipe.models.tasks import get_task
+        from visionpipe.core.examples import split_files
+        from visionpipe.tasks import get_task
         from visionpipe.optimize.optimizer import OptimizationInputs, TaskHooks, optimize
-        from visionpipe.pipeline.config import config_from_dict
+        from visionpipe.core.config import config_from_dict
 
         config = config_from_dict(json.loads(exec_properties[CONFIG_KEY])).validate()
         optimized = artifact_utils.get_single_instance(output_dict[OPTIMIZED_KEY])
@@ -77,8 +78,8 @@ class Executor(base_executor.BaseExecutor):
         # signatures are what keep its decoding and NMS.
         model = None if task.keras_rewrites_unsupported else export.load_keras_model(serving_dir)
 
-        train_files = data.split_files(examples.uri, TRAIN_SPLIT)
-        eval_files = data.split_files(examples.uri, EVAL_SPLIT)
+        train_files = split_files(examples.uri, TRAIN_SPLIT)
+        eval_files = split_files(examples.uri, EVAL_SPLIT)
         train_pairs = data.pairs(train_files, task).cache()
         train_batches = task.batch_dataset(
             train_pairs.shuffle(1024, seed=config.train.seed), config.train.batch_size)

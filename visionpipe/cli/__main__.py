@@ -1,0 +1,5 @@
+import sys
+
+from visionpipe.cli.main import main
+
+sys.exit(main())

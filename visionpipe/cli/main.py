@@ -1,0 +1,51 @@
+"""`visionpipe` command line: one CLI across tasks and modes.
+
+Each command lives in a module of this package that exposes ``register(subparsers)``;
+handlers import TensorFlow lazily so ``visionpipe --help`` is instant. Errors the user can fix
+(bad config key, missing file) print one line and exit 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+import visionpipe
+from visionpipe.core.errors import ConfigError, UserError
+
+COMMAND_MODULES = [
+    "visionpipe.cli.pipeline_commands",
+    "visionpipe.cli.serving_commands",
+    "visionpipe.cli.anchors",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="visionpipe",
+        description="VisionPipe: ingest images, train, gate, optimize and serve vision models on TFX.")
+    parser.add_argument("--version", action="version", version=f"visionpipe {visionpipe.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.handler(args)
+    except (ConfigError, UserError, FileNotFoundError) as err:
+        print(f"visionpipe {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"visionpipe {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

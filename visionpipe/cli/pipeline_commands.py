@@ -1,0 +1,272 @@
+"""Pipeline and model commands: run, ingest, compile, config, predict, augment-preview, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List
+
+from visionpipe.cli.args import add_config_arguments, load_config_from_args
+from visionpipe.core.errors import UserError
+
+DEFAULT_CONFIG = "configs/classification.yaml"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("run", help="run the whole pipeline (ingest → validate → train → "
+                                          "evaluate → [optimize] → load check → push)")
+    add_config_arguments(p)
+    p.add_argument("--runner", choices=["local", "beam"], help="override runner.kind")
+    p.set_defaults(handler=cmd_run)
+
+    p = subparsers.add_parser("ingest", help="ingest and validate the data only; print counts, "
+                                             "quarantined items and artifact locations")
+    add_config_arguments(p)
+    p.set_defaults(handler=cmd_ingest)
+
+    p = subparsers.add_parser("compile", help="write an orchestrator spec (compile only)")
+    add_config_arguments(p)
+    p.add_argument("--target", choices=["kubeflow"], default="kubeflow")
+    p.add_argument("--output", default="pipeline_spec.json", help="spec file to write")
+    p.add_argument("--image", default="visionpipe:latest", help="container image of the components")
+    p.set_defaults(handler=cmd_compile)
+
+    p = subparsers.add_parser("config", help="print the resolved config (defaults → YAML → overrides)")
+    add_config_arguments(p, required=False)
+    p.add_argument("--keys", action="store_true", help="list every valid key instead")
+    p.set_defaults(handler=cmd_config)
+
+    p = subparsers.add_parser("predict", help="predict images with a model directory, a .tflite "
+                                              "file, or a running server")
+    p.add_argument("images", nargs="+", help="image files")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a SavedModel directory (e.g. a pushed version)")
+    source.add_argument("--tflite", help="a .tflite file")
+    source.add_argument("--server", help="host:port of a TF Serving-compatible server")
+    p.add_argument("--model_name", default="", help="with --server: the served model's name")
+    p.add_argument("--protocol", choices=["rest", "grpc"], default="rest", help="with --server")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--output_dir", default="predictions",
+                   help="detectors: where the images with their boxes drawn are written")
+    p.add_argument("--min_score", type=float, default=0.3,
+                   help="detectors: show boxes scoring at least this (the export keeps its own "
+                        "detection.score_threshold, 0.05 for COCO evaluation)")
+    p.set_defaults(handler=cmd_predict)
+
+    p = subparsers.add_parser("augment-preview", help="write a PNG grid of augmented training samples")
+    add_config_arguments(p)
+    p.add_argument("--output", default="augment_preview.png")
+    p.add_argument("--count", type=int, default=16)
+    p.set_defaults(handler=cmd_augment_preview)
+
+    p = subparsers.add_parser("demo", help="the main job end to end on generated shapes data: run, "
+                                           "push, predict new images")
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--predict_images", type=int, default=10)
+    p.set_defaults(handler=cmd_demo)
+
+
+def _pipeline_errors():
+    from visionpipe.components.data_validation.executor import DataValidationError
+    from visionpipe.components.image_example_gen.report import IngestError
+
+    return (DataValidationError, IngestError)
+
+
+def _run(config, runner=None, stop_after_data=False):
+    from visionpipe.pipeline import runners, summary
+
+    try:
+        paths = runners.run_pipeline(config, runner=runner, stop_after_data=stop_after_data)
+    except _pipeline_errors() as err:
+        raise UserError(str(err)) from None
+    result = summary.build_summary(paths, config)
+    summary.write_summary(result, paths.run_dir)
+    return paths, result
+
+
+def cmd_run(args) -> int:
+    from visionpipe.pipeline import summary
+
+    config = load_config_from_args(args)
+    start = time.time()
+    paths, result = _run(config, runner=args.runner)
+    print(summary.format_summary(result))
+    print(f"  {'resolved config':<22} {paths.config_path}")
+    print(f"  {'elapsed':<22} {time.time() - start:.1f}s")
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    config = load_config_from_args(args)
+    paths, result = _run(config, stop_after_data=True)
+    data = result.get("data", {})
+    print("Ingested:")
+    for split, count in sorted(data.get("splits", {}).items()):
+        print(f"  {split:<10} {count} examples")
+    print(f"  quarantined {data.get('quarantined', 0)} (duplicates {data.get('duplicates', 0)}); "
+          f"report: {data.get('quarantine_report', '-')}")
+    print(f"  examples artifact: {data.get('examples_uri', '-')}")
+    print(f"  ML Metadata (lineage): {paths.metadata_path}")
+    print(f"  resolved config: {paths.config_path}")
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from visionpipe.pipeline import runners
+
+    config = load_config_from_args(args)
+    path = runners.compile_kubeflow(config, args.output, args.image)
+    print(f"wrote {args.target} pipeline spec to {path} (image {args.image})")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from visionpipe.core.config import PipelineConfig, all_keys, load_config
+
+    if args.keys:
+        print("\n".join(all_keys(PipelineConfig)))
+        return 0
+    print(load_config(args.config, args.overrides).to_yaml(), end="")
+    return 0
+
+
+def _read_images(paths: List[str]) -> List[bytes]:
+    images = []
+    for path in paths:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"image not found: {path}")
+        images.append(p.read_bytes())
+    return images
+
+
+def predict_saved_model(model_dir: str, images: List[bytes]):
+    import visionpipe  # noqa: F401
+    import tensorflow as tf
+
+    if not (Path(model_dir) / "saved_model.pb").exists():
+        raise UserError(f"--model {model_dir}: no saved_model.pb there (pass a version directory, "
+                        f"e.g. serving_models/<name>/1)")
+    fn = tf.saved_model.load(model_dir).signatures["serving_default"]
+    outputs = fn(images=tf.constant(images))
+    return {k: v.numpy() for k, v in outputs.items()}
+
+
+def cmd_predict(args) -> int:
+    if args.server:
+        from visionpipe.serving import client
+
+        results = client.predict_images(args.server, args.model_name, args.images,
+                                        protocol=args.protocol)
+        for path, result in zip(args.images, results):
+            print(f"{path}: {json.dumps(result, default=str)[:400]}")
+        return 0
+    images = _read_images(args.images)
+    if args.tflite:
+        from visionpipe.runtime import tflite_runtime
+
+        outputs = tflite_runtime.predict_files(args.tflite, args.images)
+        for path, result in zip(args.images, outputs):
+            print(f"{path}: {json.dumps(result, default=str)[:400]}")
+        return 0
+    outputs = predict_saved_model(args.model, images)
+    options = argparse.Namespace(as_json=args.json, output_dir=args.output_dir,
+                                 min_score=args.min_score)
+    for line in _presenter(args.model).present(args.images, images, outputs, options):
+        print(line)
+    return 0
+
+
+def _presenter(model_dir: str):
+    """The class that presents this export's predictions: the task that made it (recorded in
+    the export), or the generic presentation for an export without the record."""
+    from visionpipe.models import export
+    from visionpipe.tasks import task_class
+    from visionpipe.tasks.base import Task
+
+    name = export.read_task_name(model_dir)
+    return task_class(name) if name else Task
+
+
+def cmd_augment_preview(args) -> int:
+    """Source images -> the same Example encoding and task augmentation training uses."""
+    import numpy as np
+    from PIL import Image
+
+    import visionpipe  # noqa: F401
+    import tensorflow as tf
+
+    from visionpipe.core import features
+    from visionpipe.components.image_example_gen import encoding, items as source_items, validation
+    from visionpipe.components.image_example_gen.sources import make_source
+    from visionpipe.models import augment
+    from visionpipe.tasks import get_task
+    from visionpipe.pipeline.data_source import class_names_for_wiring, resolve_data_source
+    from visionpipe.pipeline.runners import RunPaths
+
+    config = load_config_from_args(args)
+    if not config.augment.enabled:
+        raise UserError("augmentation is disabled in this config (augment.enabled=false)")
+    resolved = resolve_data_source(config, RunPaths.of(config).run_dir)
+    names = class_names_for_wiring(resolved)
+    listed = getattr(make_source(resolved.data), "items", None)
+    if not listed:
+        raise UserError("augment-preview needs a listed image source (folder, csv, coco, voc)")
+    valid = [v for v in (validation.validate_item(i, names) for i in listed[:4 * args.count])
+             if isinstance(v, source_items.ValidImage)][:args.count]
+    if not valid:
+        raise UserError(f"none of the first {4 * args.count} images of {resolved.data.path} is valid")
+    task = get_task(config, names)
+    serialized = tf.data.Dataset.from_tensor_slices([encoding.to_tf_example(v, names) for v in valid])
+    pairs = serialized.map(lambda s: task.example_to_inputs(features.parse_single(s, task.feature_keys)))
+    batch = next(iter(task.batch_dataset(pairs, len(valid))))
+    # the seed the first training batch gets (data.augment_batches): stateless, so no global seed
+    augmented = task.augment_batch(batch[0], batch[1], tf.constant([config.augment.seed, 0], tf.int64))
+    rows = [task.draw_targets(*batch), task.draw_targets(*augmented)]
+    grid = augment.preview_grid(np.concatenate(rows), columns=len(valid))
+    Image.fromarray(grid).save(args.output)
+    print(f"wrote {args.output}: top row original, bottom row augmented ({len(valid)} samples)")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from visionpipe.datasets import shapes
+    from visionpipe.pipeline import summary
+    from visionpipe.core.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    start = time.time()
+    print(f"VisionPipe demo: task {config.task}, {config.data.num_images} generated "
+          f"{config.data.image_size}px shapes images, backbone {config.model.backbone}")
+    paths, result = _run(config)
+    print(summary.format_summary(result))
+    print(f"  {'pipeline time':<22} {time.time() - start:.1f}s")
+    pushed = summary.pushed_path(result)
+    if not pushed:
+        print("\nThe model was not pushed (see the summary above).", file=sys.stderr)
+        return 1
+    # New scenes from a seed the training data never used.
+    out = Path(paths.run_dir) / "demo_predict"
+    written = shapes.write_classification_folder(out, args.predict_images, config.data.image_size,
+                                                 seed=config.data.seed + 1000)
+    files = [path for path, _ in written]
+    outputs = predict_saved_model(pushed, _read_images(files))
+    correct = 0
+    print(f"\nPredictions of the pushed model ({pushed}) on {len(files)} new images:")
+    for (path, truth), names, scores in zip(written, outputs["top_k_names"], outputs["top_k_scores"]):
+        top = names[0].decode()
+        correct += top == truth
+        print(f"  {os.path.relpath(path):<60} true {truth:<9} predicted {top:<9} {scores[0]:.3f}")
+    print(f"  {correct}/{len(files)} correct")
+    base = os.path.dirname(pushed)
+    print("\nServe it with the TF Serving REST/gRPC API:\n"
+          f"  visionpipe serve --model_base_path {base} --model_name {config.model_name} "
+          f"--rest_api_port 8501 --port 8500\n"
+          f"  curl -d '{{\"instances\": [{{\"b64\": \"'$(base64 -w0 {os.path.relpath(files[0])})'\"}}]}}' "
+          f"http://127.0.0.1:8501/v1/models/{config.model_name}:predict")
+    return 0

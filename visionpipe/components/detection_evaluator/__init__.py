@@ -1,1 +1,0 @@
-"""DetectionEvaluator: COCO mAP (pycocotools) gate for detectors, blessing like TFX's Evaluator."""

@@ -1,0 +1,548 @@
+"""Typed pipeline configuration: defaults -> YAML file -> ``key=value`` overrides.
+
+Every section is a dataclass with ``validate()``. Unknown keys are rejected with the
+closest valid key suggested; values given on the command line are parsed as YAML
+scalars (never ``eval``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+from visionpipe.core import registry
+from visionpipe.core.errors import ConfigError
+
+BACKBONES = ("small_cnn", "mobilenet_v2", "efficientnet_b0", "resnet50")
+SOURCES = ("folder", "csv", "coco", "voc", "tfds", "tfrecord", "shapes", "digits")
+
+
+def require(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass
+class DataConfig:
+    source: str = "shapes"
+    path: str = ""  # folder root, CSV manifest, COCO JSON, VOC root, TFRecord glob
+    images_dir: str = ""  # base for relative image paths (csv, coco)
+    tfds_name: str = ""
+    tfds_data_dir: str = ""
+    tfds_splits: List[str] = field(default_factory=list)  # empty: every prepared split
+    class_names: List[str] = field(default_factory=list)  # empty: discovered
+    split_ratios: Dict[str, float] = field(default_factory=lambda: {"train": 0.8, "eval": 0.2})
+    use_source_splits: bool = False
+    source_split_map: Dict[str, str] = field(default_factory=dict)  # e.g. {test: eval}
+    max_bad_fraction: float = 0.0
+    csv_label_separator: str = "|"
+    # generated data (source: shapes | digits)
+    num_images: int = 240
+    image_size: int = 64
+    seed: int = 7
+    # validation
+    accept_anomalies: List[str] = field(default_factory=list)
+    drift_linf_threshold: float = 0.25
+    imbalance_ratio_warn: float = 3.0
+
+    def validate(self) -> None:
+        require(self.source in SOURCES, "data.source", f"must be one of {SOURCES}, got {self.source!r}")
+        if self.source in ("folder", "csv", "coco", "voc", "tfrecord"):
+            require(bool(self.path), "data.path", f"is required for source {self.source!r}")
+        if self.source == "tfds":
+            require(bool(self.tfds_name), "data.tfds_name", "is required for source 'tfds'")
+            require(bool(self.tfds_data_dir), "data.tfds_data_dir",
+                     "is required for source 'tfds' (no downloads: point it at a local data_dir)")
+        require(0.0 <= self.max_bad_fraction <= 1.0, "data.max_bad_fraction", "must be in [0, 1]")
+        require(bool(self.split_ratios), "data.split_ratios", "must name at least one split")
+        require(all(v > 0 for v in self.split_ratios.values()), "data.split_ratios",
+                 "ratios must be positive")
+        require(abs(sum(self.split_ratios.values()) - 1.0) < 1e-6, "data.split_ratios",
+                 f"must sum to 1, got {sum(self.split_ratios.values())}")
+        require("train" in self.split_ratios, "data.split_ratios", "needs a 'train' split")
+        require(self.num_images > 0, "data.num_images", "must be positive")
+        require(8 <= self.image_size <= 4096, "data.image_size", "must be in [8, 4096]")
+        require(self.drift_linf_threshold > 0, "data.drift_linf_threshold", "must be positive")
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True
+    seed: int = 11
+    horizontal_flip: bool = True
+    vertical_flip: bool = False
+    rotation: float = 0.0  # fraction of a full turn, as keras RandomRotation
+    zoom: float = 0.0
+    translation: float = 0.0
+    shear: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    gamma: float = 0.0  # max |log(gamma)|
+    saturation: float = 0.0
+    hue: float = 0.0
+    random_crop: float = 0.0  # fraction of side cut away at most, then resized back
+    gaussian_noise: float = 0.0  # stddev in [0, 1] pixel units
+    cutout: float = 0.0  # side of the erased square as a fraction of the image
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    randaugment_magnitude: float = 0.0  # 0 disables RandAugment
+    randaugment_ops: int = 2
+
+    def validate(self) -> None:
+        for name in ("rotation", "zoom", "translation", "shear", "brightness", "contrast",
+                     "saturation", "hue", "random_crop", "gaussian_noise", "cutout",
+                     "randaugment_magnitude"):
+            value = getattr(self, name)
+            require(0.0 <= value <= 1.0, f"augment.{name}", f"must be in [0, 1], got {value}")
+        require(self.gamma >= 0, "augment.gamma", "must be >= 0")
+        require(self.mixup_alpha >= 0 and self.cutmix_alpha >= 0, "augment.mixup_alpha",
+                 "mixup_alpha and cutmix_alpha must be >= 0")
+        require(self.randaugment_ops >= 1, "augment.randaugment_ops", "must be >= 1")
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "small_cnn"
+    image_size: int = 64
+    width: int = 32  # small_cnn base filters
+    squeeze_excite: bool = False
+    dropout: float = 0.2
+    weights: str = ""  # local .h5/.weights file, a SavedModel dir, or a pushed model dir
+    top_k: int = 3
+    multilabel_threshold: float = 0.5
+    # Split whose predictions pick the per-label thresholds of a multi-label model; without
+    # it the eval split is used, and the gate on that split is then optimistic.
+    calibration_split: str = "calibration"
+
+    def validate(self) -> None:
+        require(self.backbone in BACKBONES, "model.backbone",
+                 f"must be one of {BACKBONES}, got {self.backbone!r}")
+        require(16 <= self.image_size <= 1024, "model.image_size", "must be in [16, 1024]")
+        require(self.width >= 4, "model.width", "must be >= 4")
+        require(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+        require(self.top_k >= 1, "model.top_k", "must be >= 1")
+        require(0.0 < self.multilabel_threshold < 1.0, "model.multilabel_threshold", "must be in (0, 1)")
+        require(self.calibration_split not in ("train", "eval"), "model.calibration_split",
+                 "must be a split of its own, not train or eval")
+        if self.weights:
+            require(Path(self.weights).exists(), "model.weights",
+                     f"file not found: {self.weights} (weights are never downloaded)")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 8
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    lr_schedule: str = "cosine"  # cosine (decays to 1% by the last step) | constant
+    fine_tune_epochs: int = 0
+    fine_tune_layers: int = 20
+    fine_tune_lr_factor: float = 0.1
+    label_smoothing: float = 0.0
+    class_weights: str = "none"  # none | balanced
+    oversample: bool = False
+    early_stopping_patience: int = 0  # 0: off
+    mixed_precision: str = "auto"  # auto (on GPU) | on | off
+    seed: int = 42
+    steps_per_epoch: int = 0  # 0: one pass over the data
+    eval_steps: int = 0
+
+    def validate(self) -> None:
+        require(self.epochs >= 0, "train.epochs", "must be >= 0")
+        require(self.batch_size >= 1, "train.batch_size", "must be >= 1")
+        require(self.learning_rate > 0, "train.learning_rate", "must be > 0")
+        require(self.lr_schedule in ("cosine", "constant"), "train.lr_schedule",
+                 "must be 'cosine' or 'constant'")
+        require(self.fine_tune_epochs >= 0, "train.fine_tune_epochs", "must be >= 0")
+        require(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
+        require(self.class_weights in ("none", "balanced"), "train.class_weights",
+                 "must be 'none' or 'balanced'")
+        require(self.mixed_precision in ("auto", "on", "off"), "train.mixed_precision",
+                 "must be auto, on or off")
+
+
+DEFAULT_MAX_DROP = 0.02
+
+
+@dataclass
+class EvaluateConfig:
+    gate_metric: str = ""  # empty: the task's default (accuracy, f1, map_50, ...)
+    thresholds: Optional[Dict[str, float]] = None  # absolute lower bounds; empty: none
+    max_drops: Optional[Dict[str, float]] = None  # vs the latest blessed; empty: gate metric 0.02
+    # the gate metric must beat the trivial predictor's (one that ignores the image) by this
+    min_margin_over_trivial: float = 0.05
+    slice_by_class: bool = True
+    slice_by_image_size: bool = True
+
+    def validate(self) -> None:
+        for name, value in (self.max_drops or {}).items():
+            require(value >= 0, f"evaluate.max_drops.{name}", "must be >= 0")
+        require(0.0 <= self.min_margin_over_trivial <= 1.0, "evaluate.min_margin_over_trivial",
+                "must be in [0, 1]")
+
+
+STUDENT_INITS = ("teacher", "scratch")
+
+
+@dataclass
+class OptimizeConfig:
+    enabled: bool = False
+    # post-training quantization to TFLite (model_float32.tflite is always written: the baseline)
+    ptq_modes: List[str] = field(default_factory=lambda: ["dynamic", "float16", "int8"])
+    representative_samples: int = 100  # training images that calibrate int8
+    max_int8_drop: float = 0.01  # gate metric points an int8 file may lose vs model_float32
+    repair_int8: bool = True  # keep the worst layers in float when int8 loses too much
+    max_float_layers: int = 6  # bound on tensors kept in float by the repair
+    eval_max_images: int = 0  # 0: the whole eval split
+    latency_runs: int = 30  # batch-1 invokes per file; the report gives the median
+    # magnitude pruning during a short fine-tune, then strip
+    prune: bool = False
+    prune_sparsity: float = 0.5
+    prune_structure: str = "unstructured"  # unstructured | 2by4 (2:4 structured sparsity)
+    prune_epochs: int = 4  # sparsity ramps up over the first two thirds, then recovers
+    max_prune_drop: float = 0.01
+    # knowledge distillation into a smaller student
+    distill: bool = False
+    student_backbone: str = "small_cnn"
+    student_width: int = 8
+    # teacher: start the student from evenly spaced channels of the teacher's trained weights
+    # ("weight selection"; needs the teacher's backbone); scratch: random initialisation
+    student_init: str = "teacher"
+    distill_temperature: float = 4.0
+    distill_alpha: float = 0.1  # weight of the hard-label loss; 1 - alpha on the soft KL
+    # function matching: teacher and student see the same augmented view (augment.*, as the
+    # Trainer) and MixUp blends of the training batch (Beta(a, a); 0 turns MixUp off)
+    distill_augment: bool = True
+    distill_mixup_alpha: float = 0.0
+    distill_epochs: int = 5
+    distill_learning_rate: float = 2e-3
+    max_distill_drop: float = 0.05
+    # quantization-aware training: off | fallback (when int8 PTQ fails its gate) | always
+    qat: str = "fallback"
+    qat_epochs: int = 1
+    fine_tune_learning_rate: float = 1e-4  # pruning and QAT fine-tunes
+
+    def validate(self) -> None:
+        require(0 <= self.max_int8_drop <= 1, "optimize.max_int8_drop", "must be in [0, 1]")
+        modes = ("dynamic", "float16", "int8")
+        for mode in self.ptq_modes:
+            require(mode in modes, "optimize.ptq_modes", f"must be a subset of {modes}, got {mode!r}")
+        require(self.representative_samples >= 1, "optimize.representative_samples", "must be >= 1")
+        require(self.max_float_layers >= 0, "optimize.max_float_layers", "must be >= 0")
+        require(self.eval_max_images >= 0, "optimize.eval_max_images", "must be >= 0")
+        require(self.latency_runs >= 1, "optimize.latency_runs", "must be >= 1")
+        require(0.0 < self.prune_sparsity < 1.0, "optimize.prune_sparsity", "must be in (0, 1)")
+        require(self.prune_structure in ("unstructured", "2by4"), "optimize.prune_structure",
+                 f"must be 'unstructured' or '2by4', got {self.prune_structure!r}")
+        if self.prune_structure == "2by4":
+            require(self.prune_sparsity == 0.5, "optimize.prune_sparsity",
+                     "must be 0.5 with prune_structure '2by4' (2 of every 4 weights are zero)")
+        require(self.student_backbone in BACKBONES, "optimize.student_backbone",
+                 f"must be one of {BACKBONES}, got {self.student_backbone!r}")
+        require(self.student_width >= 4, "optimize.student_width", "must be >= 4")
+        require(self.student_init in STUDENT_INITS, "optimize.student_init",
+                 f"must be one of {STUDENT_INITS}, got {self.student_init!r}")
+        require(self.distill_temperature > 0, "optimize.distill_temperature", "must be > 0")
+        require(0.0 <= self.distill_alpha <= 1.0, "optimize.distill_alpha", "must be in [0, 1]")
+        require(self.distill_mixup_alpha >= 0, "optimize.distill_mixup_alpha",
+                 f"must be >= 0 (0: no MixUp), got {self.distill_mixup_alpha}")
+        require(self.qat in ("off", "fallback", "always"), "optimize.qat",
+                 f"must be off, fallback or always, got {self.qat!r}")
+        for key in ("prune_epochs", "distill_epochs", "qat_epochs"):
+            require(getattr(self, key) >= 1, f"optimize.{key}", "must be >= 1")
+        for key in ("max_prune_drop", "max_distill_drop"):
+            require(0 <= getattr(self, key) <= 1, f"optimize.{key}", "must be in [0, 1]")
+        for key in ("fine_tune_learning_rate", "distill_learning_rate"):
+            require(getattr(self, key) > 0, f"optimize.{key}", "must be > 0")
+
+
+@dataclass
+class PushConfig:
+    serving_root: str = "serving_models"
+    model_name: str = ""  # empty: the pipeline name
+    load_check: bool = True
+
+    def validate(self) -> None:
+        require(bool(self.serving_root), "push.serving_root", "must be set")
+
+
+@dataclass
+class ServeConfig:
+    rest_api_port: int = 8501
+    port: int = 8500
+    host: str = "127.0.0.1"
+
+    def validate(self) -> None:
+        for key in ("rest_api_port", "port"):
+            require(0 <= getattr(self, key) < 65536, f"serve.{key}", "must be a TCP port")
+
+
+@dataclass
+class RunnerConfig:
+    kind: str = "local"  # local | beam
+    output_dir: str = "runs"
+    enable_cache: bool = True
+    beam_direct_num_workers: int = 1
+
+    def validate(self) -> None:
+        require(self.kind in ("local", "beam"), "runner.kind", "must be 'local' or 'beam'")
+
+
+COMMON_SECTIONS = ("data", "augment", "model", "train", "evaluate", "optimize", "push", "serve",
+                   "runner")
+
+
+@dataclass
+class PipelineConfig:
+    """The whole config: the common sections below plus the sections the registered tasks
+    contribute (``Task.config_sections``, e.g. ``detection``), read as attributes alike."""
+
+    name: str = "visionpipe"
+    task: str = "classification"
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
+    push: PushConfig = field(default_factory=PushConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+
+    def __post_init__(self):
+        self.__dict__["_task_sections"] = {name: section()
+                                           for name, section in registry.config_sections().items()}
+
+    def __getattr__(self, name: str):
+        sections = self.__dict__.get("_task_sections") if not name.startswith("__") else None
+        if sections is not None and name in sections:
+            return sections[name]
+        raise AttributeError(f"{type(self).__name__} has no section or key {name!r}")
+
+    @property
+    def task_sections(self) -> Dict[str, Any]:
+        return dict(self.__dict__["_task_sections"])
+
+    def sections(self) -> Dict[str, Any]:
+        """{name: section dataclass}, common sections first, then the tasks' sections."""
+        common = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if dataclasses.is_dataclass(getattr(self, f.name))}
+        return {**common, **self.task_sections}
+
+    def validate(self) -> "PipelineConfig":
+        task = registry.task_class(self.task)
+        require(self.name.replace("-", "").replace("_", "").isalnum(), "name",
+                "use letters, digits, '-' and '_' only")
+        for section in self.sections().values():
+            section.validate()
+        self._fill_task_defaults(task)
+        self._check_gate_metrics(task)
+        self._check_augment_keys(task)
+        task.validate_config(self)
+        opt = self.optimize
+        if opt.distill and opt.student_init == "teacher":
+            require(opt.student_backbone == self.model.backbone, "optimize.student_init",
+                    f"'teacher' selects the student's weights from a teacher of the same "
+                    f"backbone, but the student is {opt.student_backbone!r} and the teacher "
+                    f"{self.model.backbone!r}: set optimize.student_init=scratch")
+        return self
+
+    def _fill_task_defaults(self, task) -> None:
+        ev = self.evaluate
+        if not ev.gate_metric:
+            ev.gate_metric = task.default_gate_metric
+        if ev.thresholds is None:
+            ev.thresholds = {}
+        if ev.max_drops is None:
+            ev.max_drops = {ev.gate_metric: DEFAULT_MAX_DROP}
+
+    def _check_gate_metrics(self, task) -> None:
+        known = tuple(task.metric_names(self))
+        if not known:
+            return
+
+        def ok(name):
+            return name in known or any(k.endswith("/") and name.startswith(k) for k in known)
+
+        ev = self.evaluate
+        require(ok(ev.gate_metric), "evaluate.gate_metric",
+                f"{ev.gate_metric!r} is not a metric of task {self.task!r}; use one of {list(known)}")
+        for key, names in (("thresholds", ev.thresholds), ("max_drops", ev.max_drops)):
+            for name in names:
+                require(ok(name), f"evaluate.{key}.{name}",
+                        f"not a metric of task {self.task!r}; use one of {list(known)}")
+
+    def _check_augment_keys(self, task) -> None:
+        honoured = task.augment_keys
+        if honoured is None or not self.augment.enabled:
+            return
+        defaults = AugmentConfig()
+        ignored = [f.name for f in dataclasses.fields(AugmentConfig)
+                   if f.name not in honoured
+                   and getattr(self.augment, f.name) != getattr(defaults, f.name)]
+        require(not ignored, f"augment.{ignored[0]}" if ignored else "augment",
+                f"task {self.task!r} does not apply {['augment.' + k for k in ignored]}; "
+                f"its augmentation honours {['augment.' + k for k in honoured]}")
+
+    @property
+    def model_name(self) -> str:
+        return self.push.model_name or self.name
+
+    def to_dict(self) -> Dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values.update({name: dataclasses.asdict(s) for name, s in self.task_sections.items()})
+        return values
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_yaml())
+        return path
+
+
+def all_keys(cls=None, prefix: str = "") -> List[str]:
+    """Every dotted key the config accepts (for suggestions and docs); the whole config's,
+    task sections included, unless ``cls`` names one section dataclass."""
+    if cls is None or cls is PipelineConfig:
+        keys = _dataclass_keys(PipelineConfig, prefix)
+        for name, section in registry.config_sections().items():
+            keys.extend(_dataclass_keys(section, f"{prefix}{name}."))
+        return keys
+    return _dataclass_keys(cls, prefix)
+
+
+def _dataclass_keys(cls, prefix: str) -> List[str]:
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys.extend(_dataclass_keys(hints[f.name], key + "."))
+        else:
+            keys.append(key)
+    return keys
+
+
+def _unknown_key(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.5)
+    if not close:
+        leaf = key.rsplit(".", 1)[-1]
+        close = [k for k in all_keys() if k.rsplit(".", 1)[-1] == leaf][:1]
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint}")
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is typing.Union:  # Optional[X]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if value is None else _coerce(value, args[0], key)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return "" if value is None else str(value)
+    if origin in (list, List):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        _, item = typing.get_args(hint)
+        return {str(k): _coerce(v, item, f"{key}.{k}") for k, v in value.items()}
+    return value
+
+
+def _merge(obj: Any, values: Dict[str, Any], prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)} | set(getattr(obj, "task_sections", {}))
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if name not in names:
+            raise _unknown_key(key)
+        current = getattr(obj, name)
+        if dataclasses.is_dataclass(current):
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a mapping of keys, got {value!r}")
+            _merge(current, value, key + ".")
+        else:
+            setattr(obj, name, _coerce(value, hints[name], key))
+
+
+def parse_overrides(overrides: List[str]) -> Dict[str, Any]:
+    """Turn ``["train.epochs=3", "model.backbone=resnet50"]`` into a nested dict."""
+    nested: Dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"override {item!r} has an empty key")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{key}: cannot parse value {raw!r}: {err}") from None
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r} conflicts with an earlier override")
+        node[parts[-1]] = value
+    return nested
+
+
+def load_config(path: Optional[str | Path] = None, overrides: Optional[List[str]] = None,
+                validate: bool = True) -> PipelineConfig:
+    """Defaults, then the YAML file, then ``key=value`` overrides; validated."""
+    config = PipelineConfig()
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections")
+        try:
+            _merge(config, loaded)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+    if overrides:
+        _merge(config, parse_overrides(overrides))
+    return config.validate() if validate else config
+
+
+def config_from_dict(values: Dict[str, Any]) -> PipelineConfig:
+    """Rebuild a config saved with ``to_dict()`` (used inside TFX executors)."""
+    config = PipelineConfig()
+    _merge(config, values)
+    return config

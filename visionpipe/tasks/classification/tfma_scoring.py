@@ -1,0 +1,92 @@
+"""Classification's scorer: TensorFlow Model Analysis on the ``serving_examples`` signature.
+
+Metrics: accuracy, top-k, AUC (macro over one-vs-rest), per-class precision/recall/AUC, the
+multi-class confusion matrix and the example count, sliced overall, per class and by image
+size. The gate (thresholds, change vs the baseline, the trivial floor) is the Evaluator's;
+TFMA only computes, and its results stay in the evaluation artifact for TFMA's own views.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict
+
+import visionpipe  # noqa: F401
+import tensorflow_model_analysis as tfma
+
+from visionpipe.core import features
+
+# Our metric names -> the Keras metric class TFMA computes under that name.
+_KERAS_METRICS = {
+    "accuracy": ("SparseCategoricalAccuracy", {}),
+    "top_k_accuracy": ("SparseTopKCategoricalAccuracy", None),  # k filled from the task
+}
+PREDICTION_KEY = "scores"
+
+
+GATED_METRICS = sorted(set(_KERAS_METRICS) | {"macro_auc"})
+
+
+def build_eval_config(task) -> tfma.EvalConfig:
+    config = task.config
+    metrics = [tfma.MetricConfig(class_name="ExampleCount"),
+               tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot")]
+    for name, (class_name, extra) in _KERAS_METRICS.items():
+        extra = {"k": task.top_k} if extra is None else extra
+        metrics.append(tfma.MetricConfig(class_name=class_name,
+                                         config=json.dumps({"name": name, **extra})))
+    per_class = tfma.MetricsSpec(
+        metrics=[tfma.MetricConfig(class_name="Precision"), tfma.MetricConfig(class_name="Recall"),
+                 tfma.MetricConfig(class_name="AUC", config=json.dumps({"name": "auc"}))],
+        binarize=tfma.BinarizationOptions(class_ids={"values": list(range(task.num_classes))}))
+    macro = tfma.MetricsSpec(
+        metrics=[tfma.MetricConfig(class_name="AUC", config=json.dumps({"name": "macro_auc"}))],
+        binarize=tfma.BinarizationOptions(class_ids={"values": list(range(task.num_classes))}),
+        aggregate=tfma.AggregationOptions(
+            macro_average=True, class_weights={i: 1.0 for i in range(task.num_classes)}))
+    slices = [tfma.SlicingSpec()]
+    if config.evaluate.slice_by_class:
+        slices.append(tfma.SlicingSpec(feature_keys=[features.LABEL_TEXT]))
+    if config.evaluate.slice_by_image_size:
+        slices.append(tfma.SlicingSpec(feature_keys=[features.HEIGHT, features.WIDTH]))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_examples", label_key=features.LABEL,
+                                    prediction_key=PREDICTION_KEY)],
+        slicing_specs=slices,
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics), per_class, macro])
+
+
+def evaluate_exports(task, export_dirs, eval_files, work_dir) -> Dict[str, Dict[str, float]]:
+    """TFMA over the eval split for each export; {role: overall-slice metrics}. Each role's
+    full results (slices, confusion matrix) stay under ``<work_dir>/tfma/<role>``."""
+    eval_config = build_eval_config(task)
+    pattern = os.path.join(os.path.dirname(eval_files[0]), "*")
+    results = {}
+    for role, export_dir in export_dirs.items():
+        output = os.path.join(work_dir, "tfma", role)
+        shared = tfma.default_eval_shared_model(eval_saved_model_path=export_dir,
+                                                eval_config=eval_config)
+        tfma.run_model_analysis(eval_shared_model=shared, eval_config=eval_config,
+                                data_location=pattern, file_format="tfrecords",
+                                output_path=output)
+        results[role] = overall_metrics(output)
+    return results
+
+
+def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
+    """Scalar metrics on the overall slice of the candidate model (baseline diffs dropped)."""
+    out: Dict[str, float] = {}
+    try:
+        results = tfma.load_eval_result(evaluation_uri)
+    except Exception:  # noqa: BLE001 - an evaluation without results has no metrics to show
+        return out
+    for slice_key, per_output in results.slicing_metrics:
+        if slice_key:
+            continue
+        for metrics in per_output.values():
+            for sub_key, values in metrics.items():
+                for name, value in values.items():
+                    if isinstance(value, dict) and "doubleValue" in value:
+                        label = name if not sub_key else f"{name}[{sub_key}]"
+                        out[label] = float(value["doubleValue"])
+    return out

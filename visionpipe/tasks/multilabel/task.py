@@ -1,0 +1,124 @@
+"""Multi-label classification: several labels per image, sigmoid outputs, binary
+cross-entropy and one decision threshold per label, calibrated for F1 on held-out data."""
+from __future__ import annotations
+
+import numpy as np
+
+import visionpipe  # noqa: F401
+import tensorflow as tf
+
+from visionpipe.core import features
+from visionpipe.core.registry import register_task
+from visionpipe.tasks.base import Task
+from visionpipe.tasks.classification.task import ClassificationTask
+
+
+@register_task
+class MultiLabelTask(ClassificationTask):
+    """Several labels per image: sigmoid outputs, binary cross-entropy, a threshold per label."""
+
+    name = "multilabel"
+    image_labels = "multi"
+    default_gate_metric = "f1"
+    activation = "sigmoid"
+    single_label = False
+    generated_sources = ("shapes",)
+    finalizes = True
+
+    @classmethod
+    def metric_names(cls, config):
+        return ("f1", "exact_match", "binary_accuracy")
+
+    def __init__(self, config, class_names):
+        super().__init__(config, class_names)
+        self.thresholds = np.full([self.num_classes], config.model.multilabel_threshold, np.float32)
+
+    def target(self, label_ids):
+        return tf.reduce_max(tf.one_hot(label_ids, self.num_classes), axis=0)
+
+    def loss(self):
+        return tf.keras.losses.BinaryCrossentropy(label_smoothing=self.config.train.label_smoothing)
+
+    def metrics(self):
+        threshold = self.config.model.multilabel_threshold
+        return [tf.keras.metrics.BinaryAccuracy(name="binary_accuracy", threshold=threshold),
+                tf.keras.metrics.AUC(name="auc", multi_label=True, num_labels=self.num_classes),
+                tf.keras.metrics.Precision(name="precision", thresholds=threshold),
+                tf.keras.metrics.Recall(name="recall", thresholds=threshold)]
+
+    def finalize(self, model, held_out):
+        """Per-label decision thresholds from held-out predictions (see calibrate_thresholds)."""
+        probabilities = model.predict(held_out.map(lambda x, y: x), verbose=0)
+        targets = tf.concat([y for _, y in held_out], axis=0).numpy()
+        self.calibrate_thresholds(probabilities, targets)
+
+    def calibrate_thresholds(self, probabilities: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Per label, the threshold that maximises F1 on held-out predictions."""
+        candidates = np.linspace(0.05, 0.95, 19)
+        for c in range(self.num_classes):
+            f1s = [_f1(probabilities[:, c] >= t, targets[:, c] > 0.5) for t in candidates]
+            if max(f1s) > 0:
+                self.thresholds[c] = candidates[int(np.argmax(f1s))]
+        return self.thresholds
+
+    def serving_outputs(self, model, images):
+        outputs = super().serving_outputs(model, images)
+        outputs["labels"] = tf.cast(outputs["probabilities"] >= tf.constant(self.thresholds), tf.int32)
+        outputs["thresholds"] = tf.tile(tf.constant(self.thresholds)[tf.newaxis],
+                                        [tf.shape(images)[0], 1])
+        return outputs
+
+    def metrics_from_predictions(self, probabilities, targets):
+        predicted = probabilities >= self.thresholds
+        truth = targets > 0.5
+        return {"f1": _f1(predicted.ravel(), truth.ravel()),
+                "exact_match": float(np.mean(np.all(predicted == truth, axis=-1))),
+                "binary_accuracy": float(np.mean(predicted == truth)),
+                "num_examples": int(len(truth))}
+
+    # --- evaluation ---------------------------------------------------------------------
+    def evaluate_exports(self, export_dirs, eval_files, work_dir):
+        # TFMA's metrics expect one label id per example: multi-label scores its own outputs.
+        return Task.evaluate_exports(self, export_dirs, eval_files, work_dir)
+
+    def target_of(self, parsed):
+        target = np.zeros(self.num_classes, np.float32)
+        target[np.asarray(parsed[features.LABEL]).reshape(-1)] = 1.0
+        return target
+
+    def score(self, predictions, targets):
+        # scored with the decision rule the model serves (its calibrated thresholds)
+        self.thresholds = np.asarray(predictions["thresholds"][0], np.float32)
+        return self.metrics_from_predictions(predictions["probabilities"], np.stack(targets))
+
+    def trivial_metrics(self, eval_files, train_files):
+        """Label priors from the training split, the same for every image. Cutting constant
+        scores at any threshold predicts a fixed label set, so the floor is the best such set:
+        the labels whose prior is at least t, for each t (the lowest: every label)."""
+        prior = np.stack(self.targets(train_files)).mean(axis=0)
+        truth = np.stack(self.targets(eval_files))
+        probabilities = np.tile(prior, (len(truth), 1))
+        saved, best = self.thresholds, None
+        try:
+            for cut in sorted(set(prior.tolist())):
+                self.thresholds = np.full(self.num_classes, cut, np.float32)
+                metrics = self.metrics_from_predictions(probabilities, truth)
+                if best is None or metrics[self.gate_metric] > best[self.gate_metric]:
+                    best = metrics
+        finally:
+            self.thresholds = saved
+        return best
+
+    @classmethod
+    def write_generated(cls, source, data, out_dir):
+        from visionpipe.datasets import shapes
+
+        return shapes.write_multilabel_csv(out_dir, data.num_images, data.image_size, data.seed,
+                                           data.class_names or None,
+                                           separator=data.csv_label_separator), "csv"
+
+
+def _f1(predicted, truth) -> float:
+    tp = float(np.sum(predicted & truth))
+    denominator = float(np.sum(predicted) + np.sum(truth))
+    return 2 * tp / denominator if denominator else 0.0

@@ -22,7 +22,7 @@ def test_detector_is_gated_on_coco_map_pushed_and_predict_draws_its_boxes(tmp_pa
     assert {"map", "map_50", "map_75", "recall"} <= set(evaluation["metrics"])
     assert evaluation["metrics"]["map_50"] >= 0.15, evaluation
     assert evaluation["blessed"] is True and summary["push"]["pushed"] is True
-    robustness = evaluation["robustness"]
+    robustness = evaluation["details"]["occlusion"]
     assert {"occluded_0/map_50", "occluded_25/map_50", "occluded_50/map_50"} <= set(robustness)
     assert robustness["occluded_50/map_50"] <= robustness["occluded_0/map_50"] + 0.05
 

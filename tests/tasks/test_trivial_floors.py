@@ -1,0 +1,63 @@
+"""Each task's trivial predictor (the one that ignores the image), scored on hand-made
+Examples with the numbers worked out by hand."""
+import numpy as np
+import pytest
+
+from visionpipe.core.config import load_config
+from visionpipe.tasks import get_task
+
+
+def _write(path, examples):
+    import tensorflow as tf
+
+    def feature(values):
+        if isinstance(values[0], bytes):
+            return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+        if isinstance(values[0], float):
+            return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+        for example in examples:
+            features = {"image/encoded": feature([b"not decoded"])}
+            features.update({key: feature(list(v)) for key, v in example.items() if len(v)})
+            writer.write(tf.train.Example(
+                features=tf.train.Features(feature=features)).SerializeToString())
+    return [str(path)]
+
+
+def _labelled(tmp_path, name, label_lists):
+    return _write(tmp_path / name / "data.gz", [{"image/class/label": labels} for labels in label_lists])
+
+
+def test_classification_floor_is_the_training_majority_class(tmp_path):
+    task = get_task(load_config(overrides=["model.top_k=2"]), ["a", "b", "c"])
+    train = _labelled(tmp_path, "train", [[0], [0], [0], [1], [2]])
+    eval_ = _labelled(tmp_path, "eval", [[0], [1], [1], [2]])
+    floor = task.trivial_metrics(eval_, train)
+    assert floor["accuracy"] == pytest.approx(0.25)  # always "a": right once in four
+    assert floor["top_k_accuracy"] == pytest.approx(0.75)  # always {"a", "b"}
+    assert floor["macro_auc"] == pytest.approx(0.5)  # constant scores rank nothing
+
+
+def test_multilabel_floor_is_the_best_fixed_label_set_from_the_priors(tmp_path):
+    task = get_task(load_config(overrides=["task=multilabel"]), ["a", "b", "c"])
+    train = _labelled(tmp_path, "train", [[0], [0, 1], [0], [2]])  # priors a .75, b .25, c .25
+    eval_ = _labelled(tmp_path, "eval", [[0], [1], [0, 2]])
+    floor = task.trivial_metrics(eval_, train)
+    # every label for every image: tp 4, predicted 9, true 4 -> F1 8/13 (beats "a" alone, 4/7)
+    assert floor["f1"] == pytest.approx(8 / 13)
+    assert floor["exact_match"] == pytest.approx(0.0)
+    # the thresholds the trivial predictor tried do not leak into the task's own rule
+    np.testing.assert_allclose(task.thresholds, task.config.model.multilabel_threshold)
+
+
+def test_detection_floor_is_the_detector_that_finds_nothing(tmp_path):
+    task = get_task(load_config(overrides=["task=detection"]), ["cell"])
+    box = {"image/height": [100], "image/width": [100], "image/object/class/label": [0],
+           "image/object/bbox/ymin": [0.1], "image/object/bbox/xmin": [0.1],
+           "image/object/bbox/ymax": [0.6], "image/object/bbox/xmax": [0.5]}
+    files = _write(tmp_path / "eval" / "data.gz", [box, box])
+    floor = task.trivial_metrics(files, files)
+    assert floor["map_50"] == pytest.approx(0.0) and floor["map"] == pytest.approx(0.0)

@@ -25,9 +25,10 @@ class PixelEchoTask(ClassificationTask):
 
 
 def _examples(examples_uri, n=6):
-    records = list(records(split_files(examples_uri, "eval")).take(n).as_numpy_iterator())
-    encoded = [features.parse_single(r, [features.ENCODED])[features.ENCODED].numpy() for r in records]
-    return records, encoded
+    serialized = list(records(split_files(examples_uri, "eval")).take(n).as_numpy_iterator())
+    encoded = [features.parse_single(r, [features.ENCODED])[features.ENCODED].numpy()
+               for r in serialized]
+    return serialized, encoded
 
 
 def test_same_image_gives_the_same_model_input_through_every_path(digits_examples, tmp_path):

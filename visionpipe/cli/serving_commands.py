@@ -31,12 +31,16 @@ def register(subparsers) -> None:
     serve = subparsers.add_parser(
         "serve", help="serve pushed models over TF Serving's REST and gRPC APIs",
         description="A model server speaking TF Serving's REST and gRPC protocols. Flags have "
-                    "tensorflow_model_server's names. Binds 127.0.0.1 unless --host is given.")
+                    "tensorflow_model_server's names. Binds 127.0.0.1 unless --host is given. "
+                    "With --config, the pipeline's serve: section gives host and ports and its "
+                    "push: section the model (push.serving_root/<model name>); flags win.")
+    add_config_arguments(serve, required=False)
     for field in dataclasses.fields(ServerOptions):
         default = getattr(defaults, field.name)
         kind = {bool: _bool, int: int, float: float}.get(type(default), str)
         extra = {"nargs": "?", "const": True} if kind is _bool else {}
-        serve.add_argument(f"--{field.name}", type=kind, default=default,
+        # None marks "not given", so --config can fill it; the dataclass default applies last.
+        serve.add_argument(f"--{field.name}", type=kind, default=None,
                            metavar=kind.__name__.lstrip("_").upper(),
                            help=f"(default: {default!r})", **extra)
     serve.set_defaults(handler=run_serve)
@@ -73,6 +77,29 @@ def register(subparsers) -> None:
     config.set_defaults(handler=run_serving_config)
 
 
+def server_options(args):
+    """Flags given, then the config's serve:/push: sections (with --config), then defaults."""
+    import os
+
+    from visionpipe.cli.args import load_config_from_args
+    from visionpipe.serving.options import ServerOptions
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServerOptions)
+              if getattr(args, f.name, None) is not None}
+    if getattr(args, "config", None):
+        config = load_config_from_args(args)
+        values.setdefault("host", config.serve.host)
+        values.setdefault("port", config.serve.port)
+        values.setdefault("rest_api_port", config.serve.rest_api_port)
+        if not values.get("model_config_file"):
+            values.setdefault("model_name", config.model_name)
+            values.setdefault("model_base_path",
+                              os.path.join(config.push.serving_root, config.model_name))
+    elif getattr(args, "overrides", None):
+        raise UserError(f"config overrides {args.overrides} need --config")
+    return ServerOptions(**values)
+
+
 def run_serve(args) -> int:
     import logging
 
@@ -81,7 +108,7 @@ def run_serve(args) -> int:
     from visionpipe.serving.server import ModelServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = ServerOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ServerOptions)})
+    options = server_options(args)
     if options.model_base_path and not Path(options.model_base_path).is_dir():
         raise UserError(f"--model_base_path: directory not found: {options.model_base_path}")
     try:

@@ -12,12 +12,24 @@ from visionpipe.core.config import load_config
 pytestmark = pytest.mark.e2e
 
 
-def test_detector_is_gated_on_coco_map_pushed_and_predict_draws_its_boxes(tmp_path, capsys):
-    overrides = ["name=det_e2e", "data.num_images=160", "train.epochs=12", "train.steps_per_epoch=50",
-                 "evaluate.thresholds={map_50: 0.15}",
-                 f"runner.output_dir={tmp_path}/runs", f"push.serving_root={tmp_path}/serving"]
-    config = load_config("configs/detection.yaml", overrides)
-    _, summary = commands._run(config)
+def _config(tmp_path, *overrides):
+    return load_config("configs/detection.yaml", [
+        "name=det_e2e", "data.num_images=160", "train.epochs=12", "train.steps_per_epoch=50",
+        "evaluate.thresholds={map_50: 0.15}", f"runner.output_dir={tmp_path}/runs",
+        f"push.serving_root={tmp_path}/serving", *overrides])
+
+
+@pytest.fixture(scope="module")
+def det_runs(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("det")
+    first = commands._run(_config(tmp_path))[1]
+    untrained = commands._run(_config(tmp_path, "train.epochs=0"))[1]
+    return tmp_path, first, untrained
+
+
+def test_detector_is_gated_on_coco_map_pushed_and_predict_draws_its_boxes(det_runs, capsys):
+    tmp_path, summary, _ = det_runs
+    config = _config(tmp_path)
     evaluation = summary["evaluation"]
     assert {"map", "map_50", "map_75", "recall"} <= set(evaluation["metrics"])
     assert evaluation["metrics"]["map_50"] >= 0.15, evaluation
@@ -36,3 +48,12 @@ def test_detector_is_gated_on_coco_map_pushed_and_predict_draws_its_boxes(tmp_pa
     assert first["class"] in config.data.class_names or first["class"] in (
         "circle", "cross", "square", "star", "triangle")
     assert all(0.0 <= v <= 1.0 for v in first["box"])
+
+
+def test_an_untrained_second_detector_is_refused_against_the_blessed_first(det_runs):
+    _, first, untrained = det_runs
+    evaluation = untrained["evaluation"]
+    assert evaluation["baseline"]["map_50"] == first["evaluation"]["metrics"]["map_50"]
+    assert evaluation["trivial"]["map_50"] == 0.0  # the detector that finds nothing
+    assert evaluation["blessed"] is False and untrained["push"]["pushed"] is False
+    assert any("dropped more than" in failure for failure in evaluation["failures"])

@@ -8,13 +8,25 @@ from visionpipe.cli import pipeline_commands as commands
 from visionpipe.core.config import load_config
 
 
-@pytest.mark.e2e
-def test_multilabel_model_is_gated_on_f1_pushed_and_returns_labels_per_threshold(tmp_path):
-    config = load_config("configs/multilabel.yaml", [
+def _config(tmp_path, *overrides):
+    return load_config("configs/multilabel.yaml", [
         "name=ml_e2e", "data.num_images=200", "data.image_size=32", "model.image_size=32",
         "model.width=8", "train.epochs=3", "evaluate.thresholds={f1: 0.3}",
-        f"runner.output_dir={tmp_path}/runs", f"push.serving_root={tmp_path}/serving"])
-    paths, result = commands._run(config)
+        "evaluate.min_margin_over_trivial=0.0",
+        f"runner.output_dir={tmp_path}/runs", f"push.serving_root={tmp_path}/serving", *overrides])
+
+
+@pytest.fixture(scope="module")
+def ml_runs(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("ml")
+    first = commands._run(_config(tmp_path))[1]
+    worse = commands._run(_config(tmp_path, "train.epochs=0"))[1]
+    return tmp_path, first, worse
+
+
+@pytest.mark.e2e
+def test_multilabel_model_is_gated_on_f1_pushed_and_returns_labels_per_threshold(ml_runs):
+    tmp_path, result, _ = ml_runs
     assert result["evaluation"]["blessed"] is True
     assert 0.3 <= result["evaluation"]["metrics"]["f1"] <= 1.0
     assert result["push"]["pushed"] is True
@@ -28,6 +40,19 @@ def test_multilabel_model_is_gated_on_f1_pushed_and_returns_labels_per_threshold
     thresholds = outputs["thresholds"][0]
     assert np.all((thresholds > 0) & (thresholds < 1))
     np.testing.assert_array_equal(outputs["labels"][0], outputs["probabilities"][0] >= thresholds)
+
+
+@pytest.mark.e2e
+def test_a_worse_second_multilabel_model_is_refused_against_the_blessed_first(ml_runs):
+    _, first, worse = ml_runs
+    evaluation = worse["evaluation"]
+    # the latest blessed model is found (the blessing records current_model_id) ...
+    assert evaluation["baseline"] is not None
+    assert evaluation["baseline"]["f1"] == first["evaluation"]["metrics"]["f1"]
+    # ... and the untrained model falls more than evaluate.max_drops below it
+    assert evaluation["blessed"] is False
+    assert any("dropped more than 0.05" in failure for failure in evaluation["failures"])
+    assert worse["push"]["pushed"] is False
 
 
 def test_multilabel_targets_keep_each_examples_own_labels():

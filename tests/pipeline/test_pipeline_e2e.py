@@ -63,9 +63,19 @@ def test_deliberately_bad_model_is_not_blessed_and_not_pushed(runs):
     bad = runs["bad"]
     assert bad["evaluation"]["blessed"] is False
     assert any("accuracy" in failure for failure in bad["evaluation"]["failures"])
+    # judged against the blessed first model (found by TFX's latest-blessed resolver) and
+    # against the trivial predictor, both shown in the gate table
+    assert bad["evaluation"]["baseline"]["accuracy"] == good_accuracy(runs)
+    row = bad["evaluation"]["gate"][0]
+    assert row["metric"] == "accuracy" and row["baseline"] == good_accuracy(runs)
+    assert 0.0 < row["trivial"] < 0.3  # ten digit classes: the majority class is about 0.1
     assert bad["push"]["pushed"] is False
     assert "evaluator did not bless" in bad["push"]["reason"]
     assert runs["after_bad"] == ["1"]
+
+
+def good_accuracy(runs):
+    return runs["good"]["evaluation"]["metrics"]["accuracy"]
 
 
 def test_second_good_model_is_pushed_as_a_new_version_while_the_old_stays(runs):

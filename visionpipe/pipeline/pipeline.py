@@ -20,7 +20,9 @@ from visionpipe.components.evaluator.component import Evaluator
 from visionpipe.components.load_check.component import LoadCheck
 from visionpipe.components.model_optimizer.component import ModelOptimizer
 from visionpipe.components.pusher.component import VisionPusher
+from visionpipe.components.stages import StageInputs, build_stages
 from visionpipe.components.trainer import run_fn as trainer_module
+from visionpipe.core.registry import task_class
 
 TRAINER_RUN_FN = f"{trainer_module.__name__}.run_fn"
 
@@ -72,6 +74,11 @@ def _model_components(config, config_json, example_gen, validation, pipeline_roo
     evaluator = Evaluator(examples=examples, model=trainer.outputs["model"],
                           baseline_model=baseline_model.outputs["model"], config=config)
     components = [trainer, baseline_model, evaluator]
+    stages, push_files = build_stages(
+        task_class(config.task).pipeline_stages, config,
+        StageInputs(examples=examples, model=trainer.outputs["model"],
+                    blessing=evaluator.outputs["blessing"]))
+    components.extend(stages)
     optimized = None
     if config.optimize.enabled:
         optimizer = ModelOptimizer(examples=examples, model=trainer.outputs["model"], config=config,
@@ -85,7 +92,7 @@ def _model_components(config, config_json, example_gen, validation, pipeline_roo
     pusher = VisionPusher(model=trainer.outputs["model"],
                           model_blessing=evaluator.outputs["blessing"],
                           infra_blessing=load_check.outputs["blessing"] if config.push.load_check else None,
-                          optimized=optimized,
+                          optimized=optimized, push_files=push_files,
                           serving_root=os.path.abspath(config.push.serving_root),
                           model_name=config.model_name)
     return components + [pusher]

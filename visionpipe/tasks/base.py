@@ -62,6 +62,9 @@ class Task(abc.ABC):
     generated_sources: Sequence[str] = ()
     #: True when ``finalize`` needs held-out predictions after training (e.g. thresholds)
     finalizes: bool = False
+    #: names of extra pipeline stages (``components.stages.register_stage``) to run after the
+    #: Evaluator; a stage may hand the Pusher files to ship with the model (a retrieval index)
+    pipeline_stages: Sequence[str] = ()
 
     def __init__(self, config, class_names: List[str]):
         self.config = config

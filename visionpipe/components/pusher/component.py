@@ -1,4 +1,5 @@
-"""Pusher: pushes a blessed, load-checked model (and its blessed TFLite files) atomically."""
+"""Pusher: pushes a blessed, load-checked model (with its blessed TFLite files and any files a
+task's extra stage built) atomically."""
 from typing import Optional
 
 from tfx import types
@@ -8,6 +9,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from visionpipe.components.model_optimizer.spec import OptimizedModels
 from visionpipe.components.pusher import executor
+from visionpipe.components.stages import PushFiles
 
 
 class VisionPusherSpec(ComponentSpec):
@@ -20,6 +22,7 @@ class VisionPusherSpec(ComponentSpec):
         "model_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
         "infra_blessing": ChannelParameter(type=standard_artifacts.InfraBlessing, optional=True),
         executor.OPTIMIZED_KEY: ChannelParameter(type=OptimizedModels, optional=True),
+        executor.PUSH_FILES_KEY: ChannelParameter(type=PushFiles, optional=True),
     }
     OUTPUTS = {"pushed_model": ChannelParameter(type=standard_artifacts.PushedModel)}
 
@@ -31,8 +34,10 @@ class VisionPusher(base_component.BaseComponent):
     def __init__(self, model: types.BaseChannel, serving_root: str, model_name: str,
                  model_blessing: Optional[types.BaseChannel] = None,
                  infra_blessing: Optional[types.BaseChannel] = None,
-                 optimized: Optional[types.BaseChannel] = None):
+                 optimized: Optional[types.BaseChannel] = None,
+                 push_files: Optional[types.BaseChannel] = None):
         super().__init__(spec=VisionPusherSpec(
             model=model, model_blessing=model_blessing, infra_blessing=infra_blessing,
-            optimized=optimized, serving_root=serving_root, model_name=model_name,
+            optimized=optimized, push_files=push_files, serving_root=serving_root,
+            model_name=model_name,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel)))

@@ -19,6 +19,7 @@ from tfx.types import artifact_utils
 PUSHED_KEY = "pushed"
 REASON_KEY = "not_pushed_reason"
 OPTIMIZED_KEY = "optimized"
+PUSH_FILES_KEY = "push_files"
 BLESSED_FILES_PROPERTY = "blessed_files"
 PUSH_REPORT = "push_report.json"
 
@@ -34,6 +35,8 @@ class Executor(tfx_pusher_executor.Executor):
             pushed.set_string_custom_property(REASON_KEY, reason)
             return
         extra = extra_files(input_dict.get(OPTIMIZED_KEY))
+        extra.update(stage_files(input_dict.get(PUSH_FILES_KEY), self.GetModelPath(input_dict),
+                                 extra))
         base = os.path.join(exec_properties["serving_root"], exec_properties["model_name"])
         version, path = push_atomically(self.GetModelPath(input_dict), base, extra)
         self._MarkPushed(pushed, pushed_destination=path, pushed_version=str(version))
@@ -64,6 +67,25 @@ def extra_files(optimized: Optional[List[types.Artifact]]) -> Dict[str, str]:
     return {name: os.path.join(artifact.uri, name) for name in names}
 
 
+def stage_files(push_files: Optional[List[types.Artifact]], model_path: str,
+                taken: Dict[str, str]) -> Dict[str, str]:
+    """{relative path: source} of every file in a stage's PushFiles folder; a path that would
+    overwrite a file of the SavedModel or another pushed file is an error naming it."""
+    if not push_files:
+        return {}
+    root = push_files[0].uri
+    files = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            source = os.path.join(folder, name)
+            relative = os.path.relpath(source, root)
+            if relative in taken or os.path.exists(os.path.join(model_path, relative)):
+                raise ValueError(f"{source}: a stage's file would overwrite {relative!r} of the "
+                                 f"pushed version")
+            files[relative] = source
+    return files
+
+
 def next_version(base: str) -> int:
     versions = [int(n) for n in os.listdir(base) if n.isdigit()] if os.path.isdir(base) else []
     return max(versions, default=0) + 1
@@ -77,6 +99,7 @@ def push_atomically(model_path: str, base: str, extra: Dict[str, str]) -> tuple:
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(model_path, tmp)
     for name, source in extra.items():
+        os.makedirs(os.path.dirname(os.path.join(tmp, name)), exist_ok=True)
         shutil.copy2(source, os.path.join(tmp, name))
     while True:
         target = os.path.join(base, str(version))

@@ -31,8 +31,9 @@ class Task(abc.ABC):
     name: str = ""
     #: keys of ``core.features`` this task reads from an Example (the schema requires them)
     feature_keys: Sequence[str] = (features.ENCODED,)
-    #: the feature whose values are class ids (schema label range, label drift check)
-    label_feature: str = features.LABEL
+    #: the feature holding each example's class names (the label drift check, the schema's
+    #: class names); image-level for classifiers, per object for detectors
+    label_feature: str = features.LABEL_TEXT
     #: image-level labels the Examples must carry: "single" (exactly one), "multi" (any
     #: number), "" (none; e.g. detection's labels are per object)
     image_labels: str = ""

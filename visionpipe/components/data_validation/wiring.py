@@ -9,6 +9,7 @@ from tfx.components import ExampleValidator, StatisticsGen
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 
 from visionpipe.core import features as F
+from visionpipe.core.registry import task_class
 from visionpipe.components.data_validation.component import DataGate
 from visionpipe.components.data_validation.schema import (
     curated_schema, image_stats_options, write_content_addressed_schema)
@@ -85,6 +86,6 @@ def validation_components(examples: types.BaseChannel, config,
         accept_anomalies=data.accept_anomalies,
         drift_linf_threshold=data.drift_linf_threshold,
         imbalance_ratio_warn=data.imbalance_ratio_warn,
-        label_feature=F.LABEL_TEXT,
+        label_feature=task_class(config.task).label_feature,
         class_names=names).with_id(DATA_GATE_ID)
     return ValidationComponents(statistics_gen, schema_gen, example_validator, data_gate)

@@ -26,7 +26,7 @@ PAD = -1.0
 class DetectionTask(Task):
     name = "detection"
     feature_keys = (features.ENCODED, features.OBJECT_LABEL, *features.BBOX_KEYS)
-    label_feature = features.OBJECT_LABEL
+    label_feature = features.OBJECT_TEXT
     config_sections = {"detection": DetectionConfig}
     # what BoxAugmenter applies in bounding-box mode (+ detection.mosaic)
     augment_keys = ("enabled", "seed", "horizontal_flip", "vertical_flip", "zoom", "random_crop",

@@ -112,6 +112,7 @@ def test_float16_and_int8_detector_files_keep_nms_outputs(optimized):
 
 
 def test_every_file_is_scored_by_map50_from_the_tflite_interpreter(optimized):
+    from visionpipe.core.examples import split_files
     from visionpipe.models import data
     from visionpipe.tasks import get_task
 

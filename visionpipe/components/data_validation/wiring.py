@@ -8,7 +8,6 @@ from tfx import types
 from tfx.components import ExampleValidator, StatisticsGen
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 
-from visionpipe.core import features as F
 from visionpipe.core.registry import task_class
 from visionpipe.components.data_validation.component import DataGate
 from visionpipe.components.data_validation.schema import (

@@ -111,11 +111,12 @@ def _check_tflite_keeps_nms_and_matches_keras(task, model, export_dir, tmp_path)
 
 
 @pytest.mark.e2e
-def test_detection_evaluator_blesses_against_thresholds_and_writes_coco_metrics(tmp_path):
+def test_evaluator_blesses_a_detector_against_thresholds_and_the_trivial_floor(tmp_path):
     from tfx.components.evaluator import constants
     from tfx.types import standard_artifacts
 
-    from visionpipe.components.detection_evaluator import executor
+    from visionpipe.components.evaluator import executor, spec
+    from visionpipe.core.examples import write_class_names
     from visionpipe.models import export
 
     config = _config("retinanet")
@@ -123,34 +124,44 @@ def test_detection_evaluator_blesses_against_thresholds_and_writes_coco_metrics(
     model = task.build_model()
     model_artifact = standard_artifacts.Model()
     model_artifact.uri = str(tmp_path / "model")
+    model_artifact.id = 7
     export.export_saved_model(model, task, os.path.join(model_artifact.uri, "Format-Serving"))
 
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
     examples.split_names = '["train", "eval"]'
-    os.makedirs(os.path.join(examples.uri, "Split-eval"))
-    with tf.io.TFRecordWriter(os.path.join(examples.uri, "Split-eval", "data.gz"), options="GZIP") as w:
-        for record in _examples(4, seed=3):
-            w.write(record)
+    for split, seed in (("train", 4), ("eval", 3)):
+        os.makedirs(os.path.join(examples.uri, f"Split-{split}"))
+        with tf.io.TFRecordWriter(os.path.join(examples.uri, f"Split-{split}", "data.gz"),
+                                  options="GZIP") as w:
+            for record in _examples(4, seed=seed):
+                w.write(record)
+    write_class_names(examples.uri, CLASSES)
 
-    def run(thresholds):
+    def run(thresholds, margin):
         config.evaluate.thresholds = thresholds
+        config.evaluate.min_margin_over_trivial = margin
         evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
         evaluation.uri, blessing.uri = str(tmp_path / "evaluation"), str(tmp_path / "blessing")
         executor.Executor().Do(
             {"examples": [examples], "model": [model_artifact], "baseline_model": []},
             {"evaluation": [evaluation], "blessing": [blessing]},
-            {"config_json": json.dumps(config.to_dict()), "class_names_json": json.dumps(CLASSES),
-             "eval_split": "eval"})
-        report = json.loads(open(os.path.join(evaluation.uri, executor.METRICS_FILE)).read())
-        return blessing.get_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY), report
+            {"config_json": json.dumps(config.to_dict()), "eval_split": "eval"})
+        report = json.loads(open(os.path.join(evaluation.uri, spec.REPORT_FILE)).read())
+        return blessing, report
 
-    blessed, report = run({"map_50": 0.0})
-    assert blessed == 1
-    assert report["candidate"]["num_images"] == 4 and report["candidate"]["num_ground_truth"] > 0
-    assert "map" in report["candidate"] and "ap/red" in report["candidate"]
-    blessed, report = run({"map_50": 1.01})
-    assert blessed == 0 and "below threshold" in report["reasons"][0]
+    blessing, report = run({"map_50": 0.0}, margin=0.0)
+    assert blessing.get_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY) == 1
+    # TFX's resolvers find the blessed model by this property
+    assert blessing.get_int_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY) == 7
+    assert report["metrics"]["num_images"] == 4 and report["metrics"]["num_ground_truth"] > 0
+    assert "map" in report["metrics"] and "ap/red" in report["metrics"]
+    assert report["trivial"]["map_50"] == 0.0
+    _, report = run({"map_50": 1.01}, margin=0.0)
+    assert not report["blessed"] and "below the threshold 1.01" in report["failures"][0]
+    # an untrained detector does not beat the detector that finds nothing
+    _, report = run({}, margin=0.05)
+    assert not report["blessed"] and "does not beat the trivial predictor" in report["failures"][0]
 
 
 @pytest.mark.e2e

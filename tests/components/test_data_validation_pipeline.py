@@ -64,6 +64,22 @@ def test_curated_schema_requires_one_label_for_classification_and_bounds_it():
     assert detection_label.presence.min_fraction == 0 and detection_label.value_count.min == 0
 
 
+def test_multilabel_schema_lets_unlabelled_images_through_only_when_allowed(tmp_path):
+    import tensorflow_data_validation as tfdv
+
+    from visionpipe.components.data_validation import load_schema
+
+    def label_bounds(*overrides):
+        parts = validation_components(_channel(), load_config(overrides=["task=multilabel", *overrides]),
+                                      schema_dir=str(tmp_path), class_names=["cat", "dog"])
+        schema = load_schema(parts.schema_gen.exec_properties["schema_file"])
+        return [(f.presence.min_fraction, f.value_count.min) for f in
+                (tfdv.get_feature(schema, key) for key in ("image/class/label", "image/class/text"))]
+
+    assert label_bounds() == [(1, 1), (1, 1)]
+    assert label_bounds("data.allow_unlabeled=true") == [(0, 0), (0, 0)]
+
+
 def test_expected_classes_come_from_the_config_then_the_generated_source():
     assert expected_class_names(load_config(overrides=["data.source=digits"])) == list("0123456789")
     assert expected_class_names(load_config(overrides=["data.class_names=[b,a]"])) == ["b", "a"]

@@ -112,3 +112,79 @@ def test_zero_area_and_outside_boxes_quarantine_the_whole_coco_image(tmp_path):
     kept = {e[F.FILENAME]: e for split in ("train", "eval") for e in read_examples(result.examples_uri, split)}
     assert [kept[b"3.png"][k][0] for k in F.BBOX_KEYS] == [0.0, 0.0, 1.0, 1.0]
     assert kept[b"4.png"][F.BBOX_XMIN][0] == 0.0
+
+
+def _coco_with_unannotated_images(root, annotated=6, unannotated=("bare_1.png", "bare_2.png")):
+    """A COCO file with two classes; the images in ``unannotated`` have no annotation."""
+    images, annotations = [], []
+    names = [f"{i}.png" for i in range(annotated)] + list(unannotated)
+    for i, name in enumerate(names):
+        write_image(root / name, 700 + i, (40, 30))
+        images.append({"id": i, "file_name": name, "width": 40, "height": 30})
+        if i < annotated:
+            annotations.append({"id": i, "image_id": i, "category_id": 1 + i % 2, "bbox": [2, 2, 20, 20]})
+    path = root / "coco.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]}))
+    return path
+
+
+def _task_config(path, task, **data):
+    from visionpipe.pipeline.config import PipelineConfig
+
+    config = PipelineConfig(task=task)
+    config.data.path = str(path)
+    for key, value in data.items():
+        setattr(config.data, key, value)
+    return config.validate()
+
+
+def test_multilabel_image_without_labels_is_quarantined_by_name(tmp_path):
+    path = _coco_with_unannotated_images(tmp_path)
+
+    with pytest.raises(QuarantineLimitExceeded) as raised:
+        ingest(_task_config(path, "multilabel", source="coco"), str(tmp_path / "out"))
+
+    message = str(raised.value)
+    for name in ("bare_1.png", "bare_2.png"):
+        (line,) = [line for line in message.splitlines() if line.startswith(f"  {name}: ")]
+        assert "has no labels" in line and "data.allow_unlabeled=true" in line
+    report = load_report(str(tmp_path / "out" / "quarantine_report" / "quarantine.json"))
+    assert report["counts_by_reason"] == {"no_labels": 2}
+
+
+def test_multilabel_image_without_labels_is_a_negative_when_allowed(tmp_path):
+    path = _coco_with_unannotated_images(tmp_path)
+
+    result = ingest(_task_config(path, "multilabel", source="coco", allow_unlabeled=True,
+                                 split_ratios={"train": 0.5, "eval": 0.5}), str(tmp_path / "out"))
+
+    assert result.quarantined == 0
+    kept = {e[F.FILENAME]: e for split in ("train", "eval") for e in read_examples(result.examples_uri, split)}
+    assert kept[b"bare_1.png"][F.LABEL].tolist() == [] and kept[b"bare_2.png"][F.LABEL_TEXT].tolist() == []
+    assert kept[b"1.png"][F.LABEL_TEXT].tolist() == [b"dog"]
+
+
+def test_detection_image_without_boxes_is_kept_as_a_background_image(tmp_path):
+    path = _coco_with_unannotated_images(tmp_path)
+
+    result = ingest(_task_config(path, "detection", source="coco",
+                                 split_ratios={"train": 0.5, "eval": 0.5}), str(tmp_path / "out"))
+
+    assert result.quarantined == 0
+    kept = {e[F.FILENAME]: e for split in ("train", "eval") for e in read_examples(result.examples_uri, split)}
+    assert kept[b"bare_1.png"][F.BBOX_XMIN].tolist() == [] and len(kept[b"0.png"][F.BBOX_XMIN]) == 1
+
+
+def test_single_label_csv_row_without_label_is_quarantined_as_no_labels(tmp_path):
+    rows = ["path,label"] + [f"{i}.png,{'cat' if i % 2 else 'dog'}" for i in range(8)] + ["8.png,"]
+    for i in range(9):
+        write_image(tmp_path / f"{i}.png", 800 + i)
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+
+    result = ingest(folder_config(tmp_path / "labels.csv", source="csv", max_bad_fraction=0.2),
+                    str(tmp_path / "out"))
+
+    report = load_report(result.report_path)
+    assert [(q["file"], q["kind"]) for q in report["quarantined"]] == [("8.png", "no_labels")]
+    assert "needs exactly one" in report["quarantined"][0]["reason"]

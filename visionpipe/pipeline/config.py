@@ -43,6 +43,9 @@ class DataConfig:
     source_split_map: Dict[str, str] = field(default_factory=dict)  # e.g. {test: eval}
     max_bad_fraction: float = 0.0
     csv_label_separator: str = "|"
+    # multilabel: an image without labels is a negative (all-zero target) instead of being
+    # quarantined as no_labels
+    allow_unlabeled: bool = False
     # generated data (source: shapes | digits)
     num_images: int = 240
     image_size: int = 64
@@ -363,6 +366,11 @@ class PipelineConfig:
             value = getattr(self, f.name)
             if dataclasses.is_dataclass(value):
                 value.validate()
+        if self.data.allow_unlabeled:
+            _require(self.task == "multilabel", "data.allow_unlabeled",
+                     f"applies to task 'multilabel' only (task is {self.task!r}): a single-label "
+                     "image needs exactly one label, and a detection image without boxes is "
+                     "always kept as a background image")
         opt = self.optimize
         if opt.distill and opt.student_init == "teacher":
             _require(opt.student_backbone == self.model.backbone, "optimize.student_init",

@@ -63,13 +63,14 @@ def image_stats_options(schema=None, semantic_sample_rate: Optional[float] = Non
 
 
 def curated_schema(task: str, class_names: Sequence[str] = (),
-                   max_image_bytes: int = 0, max_image_side: int = 0):
+                   max_image_bytes: int = 0, max_image_side: int = 0,
+                   allow_unlabeled: bool = False):
     """The schema every VisionPipe Example of ``task`` must satisfy.
 
     Required in every Example: encoded image (image domain; all of it must be a supported
     format), format (one of ``features.IMAGE_FORMATS``), height and width (>= 1), source id
-    and filename. Classification needs exactly one label, multi-label at least one; other
-    tasks may have none. With ``class_names``, ``image/class/text`` and
+    and filename. Classification needs exactly one label, multi-label at least one (none
+    with ``allow_unlabeled``: such an image is a negative); other tasks may have none. With ``class_names``, ``image/class/text`` and
     ``image/object/class/text`` may only hold those names and the integer labels must lie in
     ``[0, len(class_names) - 1]``. Boxes must lie in [0, 1]. ``max_image_bytes`` and
     ``max_image_side`` (0: no limit) bound image size.
@@ -107,7 +108,7 @@ def curated_schema(task: str, class_names: Sequence[str] = (),
     add(F.SOURCE_ID, schema_pb2.BYTES, True, 1, 1)
     add(F.FILENAME, schema_pb2.BYTES, True, 1, 1)
 
-    needs_labels = task in _TASKS_WITH_IMAGE_LABELS
+    needs_labels = task in _TASKS_WITH_IMAGE_LABELS and not (task == "multilabel" and allow_unlabeled)
     single_label = task == "classification"
     max_labels = 1 if single_label else (len(class_names) or None)
     label = add(F.LABEL, schema_pb2.INT, needs_labels, 1 if needs_labels else 0, max_labels)

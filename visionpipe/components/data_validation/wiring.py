@@ -71,8 +71,8 @@ def validation_components(examples: types.BaseChannel, config,
         if schema_dir is None:
             raise ValueError("validation_components needs schema_file (a curated schema) or "
                              "schema_dir (where the schema derived from the config is written)")
-        schema_file = write_content_addressed_schema(curated_schema(config.task, names),
-                                                     schema_dir)
+        schema_file = write_content_addressed_schema(
+            curated_schema(config.task, names, allow_unlabeled=data.allow_unlabeled), schema_dir)
     statistics_gen = StatisticsGen(examples=examples, stats_options=image_stats_options())
     schema_gen = ImportSchemaGen(schema_file=schema_file)
     example_validator = ExampleValidator(statistics=statistics_gen.outputs["statistics"],

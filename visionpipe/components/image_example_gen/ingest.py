@@ -24,7 +24,7 @@ from visionpipe.components.image_example_gen.report import (REPORT_FILENAME, bui
                                                             write_report)
 from visionpipe.components.image_example_gen.sources import make_source
 from visionpipe.components.image_example_gen.splitting import REQUIRED_SPLITS, SplitPlan
-from visionpipe.components.image_example_gen.validation import validate_item
+from visionpipe.components.image_example_gen.validation import ImageRules, validate_item
 from visionpipe.pipeline.config import ConfigError, PipelineConfig
 
 CLASS_NAMES_FILENAME = "class_names.json"
@@ -50,15 +50,17 @@ class IngestResult:
 
 
 class _ValidateFn(beam.DoFn):
-    def __init__(self, class_names: Optional[List[str]], needs_source_split: bool):
+    def __init__(self, class_names: Optional[List[str]], needs_source_split: bool,
+                 rules: ImageRules):
         self._class_names = class_names
         self._needs_source_split = needs_source_split
+        self._rules = rules
 
     def process(self, item: it.SourceItem):
         if self._needs_source_split and item.problem is None and item.source_split is None:
             item = dataclasses.replace(item, problem=(
                 it.BAD_ANNOTATION, "belongs to none of the source's splits (data.use_source_splits is true)"))
-        result = validate_item(item, self._class_names)
+        result = validate_item(item, self._class_names, self._rules)
         if isinstance(result, it.Quarantined):
             yield pvalue.TaggedOutput(_QUARANTINED, result.to_json())
         else:
@@ -133,7 +135,7 @@ def build_ingest(pipeline: beam.Pipeline, config: PipelineConfig, examples_uri: 
 
     items = source.read(pipeline)
     checked = items | "DecodeAndCheck" >> beam.ParDo(
-        _ValidateFn(known_classes, plan.use_source_splits)).with_outputs(_QUARANTINED, main="valid")
+        _ValidateFn(known_classes, plan.use_source_splits, ImageRules.from_config(config))).with_outputs(_QUARANTINED, main="valid")
     deduped = (checked.valid
                | "KeyBySha256" >> beam.Map(_key_by_sha256)
                | "GroupCopies" >> beam.GroupByKey()

@@ -21,6 +21,7 @@ BAD_MASK = "bad_mask"
 SIZE_MISMATCH = "size_mismatch"
 BAD_ANNOTATION = "bad_annotation"
 MISSING_IMAGE_DATA = "missing_image_data"
+NO_LABELS = "no_labels"
 
 
 @dataclass

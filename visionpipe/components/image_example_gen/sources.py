@@ -165,8 +165,8 @@ class CsvSource(_ListedSource):
             labels = list(dict.fromkeys(l.strip() for l in row["label"].split(sep) if l.strip()))
             if not path:
                 item.problem = (it.BAD_ANNOTATION, f"{manifest} line {line}: empty path")
-            elif not labels:
-                item.problem = (it.BAD_ANNOTATION, f"{manifest} line {line}: empty label")
+            # an empty label is the task's to judge (validation.ImageRules): a negative for
+            # multilabel with data.allow_unlabeled, else quarantined as no_labels
             item.labels = labels
             classes.update(labels)
             if item.source_split:

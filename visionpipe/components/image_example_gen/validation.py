@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
 from visionpipe.components.image_example_gen import items as it
@@ -15,6 +16,33 @@ from visionpipe.components.image_example_gen import items as it
 # PIL's format name -> the image/format value (what tf.io.decode_image accepts).
 _PIL_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "GIF": "gif", "BMP": "bmp"}
 BOX_TOLERANCE_PX = 1.0
+
+
+@dataclass(frozen=True)
+class ImageRules:
+    """What the task asks of an image's annotations, from ``task`` and ``data.*``.
+
+    Labels: a ``classification`` image needs a label; a ``multilabel`` image without any is
+    a negative (all labels 0) only with ``allow_unlabeled``; a ``detection`` image without
+    boxes is a background image and is kept. Otherwise it is quarantined as ``no_labels``.
+    An empty ``task`` checks no labels.
+    """
+    task: str = ""
+    allow_unlabeled: bool = False
+
+    @classmethod
+    def from_config(cls, config) -> "ImageRules":
+        return cls(task=config.task, allow_unlabeled=config.data.allow_unlabeled)
+
+    def labels_problem(self, item: it.SourceItem) -> Optional[str]:
+        if item.labels or item.objects:  # image labels, or those of its objects
+            return None
+        if self.task == "classification":
+            return "has no label (a single-label image needs exactly one)"
+        if self.task == "multilabel" and not self.allow_unlabeled:
+            return ("has no labels; set data.allow_unlabeled=true to train on images without "
+                    "labels as negatives (every label 0)")
+        return None
 
 
 def read_bytes(path: str) -> bytes:
@@ -110,9 +138,9 @@ def _label_problem(label: str, class_names: Optional[Sequence[str]], what: str) 
     return f"{what} {label!r} is not in the class list ({len(class_names)} classes: {shown})"
 
 
-def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]]
-                  ) -> Union[it.ValidImage, it.Quarantined]:
-    """Decode ``item`` fully and check every annotation against the image."""
+def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]],
+                  rules: ImageRules = ImageRules()) -> Union[it.ValidImage, it.Quarantined]:
+    """Decode ``item`` fully and check every annotation against the image and ``rules``."""
     def quarantine(kind: str, reason: str) -> it.Quarantined:
         return it.Quarantined(file=item.filename, kind=kind, reason=reason)
 
@@ -138,6 +166,9 @@ def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]]
         problem = _label_problem(label, class_names, "label")
         if problem:
             return quarantine(it.UNKNOWN_LABEL, problem)
+    problem = rules.labels_problem(item)
+    if problem:
+        return quarantine(it.NO_LABELS, problem)
 
     boxes: List[Tuple[float, float, float, float]] = []
     masks: List[bytes] = []

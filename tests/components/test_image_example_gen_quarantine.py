@@ -4,7 +4,7 @@ import json
 import pytest
 
 from visionpipe import features as F
-from visionpipe.components.image_example_gen import QuarantineLimitExceeded, ingest
+from visionpipe.components.image_example_gen import QuarantineLimitExceeded, SparseClassError, ingest
 
 from .image_example_gen_helpers import (filenames, folder_config, image_bytes, load_report,
                                         read_examples, write_folder_tree, write_image)
@@ -188,3 +188,45 @@ def test_single_label_csv_row_without_label_is_quarantined_as_no_labels(tmp_path
     report = load_report(result.report_path)
     assert [(q["file"], q["kind"]) for q in report["quarantined"]] == [("8.png", "no_labels")]
     assert "needs exactly one" in report["quarantined"][0]["reason"]
+
+
+def test_empty_class_folder_stops_the_ingest_naming_the_class_and_the_override(tmp_path):
+    root = tmp_path / "data"
+    write_folder_tree(root, {"cat": 6, "dog": 6})
+    (root / "zebra_empty_class").mkdir()
+
+    with pytest.raises(SparseClassError) as raised:
+        ingest(folder_config(root), str(tmp_path / "out"))
+
+    message = str(raised.value)
+    assert "'zebra_empty_class': 0 training image(s) (no image in any split)" in message
+    assert "data.min_examples_per_class=2" in message and "labels.txt" in message
+    assert "'cat'" not in message and "'dog'" not in message
+    report = load_report(str(tmp_path / "out" / "quarantine_report" / "quarantine.json"))
+    assert report["images_by_class"]["zebra_empty_class"] == {"train": 0, "eval": 0}
+    assert sum(report["images_by_class"]["cat"].values()) == 6
+
+
+def test_mistyped_csv_label_is_a_class_of_one_that_stops_the_ingest_by_file(tmp_path):
+    rows = ["path,label"] + [f"{i}.png,{'cat' if i % 2 else 'dog'}" for i in range(10)] + ["10.png,cta"]
+    for i in range(11):
+        write_image(tmp_path / f"{i}.png", 900 + i)
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+
+    with pytest.raises(SparseClassError) as raised:
+        ingest(folder_config(tmp_path / "labels.csv", source="csv"), str(tmp_path / "out"))
+
+    (line,) = [line for line in str(raised.value).splitlines() if line.startswith("  'cta'")]
+    assert line.endswith(": 10.png") and ("(1 in train)" in line or "(1 in eval)" in line)
+
+
+def test_class_without_training_images_is_kept_with_a_warning_when_the_minimum_is_zero(tmp_path):
+    root = tmp_path / "data"
+    write_folder_tree(root, {"cat": 6, "dog": 6})
+    (root / "zebra_empty_class").mkdir()
+
+    result = ingest(folder_config(root, min_examples_per_class=0), str(tmp_path / "out"))
+
+    assert result.class_names == ["cat", "dog", "zebra_empty_class"]
+    (warning,) = load_report(result.report_path)["warnings"]
+    assert "['zebra_empty_class'] have no training image" in warning

@@ -150,7 +150,7 @@ def test_coco_polygon_and_rle_segmentations_become_png_masks(tmp_path):
     (tmp_path / "coco.json").write_text(json.dumps(
         {"images": images, "annotations": annotations, "categories": categories}))
     config = folder_config(tmp_path / "coco.json", source="coco", images_dir=str(tmp_path / "images"),
-                           split_ratios={"train": 0.5, "eval": 0.5})
+                           split_ratios={"train": 0.5, "eval": 0.5}, min_examples_per_class=0)
 
     result = ingest(config, str(tmp_path / "out"))
 
@@ -192,7 +192,8 @@ def test_tfds_mock_dataset_is_read_from_its_local_data_dir(tmp_path):
     import tensorflow_datasets as tfds
 
     config = folder_config("", source="tfds", tfds_name="mnist", tfds_data_dir=str(tmp_path / "tfds"),
-                           tfds_splits=["train"], split_ratios={"train": 0.75, "eval": 0.25})
+                           tfds_splits=["train"], split_ratios={"train": 0.75, "eval": 0.25},
+                           min_examples_per_class=0)  # 16 mock images for 10 classes
     with tfds.testing.mock_data(num_examples=16):
         result = ingest(config, str(tmp_path / "out"))
 
@@ -243,7 +244,7 @@ def test_tfds_detection_dataset_gives_boxes_and_its_object_classes(tmp_path):
     images += [([[0.2, 0.2, 0.4, 0.4]], [person])] * 5  # (distinct pixels per index)
     config = folder_config("", source="tfds", tfds_name="voc/2007", tfds_data_dir=str(tmp_path / "tfds"),
                            tfds_splits=["train"], split_ratios={"train": 0.5, "eval": 0.5},
-                           max_bad_fraction=0.2)
+                           max_bad_fraction=0.2, min_examples_per_class=0)  # 2 of VOC's 20 classes
     with tfds.testing.mock_data(as_dataset_fn=lambda *args, **kwargs: _voc_like_examples(images)):
         result = ingest(config, str(tmp_path / "out"))
 

@@ -46,6 +46,8 @@ class DataConfig:
     # multilabel: an image without labels is a negative (all-zero target) instead of being
     # quarantined as no_labels
     allow_unlabeled: bool = False
+    # a class with fewer training images than this stops the ingest (0: no minimum)
+    min_examples_per_class: int = 2
     # generated data (source: shapes | digits)
     num_images: int = 240
     image_size: int = 64
@@ -73,6 +75,8 @@ class DataConfig:
         _require(self.num_images > 0, "data.num_images", "must be positive")
         _require(8 <= self.image_size <= 4096, "data.image_size", "must be in [8, 4096]")
         _require(self.drift_linf_threshold > 0, "data.drift_linf_threshold", "must be positive")
+        _require(self.min_examples_per_class >= 0, "data.min_examples_per_class",
+                 f"must be >= 0 (0: no minimum), got {self.min_examples_per_class}")
 
 
 @dataclass

@@ -66,6 +66,11 @@ def build_summary(paths, config) -> Dict[str, Any]:
         summary.setdefault("data", {})["quarantined"] = int(_prop(report, "quarantined_count", 0))
         summary["data"]["duplicates"] = int(_prop(report, "duplicate_count", 0))
         summary["data"]["quarantine_report"] = os.path.join(report.uri, "quarantine.json")
+    warnings = _report_warnings(report, "quarantine.json", "ingest")
+    warnings += _report_warnings(art.get("visionpipe.DataValidationReport"), "report.json",
+                                 "data validation")
+    if warnings:
+        summary["warnings"] = warnings
     model = art.get("Model")
     if model is not None:
         summary["model_uri"] = model.uri
@@ -102,6 +107,15 @@ def build_summary(paths, config) -> Dict[str, Any]:
     return summary
 
 
+def _report_warnings(artifact, filename: str, stage: str) -> List[str]:
+    """The ``warnings`` of a JSON report in ``artifact``'s folder, each prefixed by ``stage``."""
+    path = os.path.join(artifact.uri, filename) if artifact is not None else ""
+    if not path or not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [f"{stage}: {w}" for w in json.load(f).get("warnings", [])]
+
+
 def _evaluation(evaluation, artifact, blessing, config) -> Dict[str, Any]:
     blessed = bool(_prop(blessing, "blessed", 0)) if blessing is not None else None
     own = os.path.join(artifact.uri, "summary.json")  # TaskEvaluator
@@ -133,6 +147,8 @@ def format_summary(summary: Dict[str, Any]) -> str:
         lines.append(row("examples", splits or "-"))
         lines.append(row("quarantined", f"{data.get('quarantined', 0)} "
                                         f"(duplicates {data.get('duplicates', 0)})  {data.get('quarantine_report', '')}"))
+    for i, warning in enumerate(summary.get("warnings", [])):
+        lines.append(row("warnings" if i == 0 else "", f"- {warning}"))
     training = summary.get("training")
     if training:
         lines.append(row("training", f"{training.get('num_train')} images, {training.get('replicas')} "

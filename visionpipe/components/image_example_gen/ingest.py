@@ -19,9 +19,9 @@ from apache_beam import pvalue
 import visionpipe  # noqa: F401
 from visionpipe.components.image_example_gen import items as it
 from visionpipe.components.image_example_gen.encoding import to_tf_example
-from visionpipe.components.image_example_gen.report import (REPORT_FILENAME, build_report,
-                                                            check_report, read_report,
-                                                            write_report)
+from visionpipe.components.image_example_gen.report import (REPORT_FILENAME, SHOWN_IN_ERROR,
+                                                            build_report, check_report,
+                                                            read_report, write_report)
 from visionpipe.components.image_example_gen.sources import make_source
 from visionpipe.components.image_example_gen.splitting import REQUIRED_SPLITS, SplitPlan
 from visionpipe.components.image_example_gen.validation import ImageRules, validate_item
@@ -109,8 +109,43 @@ def _sum_pairs(pairs):
     return images, objects
 
 
+def _class_hits(keyed):
+    """(class, (split, file)) once for each class an image shows (labels or objects)."""
+    split, image = keyed
+    for name in sorted(set(image.labels) | set(image.object_labels)):
+        yield name, (split, image.filename)
+
+
+class _ClassTally(beam.CombineFn):
+    """Images per split of one class, and the first few of its file names."""
+
+    def __init__(self, files_kept: int):
+        self._files_kept = files_kept
+
+    def create_accumulator(self):
+        return {}, []
+
+    def add_input(self, accumulator, hit):
+        counts, files = accumulator
+        split, filename = hit
+        counts[split] = counts.get(split, 0) + 1
+        return counts, sorted(files + [filename])[:self._files_kept]
+
+    def merge_accumulators(self, accumulators):
+        counts, files = {}, []
+        for part_counts, part_files in accumulators:
+            for split, n in part_counts.items():
+                counts[split] = counts.get(split, 0) + n
+            files = sorted(files + part_files)[:self._files_kept]
+        return counts, files
+
+    def extract_output(self, accumulator):
+        counts, files = accumulator
+        return {"images_by_split": counts, "files": files}
+
+
 def _finish(_, examples_uri, report_dir, plan_description, total, quarantined, duplicates,
-            split_counts, class_names):
+            split_counts, class_names, class_tally, min_examples_per_class):
     import tensorflow as tf
 
     names = plan_description["splits"]
@@ -118,7 +153,8 @@ def _finish(_, examples_uri, report_dir, plan_description, total, quarantined, d
         total=total, quarantined=quarantined, duplicates=duplicates,
         images_by_split={s: split_counts.get(s, (0, 0))[0] for s in names},
         objects_by_split={s: split_counts.get(s, (0, 0))[1] for s in names},
-        class_names=class_names, split_plan=plan_description)
+        class_names=class_names, split_plan=plan_description, class_tally=class_tally,
+        min_examples_per_class=min_examples_per_class)
     write_report(report, report_dir)
     tf.io.gfile.makedirs(examples_uri)
     with tf.io.gfile.GFile(posixpath.join(examples_uri, CLASS_NAMES_FILENAME), "w") as f:
@@ -163,6 +199,9 @@ def build_ingest(pipeline: beam.Pipeline, config: PipelineConfig, examples_uri: 
     split_counts = (by_split
                     | "CountPerSplit" >> beam.MapTuple(_count_one)
                     | "SumPerSplit" >> beam.CombinePerKey(_sum_pairs))
+    class_tally = (by_split
+                   | "ClassHits" >> beam.FlatMap(_class_hits)
+                   | "TallyPerClass" >> beam.CombinePerKey(_ClassTally(SHOWN_IN_ERROR)))
     total = items | "CountInputs" >> beam.combiners.Count.Globally()
     _ = (pipeline
          | "ReportTrigger" >> beam.Create([None])
@@ -170,7 +209,8 @@ def build_ingest(pipeline: beam.Pipeline, config: PipelineConfig, examples_uri: 
              _finish, examples_uri, report_dir, plan.describe(),
              pvalue.AsSingleton(total), pvalue.AsList(checked[_QUARANTINED]),
              pvalue.AsList(deduped[_DUPLICATES]), pvalue.AsDict(split_counts),
-             pvalue.AsSingleton(class_names)))
+             pvalue.AsSingleton(class_names), pvalue.AsDict(class_tally),
+             data.min_examples_per_class))
     return plan.names
 
 
@@ -188,15 +228,18 @@ def run_ingest(make_pipeline: Callable[[], beam.Pipeline], config: PipelineConfi
     logging.info("ImageExampleGen: %d inputs, kept %s, %d quarantined %s, %d duplicates",
                  result.total_inputs, result.counts_by_split, result.quarantined,
                  report["counts_by_reason"], result.duplicates)
+    for warning in report.get("warnings", []):
+        logging.warning("ImageExampleGen: %s", warning)
     return result, report
 
 
 def check_result(report: dict, result: IngestResult, config: PipelineConfig,
                  report_path: Optional[str] = None) -> None:
-    """Raises QuarantineLimitExceeded / EmptySplitError with one readable message naming
-    ``report_path`` (default: where the ingest wrote the report)."""
+    """Raises QuarantineLimitExceeded / EmptySplitError / SparseClassError with one readable
+    message naming ``report_path`` (default: where the ingest wrote the report)."""
     required = [s for s in REQUIRED_SPLITS if s in result.counts_by_split]
-    check_report(report, report_path or result.report_path, config.data.max_bad_fraction, required)
+    check_report(report, report_path or result.report_path, config.data.max_bad_fraction, required,
+                 config.data.min_examples_per_class)
 
 
 def _has_files(folder: str) -> bool:

@@ -6,7 +6,7 @@ import pytest
 from visionpipe import features as F
 from visionpipe.components.image_example_gen import QuarantineLimitExceeded, SparseClassError, ingest
 
-from .image_example_gen_helpers import (filenames, folder_config, image_bytes, load_report,
+from .image_example_gen_helpers import (blank_png, filenames, folder_config, image_bytes, load_report,
                                         read_examples, write_folder_tree, write_image)
 
 BAD_FILES = {
@@ -230,3 +230,31 @@ def test_class_without_training_images_is_kept_with_a_warning_when_the_minimum_i
     assert result.class_names == ["cat", "dog", "zebra_empty_class"]
     (warning,) = load_report(result.report_path)["warnings"]
     assert "['zebra_empty_class'] have no training image" in warning
+
+
+def test_image_over_the_pixel_limit_is_quarantined_as_too_large_from_its_header(tmp_path):
+    root = tmp_path / "data"
+    write_folder_tree(root, {"cat": 6, "dog": 6})
+    write_image(root / "cat" / "big.png", 990, size=(40, 30))  # 1200 pixels
+
+    result = ingest(folder_config(root, max_image_pixels=1000, max_bad_fraction=0.1), str(tmp_path / "out"))
+
+    (entry,) = load_report(result.report_path)["quarantined"]
+    assert (entry["file"], entry["kind"]) == ("cat/big.png", "too_large")
+    assert "image of 40x30 pixels exceeds the limit of 1000 pixels (data.max_image_pixels" in entry["reason"]
+
+
+def test_decompression_bombs_are_too_large_not_accepted_nor_corrupt(tmp_path):
+    root = tmp_path / "data"
+    write_folder_tree(root, {"cat": 6, "dog": 6})
+    (root / "cat" / "bomb_12k.png").write_bytes(blank_png(12000, 12000))  # PIL warns, then decodes
+    (root / "dog" / "bomb_20k.png").write_bytes(blank_png(20000, 20000))  # PIL raises
+    (root / "dog" / "wide.png").write_bytes(blank_png(10000, 5000))  # 50 Mpx: only our limit
+
+    result = ingest(folder_config(root, max_bad_fraction=0.3), str(tmp_path / "out"))
+
+    quarantined = {q["file"]: q for q in load_report(result.report_path)["quarantined"]}
+    assert {name: q["kind"] for name, q in quarantined.items()} == {
+        "cat/bomb_12k.png": "too_large", "dog/bomb_20k.png": "too_large", "dog/wide.png": "too_large"}
+    assert "decompression-bomb limit" in quarantined["dog/bomb_20k.png"]["reason"]
+    assert "10000x5000 pixels exceeds the limit of 40000000" in quarantined["dog/wide.png"]["reason"]

@@ -48,6 +48,9 @@ class DataConfig:
     allow_unlabeled: bool = False
     # a class with fewer training images than this stops the ingest (0: no minimum)
     min_examples_per_class: int = 2
+    # width x height above which an image is quarantined as too_large, read from its header
+    # before it is decoded (PIL's decompression-bomb limit, ~89 Mpx, applies as well)
+    max_image_pixels: int = 40_000_000
     # generated data (source: shapes | digits)
     num_images: int = 240
     image_size: int = 64
@@ -77,6 +80,8 @@ class DataConfig:
         _require(self.drift_linf_threshold > 0, "data.drift_linf_threshold", "must be positive")
         _require(self.min_examples_per_class >= 0, "data.min_examples_per_class",
                  f"must be >= 0 (0: no minimum), got {self.min_examples_per_class}")
+        _require(self.max_image_pixels >= 1, "data.max_image_pixels",
+                 f"must be a positive number of pixels, got {self.max_image_pixels}")
 
 
 @dataclass

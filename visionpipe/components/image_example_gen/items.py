@@ -22,6 +22,7 @@ SIZE_MISMATCH = "size_mismatch"
 BAD_ANNOTATION = "bad_annotation"
 MISSING_IMAGE_DATA = "missing_image_data"
 NO_LABELS = "no_labels"
+TOO_LARGE = "too_large"
 
 
 @dataclass

@@ -25,14 +25,17 @@ class ImageRules:
     Labels: a ``classification`` image needs a label; a ``multilabel`` image without any is
     a negative (all labels 0) only with ``allow_unlabeled``; a ``detection`` image without
     boxes is a background image and is kept. Otherwise it is quarantined as ``no_labels``.
-    An empty ``task`` checks no labels.
+    An empty ``task`` checks no labels. An image of more than ``max_image_pixels`` pixels
+    is quarantined as ``too_large`` before it is decoded.
     """
     task: str = ""
     allow_unlabeled: bool = False
+    max_image_pixels: int = 0  # 0: PIL's decompression-bomb limit only
 
     @classmethod
     def from_config(cls, config) -> "ImageRules":
-        return cls(task=config.task, allow_unlabeled=config.data.allow_unlabeled)
+        return cls(task=config.task, allow_unlabeled=config.data.allow_unlabeled,
+                   max_image_pixels=config.data.max_image_pixels)
 
     def labels_problem(self, item: it.SourceItem) -> Optional[str]:
         if item.labels or item.objects:  # image labels, or those of its objects
@@ -60,12 +63,22 @@ def file_exists(path: str) -> bool:
     return tf.io.gfile.exists(path)
 
 
-def decode_image(data: bytes) -> Union[Tuple[str, int, int], Tuple[str, str]]:
-    """Returns ``(format, width, height)`` or ``(kind, reason)`` when it cannot be used."""
+def decode_image(data: bytes, max_pixels: int = 0
+                 ) -> Union[Tuple[str, int, int], Tuple[str, str]]:
+    """Returns ``(format, width, height)`` or ``(kind, reason)`` when it cannot be used.
+
+    The pixel count is checked from the header before anything is decoded (``max_pixels``,
+    0: PIL's decompression-bomb limit only)."""
     from PIL import Image, UnidentifiedImageError
+
+    from visionpipe.image_limits import ImageTooLarge, check_pixels
 
     if not data:
         return it.ZERO_BYTES, "zero-byte file"
+    try:
+        check_pixels(data, max_pixels)
+    except ImageTooLarge as err:
+        return it.TOO_LARGE, f"{err} (data.max_image_pixels; checked before decoding)"
     try:
         with Image.open(io.BytesIO(data)) as image:
             pil_format = image.format
@@ -154,7 +167,7 @@ def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]],
             data = read_bytes(item.path)
         except Exception as err:  # noqa: BLE001 - any I/O error is this file's problem
             return quarantine(it.UNREADABLE, f"cannot read {item.path}: {err}")
-    decoded = decode_image(data)
+    decoded = decode_image(data, rules.max_image_pixels)
     if len(decoded) == 2:
         return quarantine(*decoded)
     image_format, width, height = decoded

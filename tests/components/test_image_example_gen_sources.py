@@ -73,6 +73,38 @@ def test_duplicate_image_is_kept_once_and_reported_with_both_names(ratio_runs):
     assert report["total_inputs"] == 25 and report["kept"] == 24
 
 
+def test_duplicates_keep_the_original_file_and_name_each_later_copy(tmp_path):
+    root = tmp_path / "data"
+    write_folder_tree(root, {"cat": 4, "dog": 4})
+    original = root / "cat" / "ok_0.jpg"
+    write_image(original, 42, fmt="JPEG")
+    for copy in ("ok_0 (copy).jpg", "ok_0 - Copy.jpg"):  # names that plain sorting lists first
+        shutil.copy(original, root / "cat" / copy)
+
+    result = ingest(folder_config(root, min_examples_per_class=0), str(tmp_path / "out"))
+
+    report = load_report(result.report_path)
+    assert sorted((d["file"], d["duplicate_of"]) for d in report["duplicates"]) == [
+        ("cat/ok_0 (copy).jpg", "cat/ok_0.jpg"), ("cat/ok_0 - Copy.jpg", "cat/ok_0.jpg")]
+    kept = [f for split in result.counts_by_split for f in filenames(read_examples(result.examples_uri, split))]
+    assert "cat/ok_0.jpg" in kept and not [f for f in kept if "opy" in f]
+
+
+def test_csv_duplicates_keep_the_row_listed_first(tmp_path):
+    rows = ["path,label", "zebra_first.png,cat"] + [f"{i}.png,{'cat' if i % 2 else 'dog'}" for i in range(8)]
+    for i in range(8):
+        write_image(tmp_path / f"{i}.png", 60 + i)
+    write_image(tmp_path / "zebra_first.png", 99)
+    shutil.copy(tmp_path / "zebra_first.png", tmp_path / "a_later.png")
+    (tmp_path / "labels.csv").write_text("\n".join(rows + ["a_later.png,cat"]) + "\n")
+
+    result = ingest(folder_config(tmp_path / "labels.csv", source="csv", min_examples_per_class=0),
+                    str(tmp_path / "out"))
+
+    assert [(d["file"], d["duplicate_of"]) for d in load_report(result.report_path)["duplicates"]] == [
+        ("a_later.png", "zebra_first.png")]
+
+
 def test_csv_single_label_paths_resolve_against_the_csv_folder(tmp_path):
     rows = ["path,label"]
     for i in range(8):

@@ -23,3 +23,19 @@ def test_summary_prints_the_warnings_of_the_ingest_and_of_the_data_gate(tmp_path
     assert "warnings               - ingest: class(es) ['zebra'] have no training image" in lines
     assert "- data validation: split 'train': classes with no example: ['zebra']" in lines
     assert summary._report_warnings(None, "report.json", "data validation") == []
+
+
+def test_summary_states_quarantined_and_duplicates_as_separate_facts_and_a_skipped_load_check():
+    text = summary.format_summary({
+        "pipeline": "p", "task": "classification",
+        "data": {"splits": {"train": 10}, "quarantined": 4, "duplicates": 1,
+                 "quarantine_report": "/r/quarantine.json"},
+        "load_check": {"passed": False, "skipped": True, "detail": "the evaluator did not bless the model"}})
+
+    assert "quarantined 4, duplicates 1  /r/quarantine.json" in text
+    assert "(duplicates" not in text
+    assert "load check             skipped: the evaluator did not bless the model" in text
+    assert "FAILED" not in text
+    failed = summary.format_summary({"pipeline": "p", "task": "classification", "load_check": {
+        "passed": False, "skipped": False, "detail": "probe exited 1"}})
+    assert "load check             FAILED: probe exited 1" in failed

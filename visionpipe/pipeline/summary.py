@@ -90,6 +90,7 @@ def build_summary(paths, config) -> Dict[str, Any]:
     infra = art.get("InfraBlessing")
     if infra is not None:
         summary["load_check"] = {"passed": bool(_prop(infra, "blessed", 0)),
+                                 "skipped": bool(_prop(infra, "skipped", 0)),
                                  "detail": _prop(infra, "reason", "")}
     optimized = art.get("visionpipe.OptimizedModels")
     if optimized is not None:
@@ -145,8 +146,9 @@ def format_summary(summary: Dict[str, Any]) -> str:
     if data:
         splits = ", ".join(f"{k}={v}" for k, v in sorted(data.get("splits", {}).items()))
         lines.append(row("examples", splits or "-"))
-        lines.append(row("quarantined", f"{data.get('quarantined', 0)} "
-                                        f"(duplicates {data.get('duplicates', 0)})  {data.get('quarantine_report', '')}"))
+        lines.append(row("inputs set aside", f"quarantined {data.get('quarantined', 0)}, "
+                                             f"duplicates {data.get('duplicates', 0)}  "
+                                             f"{data.get('quarantine_report', '')}"))
     for i, warning in enumerate(summary.get("warnings", [])):
         lines.append(row("warnings" if i == 0 else "", f"- {warning}"))
     training = summary.get("training")
@@ -183,7 +185,8 @@ def format_summary(summary: Dict[str, Any]) -> str:
         lines.extend("    " + line for line in optimization["table"].strip().splitlines())
     check = summary.get("load_check")
     if check:
-        lines.append(row("load check", ("passed: " if check["passed"] else "FAILED: ") + check["detail"]))
+        verdict = "passed" if check["passed"] else "skipped" if check.get("skipped") else "FAILED"
+        lines.append(row("load check", f"{verdict}: {check['detail']}"))
     push = summary.get("push")
     if push:
         lines.append(row("push", f"version {push['version']} -> {push['path']}" if push["pushed"]

@@ -67,10 +67,15 @@ class _ValidateFn(beam.DoFn):
             yield result
 
 
+def _listing_order(image: it.ValidImage):
+    """Where the source lists ``image``; by file name for a source without a listing."""
+    return (not image.listing_index, image.listing_index, image.filename)
+
+
 def _keep_first_copy(keyed: Tuple[str, Sequence[it.ValidImage]]) -> Iterator:
-    """Keep the copy with the smallest file name; report the others as duplicates."""
+    """Keep the copy the source lists first; report the later ones as its duplicates."""
     sha256, copies = keyed
-    copies = sorted(copies, key=lambda c: c.filename)
+    copies = sorted(copies, key=_listing_order)
     for duplicate in copies[1:]:
         yield pvalue.TaggedOutput(_DUPLICATES, {"file": duplicate.filename,
                                                 "duplicate_of": copies[0].filename, "sha256": sha256})

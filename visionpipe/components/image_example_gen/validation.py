@@ -211,4 +211,4 @@ def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]],
         sha256=hashlib.sha256(data).hexdigest(), encoded=data, image_format=image_format,
         height=height, width=width, filename=item.filename, labels=list(item.labels),
         boxes=boxes, object_labels=[o.label for o in item.objects], masks=masks,
-        text=item.text, source_split=item.source_split)
+        text=item.text, source_split=item.source_split, listing_index=item.listing_index)

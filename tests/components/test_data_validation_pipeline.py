@@ -22,7 +22,9 @@ def test_validation_components_wire_the_config_into_each_component(tmp_path):
     examples = types.Channel(type=standard_artifacts.Examples)
     parts = validation_components(examples, config, schema_dir=str(tmp_path))
     assert [type(c).__name__ for c in parts] == [
-        "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataGate"]
+        "ImageStatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataGate"]
+    assert [c.id for c in parts] == ["StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+                                     "DataGate"]
     gate = parts.data_gate.exec_properties
     assert json.loads(gate["accept_anomalies"]) == ["image/width"]
     assert gate["drift_linf_threshold"] == 0.3 and gate["imbalance_ratio_warn"] == 2.5

@@ -50,9 +50,11 @@ def image_stats_options(schema=None, semantic_sample_rate: Optional[float] = Non
     """``tfdv.StatsOptions`` for StatisticsGen on VisionPipe Examples.
 
     Semantic-domain statistics add, for ``image/encoded``, the image-format histogram and
-    the ``image_domain`` marker that SchemaGen and ExampleValidator read. TFDV only emits
-    them once a split holds at least 100 images. ``image/height`` and ``image/width`` are
-    ordinary int features, so their distributions come with the basic statistics.
+    the ``image_domain`` marker that SchemaGen and ExampleValidator read. TFDV alone only
+    emits them once a split holds at least 100 images; ``statistics_gen.ImageStatisticsGen``
+    (what ``validation_components`` uses) emits them for a split of any size.
+    ``image/height`` and ``image/width`` are ordinary int features, so their distributions
+    come with the basic statistics.
     ``semantic_sample_rate`` (0, 1] bounds the decode cost on large datasets.
     """
     import tensorflow_data_validation as tfdv

@@ -72,9 +72,9 @@ def curated_schema(task: str, class_names: Sequence[str] = (),
     Required in every Example: encoded image (image domain; all of it must be a supported
     format), format (one of ``features.IMAGE_FORMATS``), height and width (>= 1), source id
     and filename. Classification needs exactly one label, multi-label at least one (none
-    with ``allow_unlabeled``: such an image is a negative); other tasks may have none. With ``class_names``, ``image/class/text`` and
-    ``image/object/class/text`` may only hold those names and the integer labels must lie in
-    ``[0, len(class_names) - 1]``. Boxes must lie in [0, 1]. ``max_image_bytes`` and
+    with ``allow_unlabeled``: such an image is a negative); other tasks may have none. With
+    ``class_names``, ``image/class/text`` and ``image/object/class/text`` may only hold those
+    names and the integer labels must lie in ``[0, len(class_names) - 1]``. Boxes must lie in [0, 1]. ``max_image_bytes`` and
     ``max_image_side`` (0: no limit) bound image size.
     """
     schema_pb2 = _schema_pb2()

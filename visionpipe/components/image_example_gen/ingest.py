@@ -175,8 +175,9 @@ def build_ingest(pipeline: beam.Pipeline, config: PipelineConfig, examples_uri: 
     known_classes = list(data.class_names) or source.class_names
 
     items = source.read(pipeline)
+    rules = ImageRules.from_config(config)
     checked = items | "DecodeAndCheck" >> beam.ParDo(
-        _ValidateFn(known_classes, plan.use_source_splits, ImageRules.from_config(config))).with_outputs(_QUARANTINED, main="valid")
+        _ValidateFn(known_classes, plan.use_source_splits, rules)).with_outputs(_QUARANTINED, main="valid")
     deduped = (checked.valid
                | "KeyBySha256" >> beam.Map(_key_by_sha256)
                | "GroupCopies" >> beam.GroupByKey()

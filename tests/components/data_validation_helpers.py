@@ -24,11 +24,12 @@ def png_bytes(seed: int, size: int = 8) -> bytes:
 
 
 def serialized_example(seed: int, label_text: str, label: int,
-                       drop: Sequence[str] = ()) -> bytes:
-    """One Example in the VisionPipe feature spec, without the keys in ``drop``."""
+                       drop: Sequence[str] = (), encoded: Optional[bytes] = None) -> bytes:
+    """One Example in the VisionPipe feature spec (an 8x8 PNG unless ``encoded`` is given),
+    without the keys in ``drop``."""
     import tensorflow as tf
 
-    encoded = png_bytes(seed)
+    encoded = png_bytes(seed) if encoded is None else encoded
 
     def strings(*values):
         return tf.train.Feature(bytes_list=tf.train.BytesList(
@@ -77,19 +78,18 @@ def write_examples(root: Path, splits: Dict[str, List[bytes]]):
 
 
 def run_statistics_gen(examples, out_dir: Path, stats_options=None):
-    """The real StatisticsGen executor, with the options as the component serializes them."""
-    from tfx.components import StatisticsGen
-    from tfx.components.statistics_gen import executor as stats_executor
+    """The pipeline's StatisticsGen executor, with the options as the component serializes them."""
     from tfx.types import channel_utils, standard_artifacts
 
     from visionpipe.components.data_validation import image_stats_options
+    from visionpipe.components.data_validation.statistics_gen import ImageStatisticsGen
 
-    component = StatisticsGen(examples=channel_utils.as_channel([examples]),
-                              stats_options=stats_options or image_stats_options())
+    component = ImageStatisticsGen(examples=channel_utils.as_channel([examples]),
+                                   stats_options=stats_options or image_stats_options())
     statistics = standard_artifacts.ExampleStatistics()
     statistics.uri = str(out_dir)
-    stats_executor.Executor().Do({"examples": [examples]}, {"statistics": [statistics]},
-                                 dict(component.exec_properties))
+    component.executor_spec.executor_class().Do(
+        {"examples": [examples]}, {"statistics": [statistics]}, dict(component.exec_properties))
     return statistics
 
 

@@ -22,6 +22,23 @@ def image_bytes(seed: int, size=(32, 24), fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
+def blank_png(width: int, height: int) -> bytes:
+    """A valid all-black 1-bit PNG of any size, written row by row: a 12000x12000 one is
+    ~140 KB, and PIL would hold every pixel in memory to write it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    row = b"\0" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
 def write_image(path: Path, seed: int, size=(32, 24), fmt: str = "PNG") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(image_bytes(seed, size, fmt))

@@ -186,6 +186,31 @@ def test_statistics_treat_encoded_images_as_images(work):
     assert by_name[F.HEIGHT].num_stats.max == 8 and by_name[F.WIDTH].num_stats.min == 8
 
 
+def test_statistics_of_a_small_split_carry_the_image_format_histogram(work, balanced):
+    from tfx.components.statistics_gen import stats_artifact_utils
+
+    stats = stats_artifact_utils.load_statistics(balanced, "eval").proto().datasets[0]
+    (encoded,) = [f for f in stats.features if "/".join(f.path.step) == F.ENCODED]
+    custom = {c.name: c for c in encoded.custom_stats}
+    histogram = custom["image_format_histogram"].rank_histogram
+    assert {b.label: b.sample_count for b in histogram.buckets} == {"png": 6}
+
+
+def test_split_whose_encoded_bytes_are_not_all_images_fails_the_image_domain_check(work, schema,
+                                                                                     tmp_path):
+    webp = b"RIFF\x24\x00\x00\x00WEBPVP8 \x18\x00\x00\x00" + b"\x00" * 24  # not a TF image format
+    records = H.labelled(BALANCED, first_seed=1500)[:10] + [
+        H.serialized_example(1600, "circle", 0, encoded=webp)]
+    statistics = _statistics(work, "not_images", {"train": records})
+    anomalies = _validate(work, "not_images", statistics, schema)
+
+    with pytest.raises(DataValidationError) as raised:
+        H.run_data_gate(anomalies, statistics, tmp_path / "gate")
+    message = str(raised.value)
+    assert "image/encoded: LOW_SUPPORTED_IMAGE_FRACTION" in message
+    assert "image/encoded:LOW_SUPPORTED_IMAGE_FRACTION" in message  # the accept key
+
+
 def test_stats_options_survive_statistics_gen_serialization():
     import tensorflow_data_validation as tfdv
 

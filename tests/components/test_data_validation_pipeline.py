@@ -22,7 +22,9 @@ def test_validation_components_wire_the_config_into_each_component(tmp_path):
     examples = types.Channel(type=standard_artifacts.Examples)
     parts = validation_components(examples, config, schema_dir=str(tmp_path))
     assert [type(c).__name__ for c in parts] == [
-        "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataGate"]
+        "ImageStatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataGate"]
+    assert [c.id for c in parts] == ["StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+                                     "DataGate"]
     gate = parts.data_gate.exec_properties
     assert json.loads(gate["accept_anomalies"]) == ["image/width"]
     assert gate["drift_linf_threshold"] == 0.3 and gate["imbalance_ratio_warn"] == 2.5
@@ -62,6 +64,22 @@ def test_curated_schema_requires_one_label_for_classification_and_bounds_it():
     assert boxes.presence.min_fraction == 0 and boxes.float_domain.max == 1.0
     detection_label = tfdv.get_feature(curated_schema("detection", ["cat"]), "image/class/label")
     assert detection_label.presence.min_fraction == 0 and detection_label.value_count.min == 0
+
+
+def test_multilabel_schema_lets_unlabelled_images_through_only_when_allowed(tmp_path):
+    import tensorflow_data_validation as tfdv
+
+    from visionpipe.components.data_validation import load_schema
+
+    def label_bounds(*overrides):
+        parts = validation_components(_channel(), load_config(overrides=["task=multilabel", *overrides]),
+                                      schema_dir=str(tmp_path), class_names=["cat", "dog"])
+        schema = load_schema(parts.schema_gen.exec_properties["schema_file"])
+        return [(f.presence.min_fraction, f.value_count.min) for f in
+                (tfdv.get_feature(schema, key) for key in ("image/class/label", "image/class/text"))]
+
+    assert label_bounds() == [(1, 1), (1, 1)]
+    assert label_bounds("data.allow_unlabeled=true") == [(0, 0), (0, 0)]
 
 
 def test_expected_classes_come_from_the_config_then_the_generated_source():
@@ -114,7 +132,8 @@ def test_drifted_run_is_stopped_and_never_becomes_the_next_baseline(tmp_path):
     shutil.copytree(folder, original)
     ingest = load_config(overrides=["data.source=folder", f"data.path={folder}",
                                     "data.image_size=32", "data.drift_linf_threshold=0.25",
-                                    f"data.class_names={expected_class_names(config)}"])
+                                    f"data.class_names={expected_class_names(config)}",
+                                    "data.min_examples_per_class=0"])  # run 2 keeps one image a class
     run = lambda: tfx.orchestration.LocalDagRunner().run(_pipeline(ingest, tmp_path))  # noqa: E731
 
     run()

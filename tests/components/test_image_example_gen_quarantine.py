@@ -4,9 +4,9 @@ import json
 import pytest
 
 from visionpipe.core import features as F
-from visionpipe.components.image_example_gen import QuarantineLimitExceeded, ingest
+from visionpipe.components.image_example_gen import QuarantineLimitExceeded, SparseClassError, ingest
 
-from .image_example_gen_helpers import (filenames, folder_config, image_bytes, load_report,
+from .image_example_gen_helpers import (blank_png, filenames, folder_config, image_bytes, load_report,
                                         read_examples, write_folder_tree, write_image)
 
 BAD_FILES = {
@@ -112,3 +112,149 @@ def test_zero_area_and_outside_boxes_quarantine_the_whole_coco_image(tmp_path):
     kept = {e[F.FILENAME]: e for split in ("train", "eval") for e in read_examples(result.examples_uri, split)}
     assert [kept[b"3.png"][k][0] for k in F.BBOX_KEYS] == [0.0, 0.0, 1.0, 1.0]
     assert kept[b"4.png"][F.BBOX_XMIN][0] == 0.0
+
+
+def _coco_with_unannotated_images(root, annotated=6, unannotated=("bare_1.png", "bare_2.png")):
+    """A COCO file with two classes; the images in ``unannotated`` have no annotation."""
+    images, annotations = [], []
+    names = [f"{i}.png" for i in range(annotated)] + list(unannotated)
+    for i, name in enumerate(names):
+        write_image(root / name, 700 + i, (40, 30))
+        images.append({"id": i, "file_name": name, "width": 40, "height": 30})
+        if i < annotated:
+            annotations.append({"id": i, "image_id": i, "category_id": 1 + i % 2, "bbox": [2, 2, 20, 20]})
+    path = root / "coco.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]}))
+    return path
+
+
+def _task_config(path, task, **data):
+    from visionpipe.core.config import PipelineConfig
+
+    config = PipelineConfig(task=task)
+    config.data.path = str(path)
+    for key, value in data.items():
+        setattr(config.data, key, value)
+    return config.validate()
+
+
+def test_multilabel_image_without_labels_is_quarantined_by_name(tmp_path):
+    path = _coco_with_unannotated_images(tmp_path)
+
+    with pytest.raises(QuarantineLimitExceeded) as raised:
+        ingest(_task_config(path, "multilabel", source="coco"), str(tmp_path / "out"))
+
+    message = str(raised.value)
+    for name in ("bare_1.png", "bare_2.png"):
+        (line,) = [line for line in message.splitlines() if line.startswith(f"  {name}: ")]
+        assert "has no labels" in line and "data.allow_unlabeled=true" in line
+    report = load_report(str(tmp_path / "out" / "quarantine_report" / "quarantine.json"))
+    assert report["counts_by_reason"] == {"no_labels": 2}
+
+
+def test_multilabel_image_without_labels_is_a_negative_when_allowed(tmp_path):
+    path = _coco_with_unannotated_images(tmp_path)
+
+    result = ingest(_task_config(path, "multilabel", source="coco", allow_unlabeled=True,
+                                 split_ratios={"train": 0.5, "eval": 0.5}), str(tmp_path / "out"))
+
+    assert result.quarantined == 0
+    kept = {e[F.FILENAME]: e for split in ("train", "eval") for e in read_examples(result.examples_uri, split)}
+    assert kept[b"bare_1.png"][F.LABEL].tolist() == [] and kept[b"bare_2.png"][F.LABEL_TEXT].tolist() == []
+    assert kept[b"1.png"][F.LABEL_TEXT].tolist() == [b"dog"]
+
+
+def test_detection_image_without_boxes_is_kept_as_a_background_image(tmp_path):
+    path = _coco_with_unannotated_images(tmp_path)
+
+    result = ingest(_task_config(path, "detection", source="coco",
+                                 split_ratios={"train": 0.5, "eval": 0.5}), str(tmp_path / "out"))
+
+    assert result.quarantined == 0
+    kept = {e[F.FILENAME]: e for split in ("train", "eval") for e in read_examples(result.examples_uri, split)}
+    assert kept[b"bare_1.png"][F.BBOX_XMIN].tolist() == [] and len(kept[b"0.png"][F.BBOX_XMIN]) == 1
+
+
+def test_single_label_csv_row_without_label_is_quarantined_as_no_labels(tmp_path):
+    rows = ["path,label"] + [f"{i}.png,{'cat' if i % 2 else 'dog'}" for i in range(8)] + ["8.png,"]
+    for i in range(9):
+        write_image(tmp_path / f"{i}.png", 800 + i)
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+
+    result = ingest(folder_config(tmp_path / "labels.csv", source="csv", max_bad_fraction=0.2),
+                    str(tmp_path / "out"))
+
+    report = load_report(result.report_path)
+    assert [(q["file"], q["kind"]) for q in report["quarantined"]] == [("8.png", "no_labels")]
+    assert "needs exactly one" in report["quarantined"][0]["reason"]
+
+
+def test_empty_class_folder_stops_the_ingest_naming_the_class_and_the_override(tmp_path):
+    root = tmp_path / "data"
+    write_folder_tree(root, {"cat": 6, "dog": 6})
+    (root / "zebra_empty_class").mkdir()
+
+    with pytest.raises(SparseClassError) as raised:
+        ingest(folder_config(root), str(tmp_path / "out"))
+
+    message = str(raised.value)
+    assert "'zebra_empty_class': 0 training image(s) (no image in any split)" in message
+    assert "data.min_examples_per_class=2" in message and "labels.txt" in message
+    assert "'cat'" not in message and "'dog'" not in message
+    report = load_report(str(tmp_path / "out" / "quarantine_report" / "quarantine.json"))
+    assert report["images_by_class"]["zebra_empty_class"] == {"train": 0, "eval": 0}
+    assert sum(report["images_by_class"]["cat"].values()) == 6
+
+
+def test_mistyped_csv_label_is_a_class_of_one_that_stops_the_ingest_by_file(tmp_path):
+    rows = ["path,label"] + [f"{i}.png,{'cat' if i % 2 else 'dog'}" for i in range(10)] + ["10.png,cta"]
+    for i in range(11):
+        write_image(tmp_path / f"{i}.png", 900 + i)
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+
+    with pytest.raises(SparseClassError) as raised:
+        ingest(folder_config(tmp_path / "labels.csv", source="csv"), str(tmp_path / "out"))
+
+    (line,) = [line for line in str(raised.value).splitlines() if line.startswith("  'cta'")]
+    assert line.endswith(": 10.png") and ("(1 in train)" in line or "(1 in eval)" in line)
+
+
+def test_class_without_training_images_is_kept_with_a_warning_when_the_minimum_is_zero(tmp_path):
+    root = tmp_path / "data"
+    write_folder_tree(root, {"cat": 6, "dog": 6})
+    (root / "zebra_empty_class").mkdir()
+
+    result = ingest(folder_config(root, min_examples_per_class=0), str(tmp_path / "out"))
+
+    assert result.class_names == ["cat", "dog", "zebra_empty_class"]
+    (warning,) = load_report(result.report_path)["warnings"]
+    assert "['zebra_empty_class'] have no training image" in warning
+
+
+def test_image_over_the_pixel_limit_is_quarantined_as_too_large_from_its_header(tmp_path):
+    root = tmp_path / "data"
+    write_folder_tree(root, {"cat": 6, "dog": 6})
+    write_image(root / "cat" / "big.png", 990, size=(40, 30))  # 1200 pixels
+
+    result = ingest(folder_config(root, max_image_pixels=1000, max_bad_fraction=0.1), str(tmp_path / "out"))
+
+    (entry,) = load_report(result.report_path)["quarantined"]
+    assert (entry["file"], entry["kind"]) == ("cat/big.png", "too_large")
+    assert "image of 40x30 pixels exceeds the limit of 1000 pixels (data.max_image_pixels" in entry["reason"]
+
+
+def test_decompression_bombs_are_too_large_not_accepted_nor_corrupt(tmp_path):
+    root = tmp_path / "data"
+    write_folder_tree(root, {"cat": 6, "dog": 6})
+    (root / "cat" / "bomb_12k.png").write_bytes(blank_png(12000, 12000))  # PIL warns, then decodes
+    (root / "dog" / "bomb_20k.png").write_bytes(blank_png(20000, 20000))  # PIL raises
+    (root / "dog" / "wide.png").write_bytes(blank_png(10000, 5000))  # 50 Mpx: only our limit
+
+    result = ingest(folder_config(root, max_bad_fraction=0.3), str(tmp_path / "out"))
+
+    quarantined = {q["file"]: q for q in load_report(result.report_path)["quarantined"]}
+    assert {name: q["kind"] for name, q in quarantined.items()} == {
+        "cat/bomb_12k.png": "too_large", "dog/bomb_20k.png": "too_large", "dog/wide.png": "too_large"}
+    assert "decompression-bomb limit" in quarantined["dog/bomb_20k.png"]["reason"]
+    assert "10000x5000 pixels exceeds the limit of 40000000" in quarantined["dog/wide.png"]["reason"]

@@ -73,6 +73,38 @@ def test_duplicate_image_is_kept_once_and_reported_with_both_names(ratio_runs):
     assert report["total_inputs"] == 25 and report["kept"] == 24
 
 
+def test_duplicates_keep_the_original_file_and_name_each_later_copy(tmp_path):
+    root = tmp_path / "data"
+    write_folder_tree(root, {"cat": 4, "dog": 4})
+    original = root / "cat" / "ok_0.jpg"
+    write_image(original, 42, fmt="JPEG")
+    for copy in ("ok_0 (copy).jpg", "ok_0 - Copy.jpg"):  # names that plain sorting lists first
+        shutil.copy(original, root / "cat" / copy)
+
+    result = ingest(folder_config(root, min_examples_per_class=0), str(tmp_path / "out"))
+
+    report = load_report(result.report_path)
+    assert sorted((d["file"], d["duplicate_of"]) for d in report["duplicates"]) == [
+        ("cat/ok_0 (copy).jpg", "cat/ok_0.jpg"), ("cat/ok_0 - Copy.jpg", "cat/ok_0.jpg")]
+    kept = [f for split in result.counts_by_split for f in filenames(read_examples(result.examples_uri, split))]
+    assert "cat/ok_0.jpg" in kept and not [f for f in kept if "opy" in f]
+
+
+def test_csv_duplicates_keep_the_row_listed_first(tmp_path):
+    rows = ["path,label", "zebra_first.png,cat"] + [f"{i}.png,{'cat' if i % 2 else 'dog'}" for i in range(8)]
+    for i in range(8):
+        write_image(tmp_path / f"{i}.png", 60 + i)
+    write_image(tmp_path / "zebra_first.png", 99)
+    shutil.copy(tmp_path / "zebra_first.png", tmp_path / "a_later.png")
+    (tmp_path / "labels.csv").write_text("\n".join(rows + ["a_later.png,cat"]) + "\n")
+
+    result = ingest(folder_config(tmp_path / "labels.csv", source="csv", min_examples_per_class=0),
+                    str(tmp_path / "out"))
+
+    assert [(d["file"], d["duplicate_of"]) for d in load_report(result.report_path)["duplicates"]] == [
+        ("a_later.png", "zebra_first.png")]
+
+
 def test_csv_single_label_paths_resolve_against_the_csv_folder(tmp_path):
     rows = ["path,label"]
     for i in range(8):
@@ -150,7 +182,7 @@ def test_coco_polygon_and_rle_segmentations_become_png_masks(tmp_path):
     (tmp_path / "coco.json").write_text(json.dumps(
         {"images": images, "annotations": annotations, "categories": categories}))
     config = folder_config(tmp_path / "coco.json", source="coco", images_dir=str(tmp_path / "images"),
-                           split_ratios={"train": 0.5, "eval": 0.5})
+                           split_ratios={"train": 0.5, "eval": 0.5}, min_examples_per_class=0)
 
     result = ingest(config, str(tmp_path / "out"))
 
@@ -192,7 +224,8 @@ def test_tfds_mock_dataset_is_read_from_its_local_data_dir(tmp_path):
     import tensorflow_datasets as tfds
 
     config = folder_config("", source="tfds", tfds_name="mnist", tfds_data_dir=str(tmp_path / "tfds"),
-                           tfds_splits=["train"], split_ratios={"train": 0.75, "eval": 0.25})
+                           tfds_splits=["train"], split_ratios={"train": 0.75, "eval": 0.25},
+                           min_examples_per_class=0)  # 16 mock images for 10 classes
     with tfds.testing.mock_data(num_examples=16):
         result = ingest(config, str(tmp_path / "out"))
 
@@ -243,7 +276,7 @@ def test_tfds_detection_dataset_gives_boxes_and_its_object_classes(tmp_path):
     images += [([[0.2, 0.2, 0.4, 0.4]], [person])] * 5  # (distinct pixels per index)
     config = folder_config("", source="tfds", tfds_name="voc/2007", tfds_data_dir=str(tmp_path / "tfds"),
                            tfds_splits=["train"], split_ratios={"train": 0.5, "eval": 0.5},
-                           max_bad_fraction=0.2)
+                           max_bad_fraction=0.2, min_examples_per_class=0)  # 2 of VOC's 20 classes
     with tfds.testing.mock_data(as_dataset_fn=lambda *args, **kwargs: _voc_like_examples(images)):
         result = ingest(config, str(tmp_path / "out"))
 

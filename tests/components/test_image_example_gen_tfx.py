@@ -102,7 +102,8 @@ def test_tfx_cache_reruns_the_ingest_only_when_the_images_change(tmp_path):
     from visionpipe.components.image_example_gen.component import ImageExampleGen
 
     write_folder_tree(tmp_path / "data", {"cat": 5, "dog": 5})
-    config = folder_config(tmp_path / "data", split_ratios={"train": 0.5, "eval": 0.5})
+    config = folder_config(tmp_path / "data", split_ratios={"train": 0.5, "eval": 0.5},
+                           min_examples_per_class=0)  # 5 images a class: any may miss train
     connection = metadata.sqlite_metadata_connection_config(str(tmp_path / "metadata.sqlite"))
 
     def run_and_count():

@@ -82,6 +82,7 @@ def test_model_that_fails_to_load_is_not_pushed(exported, tmp_path):
 def test_not_blessed_model_is_not_pushed_and_not_load_checked(exported, tmp_path):
     model, blessing, infra = _run_load_check(exported, tmp_path, blessed=0)
     assert infra.get_int_custom_property("blessed") == 0
+    assert infra.get_int_custom_property("skipped") == 1
     assert "evaluator did not bless" in infra.get_string_custom_property("reason")
     pushed = _push(model, blessing, infra, tmp_path, tmp_path / "serving")
     assert pushed.get_int_custom_property("pushed") == 0

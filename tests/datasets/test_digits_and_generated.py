@@ -102,7 +102,8 @@ def test_generated_data_is_ingested_without_quarantine(tmp_path, task, source):
                                     "data.num_images=20", "data.image_size=32"])
     path, ingest_source = prepare_generated_source(config, tmp_path / "run")
     ingest_config = load_config(overrides=[f"task={task}", f"data.source={ingest_source}",
-                                           f"data.path={path}", "data.image_size=32"])
+                                           f"data.path={path}", "data.image_size=32",
+                                           "data.min_examples_per_class=0"])  # 2 digits a class
     result = ingest(ingest_config, str(tmp_path / "ingested"))
     assert result.quarantined == 0 and result.duplicates == 0
     assert sum(result.counts_by_split.values()) == 20

@@ -59,3 +59,31 @@ def test_grid_recall_misses_a_box_that_no_anchor_position_overlaps_enough():
 def test_zero_area_box_shapes_are_refused_by_the_fit():
     with pytest.raises(ValueError, match="zero-area"):
         anchors.kmeans_iou(np.array([[4.0, 0.0], [5.0, 5.0]]), 1)
+
+
+def _coco_like_boxes(n=300, image=256, seed=0):
+    """Mostly small boxes (log-normal, median 12 px) anywhere in the image, as in COCO."""
+    rng = np.random.default_rng(seed)
+    w = np.clip(np.exp(rng.normal(np.log(12), 0.9, n)), 2, image - 1)
+    h = np.clip(w * np.exp(rng.normal(0, 0.4, n)), 2, image - 1)
+    x, y = rng.uniform(0, image - w), rng.uniform(0, image - h)
+    return np.stack([y, x, y + h, x + w], axis=1)
+
+
+def test_a_fit_that_lowers_the_grid_recall_is_not_recommended_and_its_small_anchors_are_flagged():
+    report = anchors.anchor_report(_coco_like_boxes(), 256, [16.0, 32.0, 64.0, 128.0, 256.0],
+                                   [8, 16, 32, 64, 128], [1.0, 1.26, 1.587], [0.5, 1.0, 2.0])
+    configured, adopted = report["configured"], report["adopted"]
+    # the shape-only score prefers the fit, the grid does not
+    assert adopted["best_possible_recall"] > configured["best_possible_recall"]
+    assert adopted["grid_best_possible_recall"] < configured["grid_best_possible_recall"]
+    assert report["recommendation"]["adopt"] is False
+    assert report["recommendation"]["reason"].startswith("keep the configured anchors")
+    assert configured["smaller_than_stride"] == []
+    assert [s["level"] for s in adopted["smaller_than_stride"]] == ["P3", "P4", "P5", "P6", "P7"]
+    assert "P7 " in report["recommendation"]["reason"]
+
+
+def test_levels_are_flagged_when_their_anchor_is_smaller_than_the_stride():
+    small = anchors.smaller_than_stride([16.0, 20.0, 64.0], [8, 32, 64])
+    assert small == [{"level": "P5", "size": 20.0, "stride": 32}]

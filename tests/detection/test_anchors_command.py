@@ -49,3 +49,33 @@ def test_anchors_command_refuses_an_anchor_free_detector(tmp_path, capsys):
                                            "data": {"source": "coco", "path": "x.json"}}))
     assert main(["anchors", "--config", str(config_path)]) == 2
     assert "anchor-free" in capsys.readouterr().err
+
+
+def test_anchors_command_refuses_to_write_a_fit_that_lowers_the_grid_recall_unless_forced(tmp_path, capsys):
+    from tests.detection.test_anchors import _coco_like_boxes
+
+    boxes = _coco_like_boxes()  # yxyx in a 256x256 image, which is also the model input
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 256, "height": 256}],
+            "annotations": [{"id": i + 1, "image_id": 1, "category_id": 1,
+                             "bbox": [x0, y0, x1 - x0, y1 - y0]}
+                            for i, (y0, x0, y1, x1) in enumerate(boxes.tolist())],
+            "categories": [{"id": 1, "name": "thing"}]}
+    (tmp_path / "ann.json").write_text(json.dumps(coco))
+    config_path = tmp_path / "det.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "task": "detection", "data": {"source": "coco", "path": str(tmp_path / "ann.json")},
+        "model": {"image_size": 256},
+        "detection": {"anchor_sizes": [16.0, 32.0, 64.0, 128.0, 256.0]}}))
+    out = tmp_path / "adopted.yaml"
+
+    assert main(["anchors", "--config", str(config_path), "--write-config", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert not out.exists()
+    assert f"not writing {out}: keep the configured anchors: the fit's grid BPR" in captured.err
+    assert "--force" in captured.err
+    assert "=> keep the configured anchors" in captured.out
+    assert "warning: adopted anchors smaller than their level's stride:" in captured.out
+
+    assert main(["anchors", "--config", str(config_path), "--write-config", str(out), "--force"]) == 0
+    assert "(--force: keep the configured anchors" in capsys.readouterr().out
+    assert load_config(out).detection.anchor_sizes != [16.0, 32.0, 64.0, 128.0, 256.0]

@@ -162,3 +162,34 @@ def test_count_elements_uses_a_known_cardinality_and_counts_an_unknown_one():
     filtered = tf.data.Dataset.range(10).filter(lambda x: x % 2 == 0).batch(2)
     assert int(filtered.cardinality()) == tf.data.UNKNOWN_CARDINALITY
     assert count_elements(filtered) == 3
+
+
+def test_nan_loss_stops_training_with_one_error_naming_the_step_and_the_keys(digits_examples, tmp_path):
+    config, examples_uri, names = digits_examples
+    config = digits_config(tmp_path, "train.epochs=2", "train.steps_per_epoch=3")
+    task = get_task(config, names)
+    task.target = lambda label_ids: tf.fill([task.num_classes], float("nan"))  # a poisoned target
+    backup = tmp_path / "backup"
+    with pytest.raises(training.TrainingDivergedError) as raised:
+        training.train(config, task, *_splits(examples_uri), str(tmp_path / "logs"),
+                       backup_dir=str(backup))
+    message = str(raised.value)
+    assert "the loss became nan at epoch 1, step 1 (phase1)" in message
+    for key in ("train.learning_rate=", "train.mixed_precision=", "train.label_smoothing="):
+        assert key in message
+    assert not backup.exists()  # a rerun never resumes from the diverged weights
+
+
+class _PoisonWeights(tf.keras.callbacks.Callback):
+    def on_train_end(self, logs=None):
+        kernel = self.model.trainable_weights[0]
+        kernel.assign(tf.fill(kernel.shape, float("inf")))
+
+
+def test_non_finite_final_weights_are_an_error_even_when_the_loss_was_finite(digits_examples, tmp_path):
+    config, examples_uri, names = digits_examples
+    config = digits_config(tmp_path, "train.epochs=1", "train.steps_per_epoch=2")
+    with pytest.raises(training.TrainingDivergedError, match=r"training finished with 1 weight\(s\) "
+                                                             r"that are NaN or Inf"):
+        training.train(config, get_task(config, names), *_splits(examples_uri),
+                       str(tmp_path / "logs"), extra_callbacks=[_PoisonWeights()])

@@ -56,6 +56,13 @@ def test_validate_names_the_key_of_a_bad_value():
         load_config(overrides=["data.split_ratios={train: 0.5, eval: 0.2}"])
 
 
+def test_unlabelled_images_are_allowed_for_multilabel_only():
+    assert load_config(overrides=["task=multilabel", "data.allow_unlabeled=true"]).data.allow_unlabeled
+    for task in ("classification", "detection"):
+        with pytest.raises(ConfigError, match="data.allow_unlabeled: applies to multi-label tasks only"):
+            load_config(overrides=[f"task={task}", "data.allow_unlabeled=true"])
+
+
 def test_missing_weights_file_is_a_one_line_cli_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "visionpipe.cli", "config", "--config",
                            "configs/classification.yaml", f"model.weights={tmp_path}/nope.h5"],

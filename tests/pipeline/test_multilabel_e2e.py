@@ -72,6 +72,20 @@ def test_multilabel_targets_keep_each_examples_own_labels():
     np.testing.assert_array_equal(np.stack(targets), [[0, 1, 0], [0, 1, 1]])
 
 
+def test_multilabel_target_of_an_image_without_labels_is_all_zeros_with_a_finite_loss():
+    import tensorflow as tf
+
+    from visionpipe.tasks import get_task
+
+    task = get_task(load_config(overrides=["task=multilabel", "data.allow_unlabeled=true"]),
+                    ["a", "b", "c"])
+    empty = task.target(tf.constant([], tf.int64))
+    np.testing.assert_array_equal(empty.numpy(), [0, 0, 0])
+    np.testing.assert_array_equal(task.target(tf.constant([2, 2], tf.int64)).numpy(), [0, 0, 1])
+    loss = task.loss()(empty[tf.newaxis], tf.constant([[0.2, 0.1, 0.3]]))
+    assert np.isfinite(loss.numpy())
+
+
 def test_thresholds_come_from_the_calibration_split_when_the_examples_have_one(tmp_path):
     from visionpipe.components.trainer.run_fn import calibration_split_files
 

@@ -370,3 +370,16 @@ def test_reload_config_adds_a_model_and_rejects_an_invalid_config(stubs, server,
 def test_other_http_methods_are_404_json(rest):
     for method in ("PUT", "DELETE", "PATCH"):
         assert_error(rest(method, f"/v1/models/{MODEL}", data=b"{}"), 404, f"Malformed request: {method}")
+
+
+def test_server_refuses_a_decompression_bomb_even_under_a_higher_pixel_limit():
+    import numpy as np
+
+    from tests.components.image_example_gen_helpers import blank_png
+    from visionpipe.serving.errors import ServingError
+    from visionpipe.serving.servable import check_image_pixels
+
+    bomb = np.array([blank_png(12000, 12000)], dtype=object)  # 144 Mpx, above PIL's guard
+    with pytest.raises(ServingError, match=r"input 'images': image too large for PIL's "
+                                           r"decompression-bomb limit.*\(--max_image_pixels\)"):
+        check_image_pixels(bomb, 200_000_000, "images")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 from pathlib import Path
 from typing import List, Tuple
 
@@ -27,7 +28,11 @@ def register(subparsers) -> None:
                                       "<run>/ImageExampleGen/examples/<id>/Split-train/*) instead "
                                       "of the source annotations")
     p.add_argument("--write-config", metavar="YAML",
-                   help="write the resolved config with the fitted anchors adopted")
+                   help="write the resolved config with the fitted anchors adopted, if they do "
+                        "not lower the best-possible recall on the real anchor grid")
+    p.add_argument("--force", action="store_true",
+                   help="with --write-config: write the fitted anchors even when they lower "
+                        "the grid best-possible recall")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=cmd_anchors)
 
@@ -63,11 +68,19 @@ def cmd_anchors(args) -> int:
     else:
         print(format_report(report))
     if args.write_config:
+        recommendation = report["recommendation"]
+        if not recommendation["adopt"] and not args.force:
+            print(f"not writing {args.write_config}: {recommendation['reason']}. Pass --force to "
+                  "write the fitted anchors anyway.", file=sys.stderr)
+            return 1
         adopted = copy.deepcopy(config)
         adopted.detection.anchor_sizes = report["adopted"]["sizes"]
         adopted.detection.anchor_aspect_ratios = report["adopted"]["aspect_ratios"]
         path = adopted.validate().save(args.write_config)
-        print(f"wrote {path} with detection.anchor_sizes and detection.anchor_aspect_ratios adopted")
+        forced = "" if recommendation["adopt"] else \
+            f" (--force: {recommendation['reason']})"
+        print(f"wrote {path} with detection.anchor_sizes and detection.anchor_aspect_ratios "
+              f"adopted{forced}")
     return 0
 
 
@@ -89,6 +102,12 @@ def format_report(report) -> str:
                 if "grid_best_possible_recall" in row else f"{'-':>10}{'-':>10}")
         lines.append(f"{label:<18}{row['num_anchors']:>6}{row['best_possible_recall']:>11.3f}"
                      f"{row['mean_best_iou']:>11.3f}{grid}  {params}")
+    for key in ("configured", "adopted"):
+        small = report[key].get("smaller_than_stride") or []
+        if small:
+            lines.append(f"warning: {key} anchors smaller than their level's stride: " + ", ".join(
+                f"{s['level']} size {s['size']:g} < stride {s['stride']}" for s in small))
+    lines.append(f"=> {report['recommendation']['reason']}")
     return "\n".join(lines)
 
 

@@ -108,8 +108,10 @@ def cmd_ingest(args) -> int:
     print("Ingested:")
     for split, count in sorted(data.get("splits", {}).items()):
         print(f"  {split:<10} {count} examples")
-    print(f"  quarantined {data.get('quarantined', 0)} (duplicates {data.get('duplicates', 0)}); "
+    print(f"  quarantined {data.get('quarantined', 0)}, duplicates {data.get('duplicates', 0)}; "
           f"report: {data.get('quarantine_report', '-')}")
+    for warning in result.get("warnings", []):
+        print(f"  warning: {warning}")
     print(f"  examples artifact: {data.get('examples_uri', '-')}")
     print(f"  ML Metadata (lineage): {paths.metadata_path}")
     print(f"  resolved config: {paths.config_path}")

@@ -41,6 +41,14 @@ class DataConfig:
     source_split_map: Dict[str, str] = field(default_factory=dict)  # e.g. {test: eval}
     max_bad_fraction: float = 0.0
     csv_label_separator: str = "|"
+    # multilabel: an image without labels is a negative (all-zero target) instead of being
+    # quarantined as no_labels
+    allow_unlabeled: bool = False
+    # a class with fewer training images than this stops the ingest (0: no minimum)
+    min_examples_per_class: int = 2
+    # width x height above which an image is quarantined as too_large, read from its header
+    # before it is decoded (PIL's decompression-bomb limit, ~89 Mpx, applies as well)
+    max_image_pixels: int = 40_000_000
     # generated data (source: shapes | digits)
     num_images: int = 240
     image_size: int = 64
@@ -68,6 +76,10 @@ class DataConfig:
         require(self.num_images > 0, "data.num_images", "must be positive")
         require(8 <= self.image_size <= 4096, "data.image_size", "must be in [8, 4096]")
         require(self.drift_linf_threshold > 0, "data.drift_linf_threshold", "must be positive")
+        require(self.min_examples_per_class >= 0, "data.min_examples_per_class",
+                 f"must be >= 0 (0: no minimum), got {self.min_examples_per_class}")
+        require(self.max_image_pixels >= 1, "data.max_image_pixels",
+                 f"must be a positive number of pixels, got {self.max_image_pixels}")
 
 
 @dataclass
@@ -344,6 +356,11 @@ class PipelineConfig:
         self._check_gate_metrics(task)
         self._check_augment_keys(task)
         task.validate_config(self)
+        if self.data.allow_unlabeled:
+            require(task.image_labels == "multi", "data.allow_unlabeled",
+                    f"applies to multi-label tasks only (task is {self.task!r}): a single-label "
+                    "image needs exactly one label, and a detection image without boxes is "
+                    "always kept as a background image")
         opt = self.optimize
         if opt.distill and opt.student_init == "teacher":
             require(opt.student_backbone == self.model.backbone, "optimize.student_init",

@@ -3,7 +3,8 @@
 Always under tf.distribute.MirroredStrategy (all visible GPUs, else the CPU devices);
 mixed precision on GPU; transfer learning in two phases (frozen backbone, then the top N
 layers unfrozen at a lower learning rate); class weights or oversampling; label smoothing;
-early stopping; BackupAndRestore so an interrupted run resumes; TensorBoard logs.
+early stopping; BackupAndRestore so an interrupted run resumes; TensorBoard logs. A NaN or
+Inf loss, or weights that end up non-finite, stop training with ``TrainingDivergedError``.
 """
 from __future__ import annotations
 
@@ -58,6 +59,62 @@ class TrainResult:
         # Not dataclasses.asdict: it deep-copies the Keras model, and keras-cv detectors cannot
         # be rebuilt from their config.
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or the weights stopped being finite; the message says where and what to check."""
+
+
+def _divergence_advice(config) -> str:
+    t = config.train
+    return (f"Likely causes: a learning rate too high for this model and batch size "
+            f"(train.learning_rate={t.learning_rate:g}, train.lr_schedule={t.lr_schedule}, "
+            f"train.batch_size={t.batch_size}), float16 overflow (train.mixed_precision="
+            f"{t.mixed_precision}), or targets that are not finite (bad labels or boxes; "
+            f"train.label_smoothing={t.label_smoothing:g}). Check those keys, e.g. retry with "
+            f"train.learning_rate={t.learning_rate / 10:g} train.mixed_precision=off. "
+            "No model was exported.")
+
+
+class _StopOnNonFiniteLoss(tf.keras.callbacks.TerminateOnNaN):
+    """Keras' TerminateOnNaN, remembering the epoch and step where the loss went NaN or Inf
+    (TerminateOnNaN only stops ``fit``, which then returns as if training had finished)."""
+
+    def __init__(self, phase: str):
+        super().__init__()
+        self.phase = phase
+        self.epoch = 0
+        self.where = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if self.where is None and loss is not None and not np.isfinite(float(loss)):
+            self.where = {"epoch": self.epoch + 1, "step": batch + 1, "loss": float(loss)}
+        super().on_batch_end(batch, logs)
+
+    def raise_if_diverged(self, config) -> None:
+        if self.where is not None:
+            w = self.where
+            raise TrainingDivergedError(
+                f"training stopped: the loss became {w['loss']} at epoch {w['epoch']}, step "
+                f"{w['step']} ({self.phase}). {_divergence_advice(config)}")
+
+
+def non_finite_weights(model: tf.keras.Model) -> List[str]:
+    """Names of the model's weights that hold a NaN or an Inf."""
+    return [w.name for w in model.weights if not np.all(np.isfinite(w.numpy()))]
+
+
+def check_finite_weights(model: tf.keras.Model, config) -> None:
+    bad = non_finite_weights(model)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise TrainingDivergedError(
+            f"training finished with {len(bad)} weight(s) that are NaN or Inf ({shown}). "
+            f"{_divergence_advice(config)}")
 
 
 class _EpochLog(tf.keras.callbacks.Callback):
@@ -143,11 +200,22 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
             monitor="val_loss", patience=tcfg.early_stopping_patience, restore_best_weights=True))
     callbacks.extend(extra_callbacks)
 
+    guards: Dict[str, _StopOnNonFiniteLoss] = {}
+
     def with_backup(phase):
-        cbs = list(callbacks) + [_EpochLog(phase)]
+        guards[phase] = _StopOnNonFiniteLoss(phase)
+        cbs = list(callbacks) + [guards[phase], _EpochLog(phase)]
         if backup_dir:
             cbs.append(tf.keras.callbacks.BackupAndRestore(os.path.join(backup_dir, phase)))
         return cbs
+
+    def stop_if_diverged(phase):
+        try:
+            guards[phase].raise_if_diverged(config)
+        except TrainingDivergedError:
+            if backup_dir:  # its last epoch holds the diverged weights: never resume from it
+                shutil.rmtree(backup_dir, ignore_errors=True)
+            raise
 
     history: Dict[str, List[float]] = {}
     phase1_marker = os.path.join(backup_dir, PHASE1_DONE) if backup_dir else None
@@ -162,6 +230,7 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
                 task.compile_model(model, phase1_lr)
         result = _fit(model, train_ds, eval_ds, tcfg.epochs, steps, eval_steps,
                       with_backup("phase1"), weights)
+        stop_if_diverged("phase1")
         resumed_from = result.epoch[0] if result.epoch else tcfg.epochs
         _extend(history, result.history)
         if phase1_marker and transfer and tcfg.fine_tune_epochs:
@@ -176,9 +245,11 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
                 tcfg, tcfg.learning_rate * tcfg.fine_tune_lr_factor, tcfg.fine_tune_epochs, steps))
         result = _fit(model, train_ds, eval_ds, tcfg.epochs + tcfg.fine_tune_epochs, steps,
                       eval_steps, with_backup("phase2"), weights, initial_epoch=tcfg.epochs)
+        stop_if_diverged("phase2")
         _extend(history, result.history)
     if backup_dir:
         shutil.rmtree(backup_dir, ignore_errors=True)
+    check_finite_weights(model, config)
 
     return TrainResult(model=model, history=history, num_train=num_train, num_eval=num_eval,
                        class_counts=[int(c) for c in counts], replicas=replicas, precision=precision,

@@ -64,6 +64,11 @@ def build_summary(paths, config) -> Dict[str, Any]:
         summary.setdefault("data", {})["quarantined"] = int(_prop(report, "quarantined_count", 0))
         summary["data"]["duplicates"] = int(_prop(report, "duplicate_count", 0))
         summary["data"]["quarantine_report"] = os.path.join(report.uri, "quarantine.json")
+    warnings = _report_warnings(report, "quarantine.json", "ingest")
+    warnings += _report_warnings(art.get("visionpipe.DataValidationReport"), "report.json",
+                                 "data validation")
+    if warnings:
+        summary["warnings"] = warnings
     model = art.get("Model")
     if model is not None:
         summary["model_uri"] = model.uri
@@ -83,6 +88,7 @@ def build_summary(paths, config) -> Dict[str, Any]:
     infra = art.get("InfraBlessing")
     if infra is not None:
         summary["load_check"] = {"passed": bool(_prop(infra, "blessed", 0)),
+                                 "skipped": bool(_prop(infra, "skipped", 0)),
                                  "detail": _prop(infra, "reason", "")}
     optimized = art.get("visionpipe.OptimizedModels")
     if optimized is not None:
@@ -98,6 +104,15 @@ def build_summary(paths, config) -> Dict[str, Any]:
                            "version": _prop(pushed, "pushed_version", ""),
                            "reason": _prop(pushed, "not_pushed_reason", "")}
     return summary
+
+
+def _report_warnings(artifact, filename: str, stage: str) -> List[str]:
+    """The ``warnings`` of a JSON report in ``artifact``'s folder, each prefixed by ``stage``."""
+    path = os.path.join(artifact.uri, filename) if artifact is not None else ""
+    if not path or not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [f"{stage}: {w}" for w in json.load(f).get("warnings", [])]
 
 
 def _evaluation(artifact, blessing) -> Dict[str, Any]:
@@ -119,8 +134,11 @@ def format_summary(summary: Dict[str, Any]) -> str:
     if data:
         splits = ", ".join(f"{k}={v}" for k, v in sorted(data.get("splits", {}).items()))
         lines.append(row("examples", splits or "-"))
-        lines.append(row("quarantined", f"{data.get('quarantined', 0)} "
-                                        f"(duplicates {data.get('duplicates', 0)})  {data.get('quarantine_report', '')}"))
+        lines.append(row("inputs set aside", f"quarantined {data.get('quarantined', 0)}, "
+                                             f"duplicates {data.get('duplicates', 0)}  "
+                                             f"{data.get('quarantine_report', '')}"))
+    for i, warning in enumerate(summary.get("warnings", [])):
+        lines.append(row("warnings" if i == 0 else "", f"- {warning}"))
     training = summary.get("training")
     if training:
         lines.append(row("training", f"{training.get('num_train')} images, {training.get('replicas')} "
@@ -154,7 +172,8 @@ def format_summary(summary: Dict[str, Any]) -> str:
         lines.extend("    " + line for line in optimization["table"].strip().splitlines())
     check = summary.get("load_check")
     if check:
-        lines.append(row("load check", ("passed: " if check["passed"] else "FAILED: ") + check["detail"]))
+        verdict = "passed" if check["passed"] else "skipped" if check.get("skipped") else "FAILED"
+        lines.append(row("load check", f"{verdict}: {check['detail']}"))
     push = summary.get("push")
     if push:
         lines.append(row("push", f"version {push['version']} -> {push['path']}" if push["pushed"]

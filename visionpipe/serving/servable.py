@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import os
 import re
@@ -177,20 +176,14 @@ def check_image_pixels(values: np.ndarray, max_pixels: int, input_name: str) -> 
     strings that are not images are left to the model."""
     if not max_pixels or values.dtype != object:
         return
-    from PIL import Image
+    from visionpipe.core.image_limits import ImageTooLarge, check_pixels
 
     for item in values.reshape(-1):
         if not isinstance(item, bytes) or len(item) < 8:
             continue
         for encoded in _encoded_images(item):
-            try:
-                with Image.open(io.BytesIO(encoded)) as image:
-                    width, height = image.size
-            except Image.DecompressionBombError as err:
-                raise errors.invalid_argument(f"input {input_name!r}: {err}") from None
-            except Exception:  # not an image PIL recognises: the model's decoder decides
-                continue
-            if width * height > max_pixels:
+            try:  # an image PIL does not recognise is left to the model's decoder
+                check_pixels(encoded, max_pixels)
+            except ImageTooLarge as err:
                 raise errors.invalid_argument(
-                    f"input {input_name!r}: image of {width}x{height} pixels exceeds the limit of "
-                    f"{max_pixels} pixels (--max_image_pixels)")
+                    f"input {input_name!r}: {err} (--max_image_pixels)") from None

@@ -49,9 +49,11 @@ def image_stats_options(schema=None, semantic_sample_rate: Optional[float] = Non
     """``tfdv.StatsOptions`` for StatisticsGen on VisionPipe Examples.
 
     Semantic-domain statistics add, for ``image/encoded``, the image-format histogram and
-    the ``image_domain`` marker that SchemaGen and ExampleValidator read. TFDV only emits
-    them once a split holds at least 100 images. ``image/height`` and ``image/width`` are
-    ordinary int features, so their distributions come with the basic statistics.
+    the ``image_domain`` marker that SchemaGen and ExampleValidator read. TFDV alone only
+    emits them once a split holds at least 100 images; ``statistics_gen.ImageStatisticsGen``
+    (what ``validation_components`` uses) emits them for a split of any size.
+    ``image/height`` and ``image/width`` are ordinary int features, so their distributions
+    come with the basic statistics.
     ``semantic_sample_rate`` (0, 1] bounds the decode cost on large datasets.
     """
     import tensorflow_data_validation as tfdv
@@ -62,13 +64,15 @@ def image_stats_options(schema=None, semantic_sample_rate: Optional[float] = Non
 
 
 def curated_schema(task: str, class_names: Sequence[str] = (),
-                   max_image_bytes: int = 0, max_image_side: int = 0):
+                   max_image_bytes: int = 0, max_image_side: int = 0,
+                   allow_unlabeled: bool = False):
     """The schema every VisionPipe Example of ``task`` must satisfy.
 
     Required in every Example: encoded image (image domain; all of it must be a supported
     format), format (one of ``features.IMAGE_FORMATS``), height and width (>= 1), source id
     and filename. Image-level labels as the task declares (``Task.image_labels``): exactly one
-    ("single"), at least one ("multi"), or any number (""). With ``class_names``, ``image/class/text`` and
+    ("single"), at least one ("multi"; none with ``allow_unlabeled``: such an image is a
+    negative), or any number (""). With ``class_names``, ``image/class/text`` and
     ``image/object/class/text`` may only hold those names and the integer labels must lie in
     ``[0, len(class_names) - 1]``. Boxes must lie in [0, 1]. ``max_image_bytes`` and
     ``max_image_side`` (0: no limit) bound image size.
@@ -107,7 +111,7 @@ def curated_schema(task: str, class_names: Sequence[str] = (),
     add(F.FILENAME, schema_pb2.BYTES, True, 1, 1)
 
     image_labels = task_class(task).image_labels
-    needs_labels = bool(image_labels)
+    needs_labels = bool(image_labels) and not (image_labels == "multi" and allow_unlabeled)
     single_label = image_labels == "single"
     max_labels = 1 if single_label else (len(class_names) or None)
     label = add(F.LABEL, schema_pb2.INT, needs_labels, 1 if needs_labels else 0, max_labels)

@@ -5,23 +5,25 @@ from typing import NamedTuple, Optional, Sequence
 
 import visionpipe  # noqa: F401
 from tfx import types
-from tfx.components import ExampleValidator, StatisticsGen
+from tfx.components import ExampleValidator
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 
 from visionpipe.core.registry import task_class
 from visionpipe.components.data_validation.component import DataGate
 from visionpipe.components.data_validation.schema import (
     curated_schema, image_stats_options, write_content_addressed_schema)
+from visionpipe.components.data_validation.statistics_gen import ImageStatisticsGen
 
 
 class ValidationComponents(NamedTuple):
-    statistics_gen: StatisticsGen
+    statistics_gen: ImageStatisticsGen
     schema_gen: ImportSchemaGen
     example_validator: ExampleValidator
     data_gate: DataGate
 
 
 DATA_GATE_ID = "DataGate"
+STATISTICS_GEN_ID = "StatisticsGen"
 PREVIOUS_STATISTICS_ID = "previous_accepted_statistics"
 
 
@@ -57,7 +59,8 @@ def validation_components(examples: types.BaseChannel, config,
                           baseline_statistics: Optional[types.BaseChannel] = None, *,
                           schema_file: Optional[str] = None, schema_dir: Optional[str] = None,
                           class_names: Optional[Sequence[str]] = None) -> ValidationComponents:
-    """StatisticsGen (image statistics) -> ImportSchemaGen -> ExampleValidator -> DataGate.
+    """StatisticsGen (image statistics on splits of any size, ``ImageStatisticsGen``) ->
+    ImportSchemaGen -> ExampleValidator -> DataGate.
 
     The schema is ``schema_file`` (a curated schema kept with the project) or, without
     one, ``curated_schema`` for the config's task and classes written to ``schema_dir``.
@@ -71,9 +74,10 @@ def validation_components(examples: types.BaseChannel, config,
         if schema_dir is None:
             raise ValueError("validation_components needs schema_file (a curated schema) or "
                              "schema_dir (where the schema derived from the config is written)")
-        schema_file = write_content_addressed_schema(curated_schema(config.task, names),
-                                                     schema_dir)
-    statistics_gen = StatisticsGen(examples=examples, stats_options=image_stats_options())
+        schema_file = write_content_addressed_schema(
+            curated_schema(config.task, names, allow_unlabeled=data.allow_unlabeled), schema_dir)
+    statistics_gen = ImageStatisticsGen(examples=examples,
+                                        stats_options=image_stats_options()).with_id(STATISTICS_GEN_ID)
     schema_gen = ImportSchemaGen(schema_file=schema_file)
     example_validator = ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                          schema=schema_gen.outputs["schema"])

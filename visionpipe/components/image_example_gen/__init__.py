@@ -5,6 +5,8 @@ TFX is imported only by ``component``/``executor``; ``ingest`` needs Beam alone.
 """
 from visionpipe.components.image_example_gen.ingest import IngestResult, ingest
 from visionpipe.components.image_example_gen.report import (EmptySplitError, IngestError,
-                                                            QuarantineLimitExceeded)
+                                                            QuarantineLimitExceeded,
+                                                            SparseClassError)
 
-__all__ = ["IngestResult", "ingest", "IngestError", "QuarantineLimitExceeded", "EmptySplitError"]
+__all__ = ["IngestResult", "ingest", "IngestError", "QuarantineLimitExceeded", "EmptySplitError",
+           "SparseClassError"]

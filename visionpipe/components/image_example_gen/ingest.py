@@ -18,12 +18,12 @@ from apache_beam import pvalue
 import visionpipe  # noqa: F401
 from visionpipe.components.image_example_gen import items as it
 from visionpipe.components.image_example_gen.encoding import to_tf_example
-from visionpipe.components.image_example_gen.report import (REPORT_FILENAME, build_report,
-                                                            check_report, read_report,
-                                                            write_report)
+from visionpipe.components.image_example_gen.report import (REPORT_FILENAME, SHOWN_IN_ERROR,
+                                                            build_report, check_report,
+                                                            read_report, write_report)
 from visionpipe.components.image_example_gen.sources import make_source
 from visionpipe.components.image_example_gen.splitting import REQUIRED_SPLITS, SplitPlan
-from visionpipe.components.image_example_gen.validation import validate_item
+from visionpipe.components.image_example_gen.validation import ImageRules, validate_item
 from visionpipe.core import examples as examples_contract
 from visionpipe.core.config import ConfigError, PipelineConfig
 
@@ -49,25 +49,32 @@ class IngestResult:
 
 
 class _ValidateFn(beam.DoFn):
-    def __init__(self, class_names: Optional[List[str]], needs_source_split: bool):
+    def __init__(self, class_names: Optional[List[str]], needs_source_split: bool,
+                 rules: ImageRules):
         self._class_names = class_names
         self._needs_source_split = needs_source_split
+        self._rules = rules
 
     def process(self, item: it.SourceItem):
         if self._needs_source_split and item.problem is None and item.source_split is None:
             item = dataclasses.replace(item, problem=(
                 it.BAD_ANNOTATION, "belongs to none of the source's splits (data.use_source_splits is true)"))
-        result = validate_item(item, self._class_names)
+        result = validate_item(item, self._class_names, self._rules)
         if isinstance(result, it.Quarantined):
             yield pvalue.TaggedOutput(_QUARANTINED, result.to_json())
         else:
             yield result
 
 
+def _listing_order(image: it.ValidImage):
+    """Where the source lists ``image``; by file name for a source without a listing."""
+    return (not image.listing_index, image.listing_index, image.filename)
+
+
 def _keep_first_copy(keyed: Tuple[str, Sequence[it.ValidImage]]) -> Iterator:
-    """Keep the copy with the smallest file name; report the others as duplicates."""
+    """Keep the copy the source lists first; report the later ones as its duplicates."""
     sha256, copies = keyed
-    copies = sorted(copies, key=lambda c: c.filename)
+    copies = sorted(copies, key=_listing_order)
     for duplicate in copies[1:]:
         yield pvalue.TaggedOutput(_DUPLICATES, {"file": duplicate.filename,
                                                 "duplicate_of": copies[0].filename, "sha256": sha256})
@@ -106,8 +113,43 @@ def _sum_pairs(pairs):
     return images, objects
 
 
+def _class_hits(keyed):
+    """(class, (split, file)) once for each class an image shows (labels or objects)."""
+    split, image = keyed
+    for name in sorted(set(image.labels) | set(image.object_labels)):
+        yield name, (split, image.filename)
+
+
+class _ClassTally(beam.CombineFn):
+    """Images per split of one class, and the first few of its file names."""
+
+    def __init__(self, files_kept: int):
+        self._files_kept = files_kept
+
+    def create_accumulator(self):
+        return {}, []
+
+    def add_input(self, accumulator, hit):
+        counts, files = accumulator
+        split, filename = hit
+        counts[split] = counts.get(split, 0) + 1
+        return counts, sorted(files + [filename])[:self._files_kept]
+
+    def merge_accumulators(self, accumulators):
+        counts, files = {}, []
+        for part_counts, part_files in accumulators:
+            for split, n in part_counts.items():
+                counts[split] = counts.get(split, 0) + n
+            files = sorted(files + part_files)[:self._files_kept]
+        return counts, files
+
+    def extract_output(self, accumulator):
+        counts, files = accumulator
+        return {"images_by_split": counts, "files": files}
+
+
 def _finish(_, examples_uri, report_dir, plan_description, total, quarantined, duplicates,
-            split_counts, class_names):
+            split_counts, class_names, class_tally, min_examples_per_class):
     import tensorflow as tf
 
     names = plan_description["splits"]
@@ -115,7 +157,8 @@ def _finish(_, examples_uri, report_dir, plan_description, total, quarantined, d
         total=total, quarantined=quarantined, duplicates=duplicates,
         images_by_split={s: split_counts.get(s, (0, 0))[0] for s in names},
         objects_by_split={s: split_counts.get(s, (0, 0))[1] for s in names},
-        class_names=class_names, split_plan=plan_description)
+        class_names=class_names, split_plan=plan_description, class_tally=class_tally,
+        min_examples_per_class=min_examples_per_class)
     write_report(report, report_dir)
     tf.io.gfile.makedirs(examples_uri)
     examples_contract.write_class_names(examples_uri, class_names)
@@ -130,8 +173,9 @@ def build_ingest(pipeline: beam.Pipeline, config: PipelineConfig, examples_uri: 
     known_classes = list(data.class_names) or source.class_names
 
     items = source.read(pipeline)
+    rules = ImageRules.from_config(config)
     checked = items | "DecodeAndCheck" >> beam.ParDo(
-        _ValidateFn(known_classes, plan.use_source_splits)).with_outputs(_QUARANTINED, main="valid")
+        _ValidateFn(known_classes, plan.use_source_splits, rules)).with_outputs(_QUARANTINED, main="valid")
     deduped = (checked.valid
                | "KeyBySha256" >> beam.Map(_key_by_sha256)
                | "GroupCopies" >> beam.GroupByKey()
@@ -159,6 +203,9 @@ def build_ingest(pipeline: beam.Pipeline, config: PipelineConfig, examples_uri: 
     split_counts = (by_split
                     | "CountPerSplit" >> beam.MapTuple(_count_one)
                     | "SumPerSplit" >> beam.CombinePerKey(_sum_pairs))
+    class_tally = (by_split
+                   | "ClassHits" >> beam.FlatMap(_class_hits)
+                   | "TallyPerClass" >> beam.CombinePerKey(_ClassTally(SHOWN_IN_ERROR)))
     total = items | "CountInputs" >> beam.combiners.Count.Globally()
     _ = (pipeline
          | "ReportTrigger" >> beam.Create([None])
@@ -166,7 +213,8 @@ def build_ingest(pipeline: beam.Pipeline, config: PipelineConfig, examples_uri: 
              _finish, examples_uri, report_dir, plan.describe(),
              pvalue.AsSingleton(total), pvalue.AsList(checked[_QUARANTINED]),
              pvalue.AsList(deduped[_DUPLICATES]), pvalue.AsDict(split_counts),
-             pvalue.AsSingleton(class_names)))
+             pvalue.AsSingleton(class_names), pvalue.AsDict(class_tally),
+             data.min_examples_per_class))
     return plan.names
 
 
@@ -184,15 +232,18 @@ def run_ingest(make_pipeline: Callable[[], beam.Pipeline], config: PipelineConfi
     logging.info("ImageExampleGen: %d inputs, kept %s, %d quarantined %s, %d duplicates",
                  result.total_inputs, result.counts_by_split, result.quarantined,
                  report["counts_by_reason"], result.duplicates)
+    for warning in report.get("warnings", []):
+        logging.warning("ImageExampleGen: %s", warning)
     return result, report
 
 
 def check_result(report: dict, result: IngestResult, config: PipelineConfig,
                  report_path: Optional[str] = None) -> None:
-    """Raises QuarantineLimitExceeded / EmptySplitError with one readable message naming
-    ``report_path`` (default: where the ingest wrote the report)."""
+    """Raises QuarantineLimitExceeded / EmptySplitError / SparseClassError with one readable
+    message naming ``report_path`` (default: where the ingest wrote the report)."""
     required = [s for s in REQUIRED_SPLITS if s in result.counts_by_split]
-    check_report(report, report_path or result.report_path, config.data.max_bad_fraction, required)
+    check_report(report, report_path or result.report_path, config.data.max_bad_fraction, required,
+                 config.data.min_examples_per_class)
 
 
 def _has_files(folder: str) -> bool:

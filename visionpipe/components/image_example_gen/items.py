@@ -21,6 +21,8 @@ BAD_MASK = "bad_mask"
 SIZE_MISMATCH = "size_mismatch"
 BAD_ANNOTATION = "bad_annotation"
 MISSING_IMAGE_DATA = "missing_image_data"
+NO_LABELS = "no_labels"
+TOO_LARGE = "too_large"
 
 
 @dataclass
@@ -49,6 +51,9 @@ class SourceItem:
     source_split: Optional[str] = None
     declared_size: Optional[Tuple[int, int]] = None  # (width, height) from the annotation
     problem: Optional[Tuple[str, str]] = None  # (kind, reason) found while reading the source
+    # position in the source's own listing (row, image, split and record); () when the
+    # source has none. Of exact duplicates, the first listed is kept.
+    listing_index: Tuple[int, ...] = ()
 
 
 @dataclass
@@ -66,6 +71,7 @@ class ValidImage:
     masks: List[bytes]
     text: Optional[str]
     source_split: Optional[str]
+    listing_index: Tuple[int, ...] = ()
 
 
 @dataclass

@@ -74,6 +74,8 @@ class _ListedSource(ImageSource):
     def __init__(self, data: DataConfig):
         super().__init__(data)
         self._items, self._class_names, self._split_names = self._list()
+        for index, item in enumerate(self._items):
+            item.listing_index = (index,)
 
     @abc.abstractmethod
     def _list(self) -> Tuple[List[it.SourceItem], Optional[List[str]], Optional[List[str]]]:
@@ -102,8 +104,15 @@ def _list_items(data: DataConfig, source_class) -> List[it.SourceItem]:
     return source_class(data).items
 
 
+def _name_order(name: str):
+    """Files by name without extension, then extension: ``ok_0.jpg`` is listed before its
+    copies ``ok_0 (copy).jpg`` and ``ok_0 - Copy.jpg``, which plain sorting puts first."""
+    return posixpath.splitext(name)
+
+
 class FolderSource(_ListedSource):
-    """``root/<class>/<image>`` or ``root/<split>/<class>/<image>``; hidden files are skipped."""
+    """``root/<class>/<image>`` or ``root/<split>/<class>/<image>``; hidden files are skipped.
+    Files are listed folder by folder, by name (``_name_order``)."""
 
     def _list(self):
         gfile = _gfile()
@@ -122,7 +131,7 @@ class FolderSource(_ListedSource):
             parts = [] if rel_dir == "." else rel_dir.split("/")
             if len(parts) == depth - 1:
                 classes.add(parts[-1])
-            for name in sorted(f for f in filenames if not _is_hidden(f)):
+            for name in sorted((f for f in filenames if not _is_hidden(f)), key=_name_order):
                 rel = "/".join(parts + [name])
                 item = it.SourceItem(filename=rel, path=_join(dirpath, name))
                 if len(parts) != depth - 1:
@@ -165,8 +174,8 @@ class CsvSource(_ListedSource):
             labels = list(dict.fromkeys(l.strip() for l in row["label"].split(sep) if l.strip()))
             if not path:
                 item.problem = (it.BAD_ANNOTATION, f"{manifest} line {line}: empty path")
-            elif not labels:
-                item.problem = (it.BAD_ANNOTATION, f"{manifest} line {line}: empty label")
+            # an empty label is the task's to judge (validation.ImageRules): a negative for
+            # multilabel with data.allow_unlabeled, else quarantined as no_labels
             item.labels = labels
             classes.update(labels)
             if item.source_split:
@@ -408,7 +417,7 @@ class TfdsSource(ImageSource):
 
     def read(self, pipeline):
         return (pipeline
-                | "TfdsSplits" >> beam.Create(self._split_names)
+                | "TfdsSplits" >> beam.Create(list(enumerate(self._split_names)))
                 | "ReadTfdsSplit" >> beam.FlatMap(_read_tfds_split, self.data.tfds_name,
                                                   self.data.tfds_data_dir, self.layout))
 
@@ -421,10 +430,11 @@ def _tfds_objects(example: dict, layout: TfdsLayout) -> List[it.ObjectAnnotation
             for box, label in zip(objects[layout.box_key], objects[layout.object_label_key])]
 
 
-def _read_tfds_split(split: str, name: str, data_dir: str,
+def _read_tfds_split(numbered_split: Tuple[int, str], name: str, data_dir: str,
                      layout: TfdsLayout) -> Iterator[it.SourceItem]:
     import tensorflow_datasets as tfds
 
+    split_index, split = numbered_split
     dataset = tfds.load(name, split=split, data_dir=data_dir, download=False,
                         decoders={layout.image_key: tfds.decode.SkipDecoding()})
     for index, example in enumerate(tfds.as_numpy(dataset)):
@@ -435,7 +445,8 @@ def _read_tfds_split(split: str, name: str, data_dir: str,
             labels = [layout.class_names[i] for i in ids]
         objects = _tfds_objects(example, layout) if layout.objects_key else []
         yield it.SourceItem(filename=f"{name}/{split}/{index}", encoded=bytes(example[layout.image_key]),
-                            labels=labels, objects=objects, source_split=split)
+                            labels=labels, objects=objects, source_split=split,
+                            listing_index=(split_index, index))
 
 
 _SPLIT_DIR = re.compile(r"(?:^|/)Split-([^/]+)/")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
 from visionpipe.components.image_example_gen import items as it
@@ -15,6 +16,36 @@ from visionpipe.components.image_example_gen import items as it
 # PIL's format name -> the image/format value (what tf.io.decode_image accepts).
 _PIL_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "GIF": "gif", "BMP": "bmp"}
 BOX_TOLERANCE_PX = 1.0
+
+
+@dataclass(frozen=True)
+class ImageRules:
+    """What the task asks of an image's annotations, from ``task`` and ``data.*``.
+
+    Labels: a ``classification`` image needs a label; a ``multilabel`` image without any is
+    a negative (all labels 0) only with ``allow_unlabeled``; a ``detection`` image without
+    boxes is a background image and is kept. Otherwise it is quarantined as ``no_labels``.
+    An empty ``task`` checks no labels. An image of more than ``max_image_pixels`` pixels
+    is quarantined as ``too_large`` before it is decoded.
+    """
+    task: str = ""
+    allow_unlabeled: bool = False
+    max_image_pixels: int = 0  # 0: PIL's decompression-bomb limit only
+
+    @classmethod
+    def from_config(cls, config) -> "ImageRules":
+        return cls(task=config.task, allow_unlabeled=config.data.allow_unlabeled,
+                   max_image_pixels=config.data.max_image_pixels)
+
+    def labels_problem(self, item: it.SourceItem) -> Optional[str]:
+        if item.labels or item.objects:  # image labels, or those of its objects
+            return None
+        if self.task == "classification":
+            return "has no label (a single-label image needs exactly one)"
+        if self.task == "multilabel" and not self.allow_unlabeled:
+            return ("has no labels; set data.allow_unlabeled=true to train on images without "
+                    "labels as negatives (every label 0)")
+        return None
 
 
 def read_bytes(path: str) -> bytes:
@@ -32,12 +63,22 @@ def file_exists(path: str) -> bool:
     return tf.io.gfile.exists(path)
 
 
-def decode_image(data: bytes) -> Union[Tuple[str, int, int], Tuple[str, str]]:
-    """Returns ``(format, width, height)`` or ``(kind, reason)`` when it cannot be used."""
+def decode_image(data: bytes, max_pixels: int = 0
+                 ) -> Union[Tuple[str, int, int], Tuple[str, str]]:
+    """Returns ``(format, width, height)`` or ``(kind, reason)`` when it cannot be used.
+
+    The pixel count is checked from the header before anything is decoded (``max_pixels``,
+    0: PIL's decompression-bomb limit only)."""
     from PIL import Image, UnidentifiedImageError
+
+    from visionpipe.core.image_limits import ImageTooLarge, check_pixels
 
     if not data:
         return it.ZERO_BYTES, "zero-byte file"
+    try:
+        check_pixels(data, max_pixels)
+    except ImageTooLarge as err:
+        return it.TOO_LARGE, f"{err} (data.max_image_pixels; checked before decoding)"
     try:
         with Image.open(io.BytesIO(data)) as image:
             pil_format = image.format
@@ -110,9 +151,9 @@ def _label_problem(label: str, class_names: Optional[Sequence[str]], what: str) 
     return f"{what} {label!r} is not in the class list ({len(class_names)} classes: {shown})"
 
 
-def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]]
-                  ) -> Union[it.ValidImage, it.Quarantined]:
-    """Decode ``item`` fully and check every annotation against the image."""
+def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]],
+                  rules: ImageRules = ImageRules()) -> Union[it.ValidImage, it.Quarantined]:
+    """Decode ``item`` fully and check every annotation against the image and ``rules``."""
     def quarantine(kind: str, reason: str) -> it.Quarantined:
         return it.Quarantined(file=item.filename, kind=kind, reason=reason)
 
@@ -126,7 +167,7 @@ def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]]
             data = read_bytes(item.path)
         except Exception as err:  # noqa: BLE001 - any I/O error is this file's problem
             return quarantine(it.UNREADABLE, f"cannot read {item.path}: {err}")
-    decoded = decode_image(data)
+    decoded = decode_image(data, rules.max_image_pixels)
     if len(decoded) == 2:
         return quarantine(*decoded)
     image_format, width, height = decoded
@@ -138,6 +179,9 @@ def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]]
         problem = _label_problem(label, class_names, "label")
         if problem:
             return quarantine(it.UNKNOWN_LABEL, problem)
+    problem = rules.labels_problem(item)
+    if problem:
+        return quarantine(it.NO_LABELS, problem)
 
     boxes: List[Tuple[float, float, float, float]] = []
     masks: List[bytes] = []
@@ -167,4 +211,4 @@ def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]]
         sha256=hashlib.sha256(data).hexdigest(), encoded=data, image_format=image_format,
         height=height, width=width, filename=item.filename, labels=list(item.labels),
         boxes=boxes, object_labels=[o.label for o in item.objects], masks=masks,
-        text=item.text, source_split=item.source_split)
+        text=item.text, source_split=item.source_split, listing_index=item.listing_index)

@@ -15,6 +15,7 @@ from tfx.utils import io_utils, path_utils
 
 BLESSED_KEY = "blessed"
 REASON_KEY = "reason"
+SKIPPED_KEY = "skipped"
 REPORT_FILE = "load_check.json"
 
 
@@ -26,7 +27,7 @@ class Executor(base_executor.BaseExecutor):
         model = artifact_utils.get_single_instance(input_dict["model"])
         model_blessing = input_dict.get("model_blessing")
         if model_blessing and not model_utils.is_model_blessed(model_blessing[0]):
-            return _mark(blessing, False, "skipped: the evaluator did not bless the model")
+            return _mark(blessing, False, "the evaluator did not bless the model", skipped=True)
         export_dir = path_utils.serving_model_path(model.uri)
         result = run_probe(export_dir, int(exec_properties.get("timeout_seconds") or 300))
         _mark(blessing, result["ok"], result["error"] or
@@ -48,10 +49,12 @@ def run_probe(export_dir: str, timeout_seconds: int) -> Dict[str, Any]:
     return {"ok": False, "requests": 0, "error": f"probe exited {proc.returncode}: {' | '.join(tail)}"}
 
 
-def _mark(blessing: types.Artifact, ok: bool, reason: str) -> None:
+def _mark(blessing: types.Artifact, ok: bool, reason: str, skipped: bool = False) -> None:
+    """Record the verdict; a skipped check (nothing to load-check) is not blessed either."""
     blessing.set_int_custom_property(BLESSED_KEY, int(ok))
+    blessing.set_int_custom_property(SKIPPED_KEY, int(skipped))
     blessing.set_string_custom_property(REASON_KEY, reason[:1000])
     io_utils.write_string_file(os.path.join(blessing.uri, REPORT_FILE),
-                               json.dumps({"blessed": ok, "reason": reason}))
+                               json.dumps({"blessed": ok, "skipped": skipped, "reason": reason}))
     io_utils.write_string_file(
         os.path.join(blessing.uri, "INFRA_BLESSED" if ok else "INFRA_NOT_BLESSED"), "")

@@ -5,7 +5,8 @@ Fitting clusters box shapes (width, height) with k-means on the IoU distance ``1
 onto what a RetinaNet anchor generator can express (one base size per pyramid level, shared
 scales and aspect ratios). Both the raw clusters and that mapped ("adopted") set are scored
 with the best-possible recall at an IoU threshold and the mean best IoU, so a user sees what
-the configured anchors cost and what adopting the fitted ones buys.
+the configured anchors cost and what adopting the fitted ones buys. The fit is recommended
+only when it does not lower the best-possible recall on the real anchor grid.
 """
 from __future__ import annotations
 
@@ -169,12 +170,47 @@ def fit_anchor_config(boxes_wh: np.ndarray, num_levels: int, scales: Sequence[fl
                            clusters_wh=[[round(float(w), 2), round(float(h), 2)] for w, h in clusters])
 
 
+def level_name(index: int, stride: int) -> str:
+    """``P<k>`` for a stride of ``2**k`` (RetinaNet's P3..P7), else ``level <index>``."""
+    k = int(round(np.log2(stride))) if stride > 0 else -1
+    return f"P{k}" if k >= 0 and 2 ** k == stride else f"level {index}"
+
+
+def smaller_than_stride(sizes: Sequence[float], strides: Sequence[int]) -> List[Dict[str, float]]:
+    """The levels whose base anchor size is below their stride: neighbouring anchors of such
+    a level do not overlap, so a box of that size between two anchor centres matches none."""
+    return [{"level": level_name(i, stride), "size": float(size), "stride": int(stride)}
+            for i, (size, stride) in enumerate(zip(sizes, strides)) if size < stride]
+
+
+def adoption(configured: Dict[str, object], adopted: Dict[str, object]) -> Dict[str, object]:
+    """Whether to adopt the fitted anchors: only when their best-possible recall on the real
+    anchor grid is at least the configured anchors' (the shape-only score ignores where the
+    anchors are, so a fit can raise it and still lose boxes on the grid)."""
+    fit, now = adopted["grid_best_possible_recall"], configured["grid_best_possible_recall"]
+    small = ", ".join(f"{s['level']} {s['size']:g} < stride {s['stride']}"
+                      for s in adopted["smaller_than_stride"])
+    if fit >= now:
+        reason = (f"adopt the fitted anchors: their grid BPR {fit:.3f} is >= the configured "
+                  f"{now:.3f} (grid mean best IoU {adopted['grid_mean_best_iou']:.3f} vs "
+                  f"{configured['grid_mean_best_iou']:.3f})")
+    else:
+        reason = (f"keep the configured anchors: the fit's grid BPR {fit:.3f} is below the "
+                  f"configured {now:.3f}, although its shape-only BPR is "
+                  f"{adopted['best_possible_recall']:.3f}")
+        if small:
+            reason += f"; fitted anchors smaller than their level's stride ({small}) miss boxes " \
+                      "that lie between anchor positions"
+    return {"adopt": bool(fit >= now), "reason": reason}
+
+
 def anchor_report(boxes_yxyx: np.ndarray, image_size: int, sizes: Sequence[float],
                   strides: Sequence[int], scales: Sequence[float], aspect_ratios: Sequence[float],
                   iou_threshold: float = 0.5, seed: int = 0) -> Dict[str, object]:
     """Configured vs fitted vs adopted anchors on the same boxes (model-input pixels, yxyx):
-    shape-only scores for all three, and on-the-grid scores for the two the generator can
-    express."""
+    shape-only scores for all three, on-the-grid scores and the levels whose anchors are
+    smaller than their stride for the two the generator can express, and the
+    ``recommendation`` (see ``adoption``)."""
     boxes_yxyx = np.asarray(boxes_yxyx, dtype=np.float64).reshape(-1, 4)
     boxes_wh = np.stack([boxes_yxyx[:, 3] - boxes_yxyx[:, 1], boxes_yxyx[:, 2] - boxes_yxyx[:, 0]], axis=1)
     fitted = fit_anchor_config(boxes_wh, len(sizes), scales, len(aspect_ratios), seed=seed)
@@ -187,18 +223,23 @@ def anchor_report(boxes_yxyx: np.ndarray, image_size: int, sizes: Sequence[float
         return {"grid_best_possible_recall": fit.best_possible_recall,
                 "grid_mean_best_iou": fit.mean_best_iou}
 
+    configured_row = {"sizes": [float(s) for s in sizes], "scales": [float(s) for s in scales],
+                      "aspect_ratios": [float(r) for r in aspect_ratios],
+                      **score_anchors(boxes_wh, configured, iou_threshold).as_dict(),
+                      **on_grid(sizes, aspect_ratios),
+                      "smaller_than_stride": smaller_than_stride(sizes, strides)}
+    adopted_row = {"sizes": fitted.sizes, "scales": fitted.scales,
+                   "aspect_ratios": fitted.aspect_ratios,
+                   **score_anchors(boxes_wh, adopted, iou_threshold).as_dict(),
+                   **on_grid(fitted.sizes, fitted.aspect_ratios),
+                   "smaller_than_stride": smaller_than_stride(fitted.sizes, strides)}
     return {
         "num_boxes": int(len(boxes_wh)),
         "iou_threshold": iou_threshold,
-        "configured": {"sizes": [float(s) for s in sizes], "scales": [float(s) for s in scales],
-                       "aspect_ratios": [float(r) for r in aspect_ratios],
-                       **score_anchors(boxes_wh, configured, iou_threshold).as_dict(),
-                       **on_grid(sizes, aspect_ratios)},
+        "configured": configured_row,
         "fitted_clusters": {"clusters_wh": fitted.clusters_wh,
                             **score_anchors(boxes_wh, np.asarray(fitted.clusters_wh),
                                             iou_threshold).as_dict()},
-        "adopted": {"sizes": fitted.sizes, "scales": fitted.scales,
-                    "aspect_ratios": fitted.aspect_ratios,
-                    **score_anchors(boxes_wh, adopted, iou_threshold).as_dict(),
-                    **on_grid(fitted.sizes, fitted.aspect_ratios)},
+        "adopted": adopted_row,
+        "recommendation": adoption(configured_row, adopted_row),
     }

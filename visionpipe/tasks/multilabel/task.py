@@ -34,7 +34,9 @@ class MultiLabelTask(ClassificationTask):
         self.thresholds = np.full([self.num_classes], config.model.multilabel_threshold, np.float32)
 
     def target(self, label_ids):
-        return tf.reduce_max(tf.one_hot(label_ids, self.num_classes), axis=0)
+        # A sum, not a max: the max of no rows is -inf, and an image without labels (a
+        # negative, data.allow_unlabeled) must be all zeros. Repeated ids still give 1.
+        return tf.minimum(tf.reduce_sum(tf.one_hot(label_ids, self.num_classes), axis=0), 1.0)
 
     def loss(self):
         return tf.keras.losses.BinaryCrossentropy(label_smoothing=self.config.train.label_smoothing)

@@ -1,0 +1,41 @@
+"""The run summary states what the reports found (no pipeline run: built from dicts and files)."""
+import json
+from types import SimpleNamespace
+
+from visionpipe.pipeline import summary
+
+
+def test_summary_prints_the_warnings_of_the_ingest_and_of_the_data_gate(tmp_path):
+    ingest_dir, gate_dir = tmp_path / "quarantine", tmp_path / "gate"
+    ingest_dir.mkdir()
+    gate_dir.mkdir()
+    (ingest_dir / "quarantine.json").write_text(json.dumps({"warnings": ["class(es) ['zebra'] "
+                                                                         "have no training image"]}))
+    (gate_dir / "report.json").write_text(json.dumps({"warnings": [
+        "split 'train': classes with no example: ['zebra']"]}))
+
+    warnings = (summary._report_warnings(SimpleNamespace(uri=str(ingest_dir)), "quarantine.json", "ingest")
+                + summary._report_warnings(SimpleNamespace(uri=str(gate_dir)), "report.json",
+                                           "data validation"))
+    text = summary.format_summary({"pipeline": "p", "task": "classification", "warnings": warnings})
+
+    lines = [line.strip() for line in text.splitlines()]
+    assert "warnings               - ingest: class(es) ['zebra'] have no training image" in lines
+    assert "- data validation: split 'train': classes with no example: ['zebra']" in lines
+    assert summary._report_warnings(None, "report.json", "data validation") == []
+
+
+def test_summary_states_quarantined_and_duplicates_as_separate_facts_and_a_skipped_load_check():
+    text = summary.format_summary({
+        "pipeline": "p", "task": "classification",
+        "data": {"splits": {"train": 10}, "quarantined": 4, "duplicates": 1,
+                 "quarantine_report": "/r/quarantine.json"},
+        "load_check": {"passed": False, "skipped": True, "detail": "the evaluator did not bless the model"}})
+
+    assert "quarantined 4, duplicates 1  /r/quarantine.json" in text
+    assert "(duplicates" not in text
+    assert "load check             skipped: the evaluator did not bless the model" in text
+    assert "FAILED" not in text
+    failed = summary.format_summary({"pipeline": "p", "task": "classification", "load_check": {
+        "passed": False, "skipped": False, "detail": "probe exited 1"}})
+    assert "load check             FAILED: probe exited 1" in failed

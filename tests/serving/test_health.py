@@ -44,7 +44,7 @@ def test_server_and_model_are_serving_and_unknown_services_not_found(start_serve
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     # the bundled client and the CLI make the same call
     assert health_check(f"127.0.0.1:{server.grpc_port}", MODEL) == "SERVING"
-    from visionpipe.serving.__main__ import main
+    from visionpipe.cli.main import main
 
     assert main(["serving-health", f"--server=127.0.0.1:{server.grpc_port}"]) == 0
     assert main(["serving-health", f"--server=127.0.0.1:{server.grpc_port}", "--service=nope"]) == 1

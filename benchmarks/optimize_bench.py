@@ -228,6 +228,7 @@ def run_dataset(name: str, data, test, recipe: Recipe, out_dir: str, seeds: int 
 
         hooks = TaskHooks(evaluate_tflite=lambda path: task.evaluate_tflite(path, test_batches),
                           gate_metric=task.gate_metric, compile_model=task.compile_model,
+                          tflite_metadata_kind=task.tflite_metadata_kind,
                           build_student=build_student,
                           augment_batches=lambda batches: augment_batches(
                               batches, task, seed=0))

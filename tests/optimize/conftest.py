@@ -96,7 +96,8 @@ def hooks_for(data, build_student=None) -> TaskHooks:
         return {"accuracy": top1_accuracy(TFLiteModel(path), [(images, labels)])}
 
     return TaskHooks(evaluate_tflite=evaluate_tflite, gate_metric="accuracy",
-                     compile_model=compile_sparse, build_student=build_student)
+                     compile_model=compile_sparse, tflite_metadata_kind="image_classifier",
+                     build_student=build_student)
 
 
 def train_batches(data, batch_size=32):

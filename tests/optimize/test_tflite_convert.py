@@ -26,7 +26,8 @@ def tflite_files(tmp_path_factory, trained_cnn, representative):
     for mode in tflite_convert.PTQ_MODES:
         model = tflite_convert.convert(trained_cnn, mode, representative)
         paths[mode] = tflite_convert.write(
-            str(out / f"model_{mode}.tflite"), tflite_convert.add_metadata(model, LABELS))
+            str(out / f"model_{mode}.tflite"), tflite_convert.add_metadata(model, LABELS,
+                                                                     kind="image_classifier"))
     return paths
 
 

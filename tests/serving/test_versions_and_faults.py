@@ -62,12 +62,12 @@ def test_truncated_saved_model_is_reported_and_the_old_version_keeps_serving(
 
 
 def test_version_failing_warm_up_is_reported_and_not_served(start_server, model_base, toy_versions, png_bytes):
-    from tests.support.toy_model import write_warmup_requests
+    from visionpipe.models.export import write_warmup_requests
 
     server = start_server(model_base_path=str(model_base))
     staging = model_base / ".tmp-2"
     shutil.copytree(toy_versions[2], staging)
-    write_warmup_requests(staging, MODEL, [b"not an image"])
+    write_warmup_requests(str(staging), [b"not an image"], MODEL)
     staging.rename(model_base / "2")
     status = wait_for(lambda: rest_status(server).get(2, {}).get("state") == "END" and rest_status(server)[2],
                       what="version 2 reported")

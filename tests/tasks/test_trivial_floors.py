@@ -31,14 +31,26 @@ def _labelled(tmp_path, name, label_lists):
     return _write(tmp_path / name / "data.gz", [{"image/class/label": labels} for labels in label_lists])
 
 
-def test_classification_floor_is_the_training_majority_class(tmp_path):
+def test_classification_floor_is_the_best_constant_answer_on_the_eval_split(tmp_path):
     task = get_task(load_config(overrides=["model.top_k=2"]), ["a", "b", "c"])
     train = _labelled(tmp_path, "train", [[0], [0], [0], [1], [2]])
     eval_ = _labelled(tmp_path, "eval", [[0], [1], [1], [2]])
     floor = task.trivial_metrics(eval_, train)
-    assert floor["accuracy"] == pytest.approx(0.25)  # always "a": right once in four
-    assert floor["top_k_accuracy"] == pytest.approx(0.75)  # always {"a", "b"}
+    # always "b" (the eval majority; the training majority "a" would be right once in four)
+    assert floor["accuracy"] == pytest.approx(0.5)
+    # always {"b", "a"}: "a" and "c" tie in eval, the training split prefers "a"
+    assert floor["top_k_accuracy"] == pytest.approx(0.75)
     assert floor["macro_auc"] == pytest.approx(0.5)  # constant scores rank nothing
+
+
+def test_classification_floor_is_not_lowered_by_a_class_the_eval_split_lacks(tmp_path):
+    # balanced data, split unluckily: the training majority "c" is absent from eval, where a
+    # model answering "a" for every image is right half the time
+    task = get_task(load_config(overrides=["model.top_k=1"]), ["a", "b", "c"])
+    train = _labelled(tmp_path, "train", [[0], [1], [1], [2], [2], [2]])
+    eval_ = _labelled(tmp_path, "eval", [[0], [0], [1], [1]])
+    floor = task.trivial_metrics(eval_, train)
+    assert floor["accuracy"] == pytest.approx(0.5)  # "b" (ties with "a", preferred by train)
 
 
 def test_multilabel_floor_is_the_best_fixed_label_set_from_the_priors(tmp_path):

@@ -38,15 +38,19 @@ def register(subparsers) -> None:
 
 
 def cmd_anchors(args) -> int:
+    from visionpipe.core.registry import task_class
     from visionpipe.tasks.detection import anchors
+    from visionpipe.tasks.detection.config import DetectionConfig
 
     config = load_config_from_args(args)
-    from visionpipe.core.registry import task_class
-
-    if "detection" not in task_class(config.task).config_sections:
+    # Anchors belong to the tasks that declare the detection config section (by its type,
+    # not by a task's name).
+    sections = [name for name, section in task_class(config.task).config_sections.items()
+                if section is DetectionConfig]
+    if not sections:
         raise UserError(f"task is {config.task!r}, which has no detection anchors "
-                        f"(no `detection` config section)")
-    det = config.detection
+                        "(no `detection` config section)")
+    det = getattr(config, sections[0])
     if det.architecture != "retinanet":
         raise UserError("detection.architecture yolov8 is anchor-free; there are no anchors to fit")
     if args.examples:
@@ -74,8 +78,9 @@ def cmd_anchors(args) -> int:
                   "write the fitted anchors anyway.", file=sys.stderr)
             return 1
         adopted = copy.deepcopy(config)
-        adopted.detection.anchor_sizes = report["adopted"]["sizes"]
-        adopted.detection.anchor_aspect_ratios = report["adopted"]["aspect_ratios"]
+        adopted_det = getattr(adopted, sections[0])
+        adopted_det.anchor_sizes = report["adopted"]["sizes"]
+        adopted_det.anchor_aspect_ratios = report["adopted"]["aspect_ratios"]
         path = adopted.validate().save(args.write_config)
         forced = "" if recommendation["adopt"] else \
             f" (--force: {recommendation['reason']})"

@@ -30,6 +30,9 @@ class TaskHooks:
     evaluate_tflite: Callable[[str], Dict[str, float]]  # .tflite path -> metrics (eval split)
     gate_metric: str  # key of evaluate_tflite's result; higher is better
     compile_model: Callable[[tf.keras.Model, float], None]  # (model, learning_rate)
+    # the TFLite metadata every file gets (Task.tflite_metadata_kind: "image_classifier" or
+    # "generic"; one of tflite_convert.METADATA_KINDS), declared, never guessed from the outputs
+    tflite_metadata_kind: str
     build_student: Optional[Callable[[], tf.keras.Model]] = None
     # dataset of (images, targets) batches -> the same batches augmented as the Trainer does
     # (data.augment_batches); distillation applies it (optimize.distill_augment) so that
@@ -108,7 +111,7 @@ class Optimizer:
         file = f"model_{name}.tflite"
         path = os.path.join(self.output_dir, file)
         with_metadata = tflite_convert.add_metadata(
-            tflite_model, self.inputs.labels, name=f"{self.inputs.model_name} ({name})",
+            tflite_model, self.inputs.labels, kind=self.hooks.tflite_metadata_kind, name=f"{self.inputs.model_name} ({name})",
             description=f"VisionPipe {name} TFLite model; input RGB pixels in [0, 255].")
         tflite_convert.write(path, with_metadata)
         artifact = Artifact(

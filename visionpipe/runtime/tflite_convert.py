@@ -3,8 +3,8 @@
 int8 models take int8 pixels and return int8 outputs (their quantization parameters are in the
 file), calibrated on images that went through ``visionpipe.models.preprocessing``. Every file
 gets TFLite metadata: the input is an RGB image with mean 0 / std 1, because the model's first
-layer normalises the [0, 255] pixels itself, plus the labels file when the output is one score
-per class.
+layer normalises the [0, 255] pixels itself, plus the labels file, written as the task declares
+(``Task.tflite_metadata_kind``: an ImageClassifier's labelled scores, or generic named outputs).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import visionpipe  # noqa: F401
 import tensorflow as tf
 
 PTQ_MODES = ("float32", "dynamic", "float16", "int8")
+LABELS_FILE = "labels.txt"  # the labels' name inside a file's metadata
 
 RepresentativeDataset = Callable[[], Iterator[List[np.ndarray]]]
 
@@ -82,23 +83,42 @@ def convert(model: tf.keras.Model, mode: str,
         raise RuntimeError(f"TFLite {mode} conversion of model {model.name!r} failed: {err}") from err
 
 
-def add_metadata(tflite_model: bytes, labels: Optional[Sequence[str]] = None,
+#: TFLite metadata a task can declare (``Task.tflite_metadata_kind``)
+IMAGE_CLASSIFIER = "image_classifier"  # the Task Library's ImageClassifier: labels on one score per class
+GENERIC = "generic"  # named outputs, the labels file attached to the model
+METADATA_KINDS = (IMAGE_CLASSIFIER, GENERIC)
+
+
+def add_metadata(tflite_model: bytes, labels: Optional[Sequence[str]] = None, *, kind: str,
                  name: str = "VisionPipe model", description: str = "") -> bytes:
-    """Embed input normalisation (mean 0, std 1 on [0, 255] pixels) and the labels file."""
+    """Embed input normalisation (mean 0, std 1 on [0, 255] pixels) and the labels file, as
+    the task declares (``kind``, one of METADATA_KINDS; nothing is guessed from the outputs):
+
+    - ``image_classifier``: the ImageClassifier writer, the labels attached to the one output
+      of one score per class (the file must have exactly that output);
+    - ``generic``: every output named as the model names it, the labels file attached to
+      the model."""
+    if kind not in METADATA_KINDS:
+        raise ValueError(f"unknown TFLite metadata kind {kind!r}; choose one of {METADATA_KINDS}")
     image_classifier, metadata_info, metadata_writer = _metadata_writers()
 
     interpreter = tf.lite.Interpreter(model_content=tflite_model)
     outputs = interpreter.get_output_details()
+    if kind == IMAGE_CLASSIFIER:
+        shapes = [list(detail["shape"]) for detail in outputs]
+        if not labels:
+            raise ValueError("TFLite metadata kind 'image_classifier' needs the labels")
+        if len(outputs) != 1 or int(outputs[0]["shape"][-1]) != len(labels):
+            raise ValueError(f"TFLite metadata kind 'image_classifier' needs one output of "
+                             f"{len(labels)} scores (one per label); the model has outputs {shapes}")
     with tempfile.TemporaryDirectory() as tmp:
         label_files = []
         if labels:
-            label_path = os.path.join(tmp, "labels.txt")
+            label_path = os.path.join(tmp, LABELS_FILE)
             with open(label_path, "w") as f:
                 f.write("".join(f"{label}\n" for label in labels))
             label_files = [label_path]
-        one_score_per_class = (len(outputs) == 1 and labels
-                               and int(outputs[0]["shape"][-1]) == len(labels))
-        if one_score_per_class:
+        if kind == IMAGE_CLASSIFIER:
             writer = image_classifier.MetadataWriter.create_for_inference(
                 bytearray(tflite_model), input_norm_mean=[0.0], input_norm_std=[1.0],
                 label_file_paths=label_files)
@@ -113,6 +133,26 @@ def add_metadata(tflite_model: bytes, labels: Optional[Sequence[str]] = None,
                 general_md=metadata_info.GeneralMd(name=name, description=description),
                 input_md=[input_md], output_md=output_md, associated_files=label_files)
         return bytes(writer.populate())
+
+
+def metadata_kind(tflite_path: str) -> str:
+    """The metadata kind written into a TFLite file by ``add_metadata``: ``image_classifier``
+    when its one output carries the labels (TENSOR_AXIS_LABELS), ``generic`` for other
+    metadata, "" for a file without metadata."""
+    import json
+
+    _metadata_writers()  # a clear error when the metadata library cannot load
+    from tensorflow_lite_support.metadata.python import metadata
+
+    try:
+        displayer = metadata.MetadataDisplayer.with_model_file(tflite_path)
+    except ValueError:  # no metadata in the file
+        return ""
+    graphs = json.loads(displayer.get_metadata_json()).get("subgraph_metadata", [])
+    outputs = graphs[0].get("output_tensor_metadata", []) if graphs else []
+    labelled = [any(f.get("type") == "TENSOR_AXIS_LABELS" for f in out.get("associated_files", []))
+                for out in outputs]
+    return IMAGE_CLASSIFIER if labelled == [True] else GENERIC
 
 
 def _metadata_writers():
@@ -150,9 +190,9 @@ def read_labels(tflite_path: str) -> List[str]:
 
     displayer = metadata.MetadataDisplayer.with_model_file(tflite_path)
     names = displayer.get_packed_associated_file_list()
-    if "labels.txt" not in names:
+    if LABELS_FILE not in names:
         return []
-    return displayer.get_associated_file_buffer("labels.txt").decode("utf-8").splitlines()
+    return displayer.get_associated_file_buffer(LABELS_FILE).decode("utf-8").splitlines()
 
 
 def write(path: str, tflite_model: bytes) -> str:

@@ -176,10 +176,14 @@ def top1_accuracy(model: TFLiteModel, batches: Iterable[Tuple[np.ndarray, np.nda
 
 
 def predict_files(tflite_path: str, image_paths: Sequence[str], top_k: int = 3) -> List[Dict]:
-    """Per image file: top-k class names and scores for a classifier whose labels are in the
-    file's metadata, otherwise every output as a list (for ``visionpipe predict --tflite``)."""
+    """Per image file: top-k class names and scores for a file whose metadata declares an
+    image classifier (labels on its one output), otherwise every output as a list (for
+    ``visionpipe predict --tflite``)."""
+    from visionpipe.runtime.tflite_convert import IMAGE_CLASSIFIER, metadata_kind
+
     model = TFLiteModel(tflite_path)
     labels = model.labels()
+    classifier = bool(labels) and metadata_kind(tflite_path) == IMAGE_CLASSIFIER
     size = model.image_size
     pixels = []
     for path in image_paths:
@@ -192,7 +196,7 @@ def predict_files(tflite_path: str, image_paths: Sequence[str], top_k: int = 3) 
     outputs = model.predict(np.stack(pixels))
     results = []
     for i in range(len(image_paths)):
-        if len(outputs) == 1 and labels and next(iter(outputs.values())).shape[-1] == len(labels):
+        if classifier:
             scores = next(iter(outputs.values()))[i]
             best = np.argsort(-scores)[:top_k]
             results.append({"top_k_names": [labels[j] for j in best],

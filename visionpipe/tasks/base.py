@@ -213,9 +213,10 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def trivial_metrics(self, eval_files: Sequence[str], train_files: Sequence[str]) -> Dict[str, float]:
-        """The metrics of this task's trivial predictor, the one that ignores the image (the
-        training split's majority class, label priors, no boxes, ...), on the eval split: the
-        floor the gate asks a model to beat."""
+        """The metrics of this task's trivial predictor, the best one that ignores the image
+        (one class ranking for every image, a fixed label set, no boxes, ...), on the eval
+        split: the floor the gate asks a model to beat. An untrained model must not beat it
+        (tests/conformance checks that for every task)."""
 
     def evaluation_details(self, export_dir: str, eval_files: Sequence[str]) -> Dict[str, Any]:
         """Extra, ungated results for the evaluation report (e.g. robustness)."""

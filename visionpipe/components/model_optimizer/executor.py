@@ -96,7 +96,7 @@ class Executor(base_executor.BaseExecutor):
         hooks = TaskHooks(
             evaluate_tflite=lambda path: task.evaluate_tflite(path, eval_batches),
             gate_metric=task.gate_metric, compile_model=task.compile_model,
-            build_student=build_student, convert_tflite=task.convert_tflite,
+            tflite_metadata_kind=task.tflite_metadata_kind, build_student=build_student, convert_tflite=task.convert_tflite,
             augment_batches=lambda batches: data.augment_batches(batches, task),
             tflite_modes=task.tflite_modes,
             keras_rewrites_unsupported=task.keras_rewrites_unsupported)

@@ -86,6 +86,9 @@ def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
         for metrics in per_output.values():
             for sub_key, values in metrics.items():
                 for name, value in values.items():
+                    # TFMA names an aggregated metric "<AggregationOptions text>_<name>"
+                    # (e.g. "macro_average: true\n_macro_auc"): keep the configured name
+                    name = name.rsplit("\n_", 1)[-1]
                     if isinstance(value, dict) and "doubleValue" in value:
                         label = name if not sub_key else f"{name}[{sub_key}]"
                         out[label] = float(value["doubleValue"])

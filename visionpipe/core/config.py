@@ -11,7 +11,7 @@ import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 
@@ -25,6 +25,23 @@ SOURCES = ("folder", "csv", "coco", "voc", "tfds", "tfrecord", "shapes", "digits
 def require(cond: bool, key: str, message: str) -> None:
     if not cond:
         raise ConfigError(f"{key}: {message}")
+
+
+#: an image size as the config takes it: one integer (square) or ``[height, width]``
+ImageSize = Union[int, List[int]]
+
+
+def image_hw(value: Any, key: str = "model.image_size") -> Tuple[int, int]:
+    """``(height, width)`` of an image size given as one integer (square) or as
+    ``[height, width]`` (keras-hub's order); ConfigError naming ``key`` otherwise."""
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if is_int(value):
+        return int(value), int(value)
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(is_int(v) for v in value):
+        return int(value[0]), int(value[1])
+    raise ConfigError(f"{key}: expected one integer (a square) or [height, width], got {value!r}")
 
 
 @dataclass
@@ -108,7 +125,7 @@ class AugmentConfig:
 @dataclass
 class ModelConfig:
     backbone: str = "small_cnn"
-    image_size: int = 64
+    image_size: ImageSize = 64  # one integer (square) or [height, width]
     width: int = 32  # small_cnn base filters
     squeeze_excite: bool = False
     dropout: float = 0.2
@@ -119,10 +136,19 @@ class ModelConfig:
     # it the eval split is used, and the gate on that split is then optimistic.
     calibration_split: str = "calibration"
 
+    @property
+    def hw(self) -> Tuple[int, int]:
+        """``model.image_size`` as ``(height, width)``."""
+        return image_hw(self.image_size, "model.image_size")
+
     def validate(self) -> None:
         require(self.backbone in BACKBONES, "model.backbone",
                  f"must be one of {BACKBONES}, got {self.backbone!r}")
-        require(16 <= self.image_size <= 1024, "model.image_size", "must be in [16, 1024]")
+        height, width = image_hw(self.image_size, "model.image_size")
+        require(16 <= height <= 1024 and 16 <= width <= 1024, "model.image_size",
+                f"height and width must be in [16, 1024], got {self.image_size!r}")
+        if not isinstance(self.image_size, int):
+            self.image_size = [height, width]  # a tuple set in code: YAML-safe and comparable
         require(self.width >= 4, "model.width", "must be >= 4")
         require(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
         require(self.top_k >= 1, "model.top_k", "must be >= 1")
@@ -442,9 +468,19 @@ def _unknown_key(key: str) -> ConfigError:
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
-    if origin is typing.Union:  # Optional[X]
+    if origin is typing.Union:  # Optional[X], or one of several types (ImageSize)
         args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return None if value is None else _coerce(value, args[0], key)
+        if value is None and len(args) < len(typing.get_args(hint)):
+            return None
+        if len(args) == 1:
+            return _coerce(value, args[0], key)
+        for arg in args:
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: expected {' or '.join(_describe(a) for a in args)}, "
+                          f"got {value!r}")
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -474,6 +510,14 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         _, item = typing.get_args(hint)
         return {str(k): _coerce(v, item, f"{key}.{k}") for k, v in value.items()}
     return value
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) in (list, List):
+        item = typing.get_args(hint)[0]
+        return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(item, str(item))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        hint, getattr(hint, "__name__", str(hint)))
 
 
 def _merge(obj: Any, values: Dict[str, Any], prefix: str = "") -> None:

@@ -23,6 +23,8 @@ import keras_cv
 import tensorflow as tf
 from keras_cv.src.utils import fill_utils
 
+from visionpipe.models.preprocessing import hw
+
 VALUE_RANGE = (0, 255)
 
 
@@ -245,7 +247,7 @@ class CutMix(keras_cv.layers.CutMix):
         return images, lambda_sample, permutation_order, center_height, center_width, cut_width, cut_height
 
 
-def _image_layers(cfg, image_size: int) -> List[tf.keras.layers.Layer]:
+def _image_layers(cfg, image_size) -> List[tf.keras.layers.Layer]:
     # No seed is handed to the layers: SeededLayer gives them the batch's stateless seed.
     cv = keras_cv.layers
     layers: List[tf.keras.layers.Layer] = []
@@ -255,7 +257,7 @@ def _image_layers(cfg, image_size: int) -> List[tf.keras.layers.Layer]:
         layers.append(cv.RandomFlip(flip_mode))
     if cfg.random_crop:
         layers.append(cv.RandomCropAndResize(
-            target_size=(image_size, image_size), crop_area_factor=((1.0 - cfg.random_crop) ** 2, 1.0),
+            target_size=hw(image_size), crop_area_factor=((1.0 - cfg.random_crop) ** 2, 1.0),
             aspect_ratio_factor=(3 / 4, 4 / 3)))
     if cfg.rotation:
         layers.append(cv.RandomRotation(cfg.rotation, fill_mode="reflect"))
@@ -288,9 +290,9 @@ def _image_layers(cfg, image_size: int) -> List[tf.keras.layers.Layer]:
 class Augmenter:
     """``augmenter(images, labels, seed)`` for batched training data (see ``build_augmenter``)."""
 
-    def __init__(self, cfg, image_size: int, image_layers, mixers):
+    def __init__(self, cfg, image_size, image_layers, mixers):
         self.seed = cfg.seed
-        self.image_size = image_size
+        self.image_size = hw(image_size)
         self.image_layers = seeded_layers(image_layers)
         self.mixers = seeded_layers(mixers)
 
@@ -306,7 +308,7 @@ class Augmenter:
         for index, layer in enumerate(self.image_layers):
             images = layer(images, layer_seed(seed, index))
             images = tf.clip_by_value(tf.cast(images, tf.float32), 0.0, 255.0)
-        images = tf.ensure_shape(images, [None, self.image_size, self.image_size, 3])
+        images = tf.ensure_shape(images, [None, *self.image_size, 3])
         labels = tf.cast(labels, tf.float32)
         for index, mixer in enumerate(self.mixers, start=len(self.image_layers)):
             out = mixer({"images": images, "labels": labels}, layer_seed(seed, index))
@@ -316,7 +318,7 @@ class Augmenter:
         return images, labels
 
 
-def build_augmenter(cfg, image_size: int) -> Optional[Augmenter]:
+def build_augmenter(cfg, image_size) -> Optional[Augmenter]:
     """An Augmenter, ``(images, labels, seed) -> (images, labels)`` for batched training data,
     or None when nothing is enabled. Build it eagerly (outside tf.data functions)."""
     if not cfg.enabled:

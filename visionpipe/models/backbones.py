@@ -43,9 +43,10 @@ def squeeze_excite(x: tf.Tensor, ratio: int = 4, name: str = "se") -> tf.Tensor:
     return tf.keras.layers.Multiply(name=f"{name}_scale")([x, s])
 
 
-def small_cnn(image_size: int, width: int = 32, se: bool = False) -> tf.keras.Model:
-    """Four conv stages (width, 2w, 4w, 8w), each conv-BN-ReLU x2 then stride-2 downsampling."""
-    inputs = tf.keras.Input((image_size, image_size, 3), name="normalized_pixels")
+def small_cnn(image_size, width: int = 32, se: bool = False) -> tf.keras.Model:
+    """Four conv stages (width, 2w, 4w, 8w), each conv-BN-ReLU x2 then stride-2 downsampling;
+    ``image_size``: one integer (square) or ``(height, width)``."""
+    inputs = tf.keras.Input((*preprocessing.hw(image_size), 3), name="normalized_pixels")
     x = inputs
     for stage, filters in enumerate((width, width * 2, width * 4, width * 8)):
         for i in range(2):
@@ -60,9 +61,10 @@ def small_cnn(image_size: int, width: int = 32, se: bool = False) -> tf.keras.Mo
 
 
 def build_backbone(model_config) -> tf.keras.Model:
-    """A feature extractor [S, S, 3] (normalised) -> [h, w, c], named ``backbone``."""
-    size = model_config.image_size
-    shape = (size, size, 3)
+    """A feature extractor [h, w, 3] (normalised; ``model.image_size``) -> [h', w', c],
+    named ``backbone``."""
+    size = preprocessing.hw(model_config.image_size)
+    shape = (*size, 3)
     name = model_config.backbone
     if name == "small_cnn":
         return small_cnn(size, model_config.width, model_config.squeeze_excite)

@@ -60,7 +60,7 @@ class ClassificationTask(Task):
     # --- model ------------------------------------------------------------------------
     def build_model(self) -> tf.keras.Model:
         cfg = self.config.model
-        inputs = tf.keras.Input((self.image_size, self.image_size, 3), name="pixels")
+        inputs = tf.keras.Input((*self.image_size, 3), name="pixels")
         x = backbones.input_normalization(cfg.backbone)(inputs)
         backbone = backbones.build_backbone(cfg)
         if cfg.weights:

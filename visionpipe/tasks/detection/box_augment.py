@@ -22,11 +22,11 @@ class BoxAugmenter:
     Draws are stateless, from the seed each call gets (see ``augment.SeededLayer``): the same
     batch and seed always give the same output, whatever the parallelism of the tf.data map."""
 
-    def __init__(self, augment_config, image_size: int, mosaic: bool = False,
+    def __init__(self, augment_config, image_size, mosaic: bool = False,
                  min_box_pixels: float = 2.0, seed: Optional[int] = None):
-        from visionpipe.models import augment
+        from visionpipe.models import augment, preprocessing
 
-        self.image_size = int(image_size)
+        self.image_size = preprocessing.hw(image_size)
         self.min_box_pixels = float(min_box_pixels)
         self.seed = augment_config.seed if seed is None else seed
         layers = _build_layers(augment_config, self.image_size, mosaic)
@@ -53,15 +53,16 @@ class BoxAugmenter:
             data["bounding_boxes"] = _dense(data["bounding_boxes"])
             if layer is self._mosaic:
                 valid_before = tf.math.count_nonzero(data["bounding_boxes"]["classes"] >= 0)
-        images = tf.ensure_shape(data["images"], [None, self.image_size, self.image_size, 3])
+        images = tf.ensure_shape(data["images"], [None, *self.image_size, 3])
         boxes, classes = self._drop_slivers(data["bounding_boxes"])
         self.boxes_in.assign_add(valid_before)
         self.boxes_dropped.assign_add(valid_before - tf.math.count_nonzero(classes >= 0))
         return images, {"boxes": boxes, "classes": classes}
 
     def _drop_slivers(self, bounding_boxes):
-        size = float(self.image_size)
-        boxes = tf.clip_by_value(bounding_boxes["boxes"], 0.0, size)
+        height, width = (float(v) for v in self.image_size)
+        boxes = tf.clip_by_value(bounding_boxes["boxes"], 0.0,
+                                 tf.constant([height, width, height, width], tf.float32))
         classes = bounding_boxes["classes"]
         sides = tf.stack([boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]], axis=-1)
         keep = tf.logical_and(classes >= 0, tf.reduce_min(sides, axis=-1) >= self.min_box_pixels)
@@ -87,7 +88,7 @@ def _dense(bounding_boxes):
             "classes": tf.cast(bounding_boxes["classes"], tf.float32)}
 
 
-def _build_layers(cfg, image_size: int, mosaic: bool) -> list:
+def _build_layers(cfg, image_size, mosaic: bool) -> list:
     import keras_cv
 
     cv = keras_cv.layers
@@ -104,7 +105,7 @@ def _build_layers(cfg, image_size: int, mosaic: bool) -> list:
         # Scale jitter then a random crop back to S x S: a random resized crop that keeps
         # boxes (JitteredResize pads when the scaled image is smaller than the target).
         layers.append(cv.JitteredResize(
-            target_size=(image_size, image_size), scale_factor=(1.0 - jitter, 1.0 + jitter),
+            target_size=tuple(image_size), scale_factor=(1.0 - jitter, 1.0 + jitter),
             bounding_box_format=BOX_FORMAT))
     if cfg.translation > 0:
         layers.append(cv.RandomTranslation(

@@ -16,7 +16,7 @@ import numpy as np
 import visionpipe  # noqa: F401
 import tensorflow as tf
 
-from visionpipe.models import backbones
+from visionpipe.models import backbones, preprocessing
 from visionpipe.tasks.detection import anchors as anchor_lib
 
 BOX_FORMAT = "yxyx"  # pixels of the model input
@@ -29,9 +29,10 @@ def pyramid_backbone(model_config):
     a description of the pretrained weights loaded into it ("" when trained from scratch)."""
     import keras_cv
 
-    size = model_config.image_size
-    if size % 32:
-        raise ValueError(f"model.image_size: a detector needs a multiple of 32, got {size}")
+    size = preprocessing.hw(model_config.image_size)
+    if size[0] % 32 or size[1] % 32:
+        raise ValueError(f"model.image_size: a detector needs a height and width that are "
+                         f"multiples of 32, got {model_config.image_size!r}")
     base = backbones.build_backbone(model_config)
     for layer in base.layers:
         if isinstance(layer, tf.keras.layers.BatchNormalization):
@@ -45,7 +46,7 @@ def pyramid_backbone(model_config):
     level_layers = _last_layer_per_stride(base, size)
     features = tf.keras.Model(base.inputs, [base.get_layer(n).output for n in level_layers],
                               name=f"{model_config.backbone}_features")
-    pixels = tf.keras.Input((size, size, 3), name="pixels")
+    pixels = tf.keras.Input((*size, 3), name="pixels")
     outputs = features(backbones.input_normalization(model_config.backbone)(pixels))
     outputs = outputs if isinstance(outputs, list) else [outputs]
     x = outputs[-1]
@@ -62,25 +63,26 @@ def pyramid_backbone(model_config):
     return backbone, weights_loaded
 
 
-def _last_layer_per_stride(model: tf.keras.Model, image_size: int) -> List[str]:
+def _last_layer_per_stride(model: tf.keras.Model, image_size) -> List[str]:
     """Names of the deepest layers at strides 8, 16, 32 (those the backbone reaches)."""
     names = []
+    height, width = image_size
     for stride in PYRAMID_STRIDES:
-        side = image_size // stride
+        side = (height // stride, width // stride)
         matching = [layer.name for layer in model.layers
                     if not isinstance(layer.output, (list, tuple)) and len(layer.output.shape) == 4
-                    and layer.output.shape[1] == side]
+                    and tuple(layer.output.shape[1:3]) == side]
         if not matching:
             break
         names.append(matching[-1])
     if not names:
         raise ValueError(f"model.backbone: {model.name} has no feature map at stride 8 "
-                         f"of a {image_size}px input")
+                         f"of a {height}x{width} input")
     return names
 
 
 def build_detector(config, num_classes: int):
-    """RetinaNet or YOLOv8 from ``config.detection``; input float32 ``[None, S, S, 3]``.
+    """RetinaNet or YOLOv8 from ``config.detection``; input float32 ``[None, h, w, 3]``.
 
     Returns ``(model, weights_loaded)``; the layer named ``backbone`` is the normalisation,
     the project backbone and any extra pyramid blocks, up to P3..P5."""
@@ -127,15 +129,17 @@ def compile_detector(model, config, learning_rate: float) -> None:
                       box_loss=config.detection.box_loss, jit_compile=False)
 
 
-def decode(model, raw: Dict[str, tf.Tensor], image_size: int) -> Tuple[tf.Tensor, tf.Tensor]:
+def decode(model, raw: Dict[str, tf.Tensor], image_size) -> Tuple[tf.Tensor, tf.Tensor]:
     """Raw head outputs -> boxes ``[B, A, 4]`` pixel yxyx and class probabilities ``[B, A, C]``
-    with the model's own decoder (anchors or anchor points), before any NMS."""
+    with the model's own decoder (anchors or anchor points), before any NMS; ``image_size``
+    is the model input's ``(height, width)``."""
     import keras_cv
 
+    height, width = preprocessing.hw(image_size)
     if isinstance(model, keras_cv.models.YOLOV8Detector):
         from keras_cv.src.models.object_detection.yolo_v8 import yolo_v8_detector as yolo
 
-        anchor_points, stride = yolo.get_anchors(image_shape=(image_size, image_size))
+        anchor_points, stride = yolo.get_anchors(image_shape=(height, width))
         stride = stride[:, None]
         distances = yolo.decode_regression_to_boxes(raw["boxes"])
         boxes = yolo.dist2bbox(distances, anchor_points[None]) * stride[None]  # xyxy pixels
@@ -144,7 +148,7 @@ def decode(model, raw: Dict[str, tf.Tensor], image_size: int) -> Tuple[tf.Tensor
     from keras_cv.src.bounding_box.converters import _decode_deltas_to_boxes
     from keras_cv.src.models.object_detection.retinanet.retinanet import BOX_VARIANCE
 
-    image_shape = (image_size, image_size, 3)
+    image_shape = (height, width, 3)
     anchors = tf.concat(list(model.anchor_generator(image_shape=image_shape).values()), axis=0)
     boxes = _decode_deltas_to_boxes(
         anchors=anchors, boxes_delta=raw["box"], anchor_format=model.anchor_generator.bounding_box_format,

@@ -26,6 +26,7 @@ class ClassificationTask(Task):
     signature_methods = {"serving_examples": CLASSIFY_METHOD}
     tflite_metadata_kind = "image_classifier"
     generated_sources = ("shapes", "digits")
+    augment_keys = augment.honoured_keys(augment.LABELS)  # images + MixUp/CutMix of the labels
 
     @classmethod
     def metric_names(cls, config):

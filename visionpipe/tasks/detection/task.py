@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from visionpipe.core import features
 from visionpipe.core.registry import register_task
-from visionpipe.models import preprocessing
+from visionpipe.models import augment, preprocessing
 from visionpipe.tasks.base import Task
 from visionpipe.tasks.detection.config import DetectionConfig
 
@@ -29,9 +29,8 @@ class DetectionTask(Task):
     feature_keys = (features.ENCODED, features.OBJECT_LABEL, *features.BBOX_KEYS)
     label_feature = features.OBJECT_LABEL
     config_sections = {"detection": DetectionConfig}
-    # what BoxAugmenter applies in bounding-box mode (+ detection.mosaic)
-    augment_keys = ("enabled", "seed", "horizontal_flip", "vertical_flip", "zoom", "random_crop",
-                    "translation", "brightness", "contrast", "saturation", "hue", "cutout")
+    # what the augmentation builder applies in box mode (BoxAugmenter adds detection.mosaic)
+    augment_keys = augment.honoured_keys(augment.BOXES)
     default_gate_metric = "map_50"
     generated_sources = ("shapes",)
     tflite_modes = ("float32", "float16", "int8")  # visionpipe.tasks.detection.tflite.MODES
@@ -255,7 +254,7 @@ class DetectionTask(Task):
 
         from visionpipe.models import draw
 
-        from visionpipe.models import preprocessing
+        from visionpipe.models import augment, preprocessing
 
         drawn = []
         for image, boxes, classes in zip(super().draw_targets(images, targets),

@@ -1,15 +1,15 @@
 """keras-cv detectors (RetinaNet, YOLOv8) on VisionPipe's backbones.
 
-The project backbone (``visionpipe.models.backbones``) is wrapped as a keras-cv ``Backbone``
-whose first layer is the backbone's input normalisation and whose ``P3``/``P4``/``P5`` layers
-are its last feature maps at strides 8/16/32 (extra stride-2 blocks are added when a backbone
-stops earlier, as ``small_cnn`` does at stride 8). The detector therefore takes float32
+The project backbone's multi-scale features (``backbones.multiscale_features``: the input
+normalisation, the backbone's last feature maps at strides 8/16/32, extra stride-2 blocks
+when a backbone stops earlier, as ``small_cnn`` does at stride 8) are wrapped as a keras-cv
+``Backbone`` whose ``P3``/``P4``/``P5`` layers are those maps. The detector therefore takes float32
 pixels in [0, 255] like every VisionPipe model, and a backbone trained for classification
 transfers through ``model.weights``.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 
@@ -25,60 +25,27 @@ BATCH_NORM_MOMENTUM = 0.9
 
 
 def pyramid_backbone(model_config):
-    """The project backbone as a keras-cv Backbone with ``pyramid_level_inputs`` P3..P5, and
-    a description of the pretrained weights loaded into it ("" when trained from scratch)."""
+    """The project backbone as a keras-cv Backbone with ``pyramid_level_inputs`` P3..P5 (the
+    model kit's ``backbones.multiscale_features`` at strides 8/16/32), and a description of
+    the pretrained weights loaded into it ("" when trained from scratch)."""
     import keras_cv
 
-    size = preprocessing.hw(model_config.image_size)
-    if size[0] % 32 or size[1] % 32:
+    height, width = preprocessing.hw(model_config.image_size)
+    if height % 32 or width % 32:
         raise ValueError(f"model.image_size: a detector needs a height and width that are "
                          f"multiples of 32, got {model_config.image_size!r}")
-    base = backbones.build_backbone(model_config)
-    for layer in base.layers:
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            # keras.applications use momentum 0.999: after the few hundred steps a detector
-            # gets here, the moving statistics would still be mostly their initial values and
-            # inference would see a different network than training did.
-            layer.momentum = min(layer.momentum, BATCH_NORM_MOMENTUM)
-    weights_loaded = ""
-    if model_config.weights:
-        weights_loaded = backbones.load_backbone_weights(base, model_config.weights)
-    level_layers = _last_layer_per_stride(base, size)
-    features = tf.keras.Model(base.inputs, [base.get_layer(n).output for n in level_layers],
-                              name=f"{model_config.backbone}_features")
-    pixels = tf.keras.Input((*size, 3), name="pixels")
-    outputs = features(backbones.input_normalization(model_config.backbone)(pixels))
-    outputs = outputs if isinstance(outputs, list) else [outputs]
-    x = outputs[-1]
-    for level in range(len(outputs), len(PYRAMID_STRIDES)):
-        # The backbone stops before stride 32: extend it with conv-BN-ReLU stride-2 blocks.
-        x = tf.keras.layers.Conv2D(x.shape[-1] * 2, 3, strides=2, padding="same", use_bias=False,
-                                   name=f"extra_p{level + 3}_conv")(x)
-        x = tf.keras.layers.BatchNormalization(name=f"extra_p{level + 3}_bn")(x)
-        x = tf.keras.layers.ReLU(name=f"extra_p{level + 3}_relu")(x)
-        outputs.append(x)
-    named = [tf.keras.layers.Identity(name=f"P{level + 3}")(t) for level, t in enumerate(outputs)]
+    # keras.applications use BatchNorm momentum 0.999: after the few hundred steps a detector
+    # gets here, the moving statistics would still be mostly their initial values and
+    # inference would see a different network than training did.
+    features = backbones.multiscale_features(model_config, PYRAMID_STRIDES,
+                                             batch_norm_momentum=BATCH_NORM_MOMENTUM,
+                                             name=f"{model_config.backbone}_pyramid")
+    pixels = tf.keras.Input((height, width, 3), name="pixels")
+    levels = features(pixels)
+    named = [tf.keras.layers.Identity(name=f"P{level + 3}")(t) for level, t in enumerate(levels)]
     backbone = keras_cv.models.Backbone(inputs=pixels, outputs=named, name="pyramid_backbone")
     backbone.pyramid_level_inputs = {f"P{level + 3}": f"P{level + 3}" for level in range(3)}
-    return backbone, weights_loaded
-
-
-def _last_layer_per_stride(model: tf.keras.Model, image_size) -> List[str]:
-    """Names of the deepest layers at strides 8, 16, 32 (those the backbone reaches)."""
-    names = []
-    height, width = image_size
-    for stride in PYRAMID_STRIDES:
-        side = (height // stride, width // stride)
-        matching = [layer.name for layer in model.layers
-                    if not isinstance(layer.output, (list, tuple)) and len(layer.output.shape) == 4
-                    and tuple(layer.output.shape[1:3]) == side]
-        if not matching:
-            break
-        names.append(matching[-1])
-    if not names:
-        raise ValueError(f"model.backbone: {model.name} has no feature map at stride 8 "
-                         f"of a {height}x{width} input")
-    return names
+    return backbone, features.weights_loaded
 
 
 def build_detector(config, num_classes: int):

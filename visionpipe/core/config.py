@@ -20,6 +20,8 @@ from visionpipe.core.errors import ConfigError
 
 BACKBONES = ("small_cnn", "mobilenet_v2", "efficientnet_b0", "resnet50")
 SOURCES = ("folder", "csv", "coco", "voc", "tfds", "tfrecord", "shapes", "digits")
+SPLIT_BY = ("hash", "group")
+GROUPED_SOURCES = ("folder", "csv", "coco", "tfrecord")  # sources that can carry image/group_id
 
 
 def require(cond: bool, key: str, message: str) -> None:
@@ -58,6 +60,10 @@ class DataConfig:
     source_split_map: Dict[str, str] = field(default_factory=dict)  # e.g. {test: eval}
     max_bad_fraction: float = 0.0
     csv_label_separator: str = "|"
+    # groups (image/group_id: a video, patient or sequence id) and how splits are drawn
+    group_key: str = ""  # csv: the column (default 'group'); coco: the image field (default 'video_id')
+    group_path_level: int = 0  # folder: images sit this many folders below their class; the first is the group
+    split_by: str = "hash"  # hash: of the image bytes | group: of image/group_id (a group never straddles splits)
     # generated data (source: shapes | digits)
     num_images: int = 240
     image_size: int = 64
@@ -82,6 +88,28 @@ class DataConfig:
         require(abs(sum(self.split_ratios.values()) - 1.0) < 1e-6, "data.split_ratios",
                  f"must sum to 1, got {sum(self.split_ratios.values())}")
         require("train" in self.split_ratios, "data.split_ratios", "needs a 'train' split")
+        require(self.split_by in SPLIT_BY, "data.split_by",
+                f"must be one of {SPLIT_BY}, got {self.split_by!r}")
+        require(self.group_path_level >= 0, "data.group_path_level", "must be >= 0")
+        if self.group_path_level:
+            require(self.source == "folder", "data.group_path_level",
+                    f"applies to source 'folder'; source {self.source!r} names groups with "
+                    "data.group_key")
+        if self.group_key:
+            require(self.source in ("csv", "coco"), "data.group_key",
+                    f"names a CSV column or a COCO image field, not a key of source "
+                    f"{self.source!r}" + (" (folders: data.group_path_level)"
+                                          if self.source == "folder" else ""))
+        if self.split_by == "group":
+            require(not self.use_source_splits, "data.split_by",
+                    "'group' draws splits by data.split_ratios from the group ids; it cannot "
+                    "be combined with data.use_source_splits")
+            require(self.source in GROUPED_SOURCES, "data.split_by",
+                    f"'group' needs group ids, which sources {GROUPED_SOURCES} carry, not "
+                    f"{self.source!r}")
+            require(self.source != "folder" or self.group_path_level > 0, "data.group_path_level",
+                    "data.split_by 'group' on a folder needs the group folder level "
+                    "(<class>/<group>/<image>: data.group_path_level=1)")
         require(self.num_images > 0, "data.num_images", "must be positive")
         require(8 <= self.image_size <= 4096, "data.image_size", "must be in [8, 4096]")
         require(self.drift_linf_threshold > 0, "data.drift_linf_threshold", "must be positive")

@@ -21,6 +21,7 @@ BAD_MASK = "bad_mask"
 SIZE_MISMATCH = "size_mismatch"
 BAD_ANNOTATION = "bad_annotation"
 MISSING_IMAGE_DATA = "missing_image_data"
+MISSING_GROUP = "missing_group"
 
 
 @dataclass
@@ -49,6 +50,10 @@ class SourceItem:
     source_split: Optional[str] = None
     declared_size: Optional[Tuple[int, int]] = None  # (width, height) from the annotation
     problem: Optional[Tuple[str, str]] = None  # (kind, reason) found while reading the source
+    group_id: Optional[str] = None  # video / patient / sequence id (image/group_id)
+    # semantic mask of class ids (image/segmentation/mask): a PNG file, or its bytes
+    mask_path: Optional[str] = None
+    mask_encoded: Optional[bytes] = None
 
 
 @dataclass
@@ -66,6 +71,8 @@ class ValidImage:
     masks: List[bytes]
     text: Optional[str]
     source_split: Optional[str]
+    group_id: Optional[str] = None
+    segmentation_mask: Optional[bytes] = None  # single-channel PNG of class ids, image-sized
 
 
 @dataclass

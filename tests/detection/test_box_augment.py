@@ -149,3 +149,20 @@ def test_each_epoch_moves_the_same_boxes_differently():
               "image_shape": tf.constant([[SIZE, SIZE]] * 4)})
     epochs = [y["boxes"].numpy() for _, y in data.augment_batches(tf.data.Dataset.from_tensors(batch).repeat(3), task)]
     assert all(np.abs(epochs[0] - later).max() > 1 for later in epochs[1:])
+
+
+def test_box_mode_at_a_non_square_size_keeps_each_box_on_its_object():
+    """(height, width) = (32, 64): flips mirror x by the width and y by the height."""
+    boxes = [(2, 4, 12, 20), (16, 40, 30, 60)]
+    image = np.zeros((32, 64, 3), np.float32)
+    for i, (ymin, xmin, ymax, xmax) in enumerate(boxes):
+        image[ymin:ymax, xmin:xmax] = COLOURS[i]
+    augmenter = BoxAugmenter(AugmentConfig(horizontal_flip=True, vertical_flip=True, zoom=0.2),
+                             (32, 64), seed=4)
+    out_images, out = augmenter(tf.constant(np.stack([image] * 8)),
+                                {"boxes": tf.constant([boxes] * 8, tf.float32),
+                                 "classes": tf.constant([[0, 1]] * 8, tf.float32)})
+    assert out_images.shape == (8, 32, 64, 3)
+    moved = out["boxes"].numpy()
+    assert (np.abs(moved - np.array([boxes] * 8, np.float32)) > 1).any()
+    _assert_boxes_cover_their_objects(out_images.numpy(), moved, out["classes"].numpy(), tolerance=2.0)

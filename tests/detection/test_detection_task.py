@@ -57,6 +57,44 @@ def test_example_to_inputs_gives_pixel_boxes_and_masks_a_zero_area_box():
     assert target["image_shape"].numpy().tolist() == [32, 48]
 
 
+@pytest.mark.parametrize("architecture", ["retinanet", pytest.param("yolov8", marks=pytest.mark.e2e)])
+def test_a_non_square_detector_scales_boxes_per_axis_trains_a_step_and_decodes_per_axis(architecture):
+    """model.image_size [32, 64] (height, width): boxes become pixels y*32, x*64; keras-cv's
+    anchors / anchor points cover the 32x64 grid, and served boxes are normalised per axis."""
+    from visionpipe.tasks.detection import anchors
+
+    config = _config(architecture)
+    config.model.image_size = [32, 64]
+    task = get_task(config.validate(), CLASSES)
+    image = np.zeros((48, 48, 3), np.uint8)  # any source size: the resize stretches each axis
+    image[12:36, 12:36] = (255, 0, 0)
+    boxes = np.array([[0.25, 0.25, 0.75, 0.75]], np.float32)
+    record = detection_example(image, boxes, np.array([0]), CLASSES)
+    pixels, target = task.example_to_inputs(features.parse_single(tf.constant(record), task.feature_keys))
+    assert pixels.shape == (32, 64, 3)
+    np.testing.assert_allclose(target["boxes"], [[8, 16, 24, 48]])
+
+    batch = task.batch_dataset(_pairs(task, [record] * 4), 4)
+    model = task.build_model()
+    task.compile_model(model, 1e-3)
+    assert np.isfinite(model.fit(batch, epochs=1, verbose=0).history["loss"][0])
+    images = next(iter(batch))[0]
+    raw_boxes, scores = task.raw_predictions(model, images)
+    if architecture == "retinanet":
+        det = config.detection
+        grid = anchors.generate_anchors((32, 64), det.anchor_sizes, det.anchor_strides,
+                                        det.anchor_scales, det.anchor_aspect_ratios)
+        assert raw_boxes.shape[1] == len(grid)
+    else:  # anchor points at strides 8, 16, 32 of a 32x64 input
+        assert raw_boxes.shape[1] == 4 * 8 + 2 * 4 + 1 * 2
+    out = task.serving_outputs(model, images)
+    assert out["detection_boxes"].shape[-1] == 4
+    served = out["detection_boxes"].numpy()
+    assert (served >= 0).all() and (served <= 1).all()
+    (spec,), _ = task.signatures(model)["serving_tensor"].structured_input_signature
+    assert spec.shape.as_list() == [None, 32, 64, 3]
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("architecture", ["retinanet", "yolov8"])
 def test_detector_trains_exports_with_nms_and_serves_boxes(tmp_path, architecture):

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 from PIL import Image
 
@@ -150,3 +151,95 @@ def test_augment_preview_writes_a_grid_of_originals_over_augmented_samples(tmp_p
     assert grid.shape == (2 * size, 6 * size, 3)
     top, bottom = grid[:size].astype(int), grid[size:].astype(int)
     assert np.abs(top - bottom).mean() > 5
+
+
+# --- one builder, three modes ------------------------------------------------------------
+def test_each_mode_declares_the_augment_keys_it_applies_and_tasks_take_them_from_it():
+    import dataclasses
+
+    from visionpipe.core.config import AugmentConfig, ConfigError
+    from visionpipe.tasks import task_class
+
+    every = {f.name for f in dataclasses.fields(AugmentConfig)}
+    assert set(augment.honoured_keys("labels")) == every
+    assert task_class("classification").augment_keys == augment.honoured_keys("labels")
+    assert task_class("detection").augment_keys == augment.honoured_keys("boxes")
+    assert {"rotation", "shear", "mixup_alpha", "randaugment_magnitude"}.isdisjoint(
+        augment.honoured_keys("boxes"))
+    assert {"rotation", "shear", "zoom", "random_crop", "translation"} <= set(augment.honoured_keys("masks"))
+    assert "mixup_alpha" not in augment.honoured_keys("masks")
+    with pytest.raises(ConfigError, match="augment.rotation: task 'detection' does not apply"):
+        load_config(overrides=["task=detection", "augment.rotation=0.1"])
+
+
+MASK_IDS = {0, 3, 255}  # background, a class, an ignore id
+
+
+def _mask_scene(repeats, height=32, width=48):
+    """Two squares: red is id 3, green the ignore id 255, on black (id 0)."""
+    image = np.zeros((height, width, 3), np.float32)
+    mask = np.zeros((height, width), np.int32)
+    image[6:18, 8:22, 0], mask[6:18, 8:22] = 255, 3
+    image[16:28, 28:42, 1], mask[16:28, 28:42] = 255, 255
+    return (tf.constant(np.stack([image] * repeats)), tf.constant(np.stack([mask] * repeats)))
+
+
+@pytest.mark.parametrize("option", ["augment.horizontal_flip=true", "augment.vertical_flip=true",
+                                    "augment.translation=0.3", "augment.zoom=0.3",
+                                    "augment.rotation=0.1", "augment.shear=0.2",
+                                    "augment.random_crop=0.4"])
+def test_mask_mode_moves_the_mask_with_its_image_and_keeps_only_its_ids(option):
+    config = load_config(overrides=["augment.horizontal_flip=false", option])
+    augmenter = augment.build_augmenter(config.augment, (32, 48), mode="masks")
+    images, masks = _mask_scene(8)
+    out_images, out_masks = augmenter(images, masks, tf.constant([5, 1], tf.int64))
+    out_images, out_masks = out_images.numpy(), out_masks.numpy()
+    assert out_images.shape == (8, 32, 48, 3) and out_masks.shape == (8, 32, 48)
+    assert out_masks.dtype == np.int32
+    assert set(np.unique(out_masks)) <= MASK_IDS
+    assert (out_masks != masks.numpy()).any(), f"{option} moved nothing in 8 draws"
+    for image, mask in zip(out_images, out_masks):
+        for channel, class_id in ((0, 3), (1, 255)):
+            # the square's pixels (bilinear on the image, nearest on the mask: edges may differ
+            # by about a pixel) are where the mask holds its id
+            square = image[..., channel] > 127.5
+            assert (square == (mask == class_id)).mean() > 0.96, (option, class_id)
+
+
+def test_mask_mode_photometric_layers_change_the_image_only():
+    config = load_config(overrides=["augment.horizontal_flip=false", "augment.brightness=0.3",
+                                    "augment.contrast=0.3", "augment.gamma=0.3",
+                                    "augment.saturation=0.3", "augment.hue=0.1",
+                                    "augment.gaussian_noise=0.02", "augment.cutout=0.3"])
+    augmenter = augment.build_augmenter(config.augment, (32, 48), mode="masks")
+    images, masks = _mask_scene(4)
+    out_images, out_masks = augmenter(images, masks[..., None], tf.constant([2, 0], tf.int64))
+    np.testing.assert_array_equal(out_masks, masks[..., None])  # rank kept, nothing moved
+    assert float(tf.reduce_mean(tf.abs(out_images - images))) > 1.0
+
+
+def test_mask_mode_is_stateless_and_seeded_per_batch():
+    config = load_config(overrides=["augment.rotation=0.1", "augment.zoom=0.2",
+                                    "augment.translation=0.1", "augment.random_crop=0.2",
+                                    "augment.brightness=0.2"])
+    augmenter = augment.build_augmenter(config.augment, (32, 48), mode="masks")
+    images, masks = _mask_scene(4)
+    first = augmenter(images, masks, tf.constant([7, 0], tf.int64))
+    again = augmenter(images, masks, tf.constant([7, 0], tf.int64))
+    later = augmenter(images, masks, tf.constant([7, 1], tf.int64))
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert (first[1].numpy() != later[1].numpy()).any()
+    traced = tf.function(augmenter).get_concrete_function(
+        tf.TensorSpec([None, 32, 48, 3], tf.float32), tf.TensorSpec([None, 32, 48], tf.int32),
+        tf.TensorSpec([2], tf.int64))
+    assert not _op_types(traced) & STATEFUL_RANDOM_OPS
+
+
+def test_label_mode_runs_at_a_non_square_size():
+    config = load_config(overrides=["model.image_size=[24, 40]", *EVERYTHING])
+    augmenter = augment.build_augmenter(config.augment, (24, 40))
+    images = tf.random.uniform([4, 24, 40, 3], 0, 255, seed=1)
+    out, mixed = augmenter(images, tf.one_hot([0, 1, 2, 0], 3), tf.constant([1, 0], tf.int64))
+    assert out.shape == (4, 24, 40, 3)
+    np.testing.assert_allclose(tf.reduce_sum(mixed, axis=-1), 1.0, atol=1e-5)

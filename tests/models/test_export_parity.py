@@ -1,5 +1,7 @@
 """One preprocessing function: the same image reaches the model identically through training,
 serving_default (bytes), serving_examples (tf.Example), serving_tensor and TFLite."""
+import copy
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,7 +17,7 @@ class PixelEchoTask(ClassificationTask):
     """A classifier whose 'model' returns its input, so every path shows what the model sees."""
 
     def build_model(self):
-        inputs = tf.keras.Input((self.image_size, self.image_size, 3), name="pixels")
+        inputs = tf.keras.Input((*self.image_size, 3), name="pixels")
         return tf.keras.Model(inputs, tf.keras.layers.Flatten()(inputs))
 
     def serving_outputs(self, model, images):
@@ -31,9 +33,17 @@ def _examples(examples_uri, n=6):
     return serialized, encoded
 
 
-def test_same_image_gives_the_same_model_input_through_every_path(digits_examples, tmp_path):
+def _at_size(config, image_size):
+    resized = copy.deepcopy(config)
+    resized.model.image_size = image_size
+    return resized.validate()
+
+
+@pytest.mark.parametrize("image_size", [16, [32, 48]], ids=["square", "32x48"])
+def test_same_image_gives_the_same_model_input_through_every_path(digits_examples, tmp_path,
+                                                                 image_size):
     config, examples_uri, names = digits_examples
-    task = PixelEchoTask(config, names)
+    task = PixelEchoTask(_at_size(config, image_size), names)
     model = task.build_model()
     export_dir = str(tmp_path / "echo")
     export.export_saved_model(model, task, export_dir)
@@ -60,6 +70,44 @@ def test_same_image_gives_the_same_model_input_through_every_path(digits_example
     for other in (by_bytes, by_example, by_tensor, by_tflite):
         np.testing.assert_allclose(other, training_inputs, atol=1e-6)
     assert training_inputs.std() > 10  # real images, not a constant
+    height, width = task.image_size
+    assert pixels.shape[1:] == (height, width, 3)
+    assert training_inputs.shape[1] == height * width * 3
+
+
+def test_a_non_square_classifier_trains_exports_and_its_signatures_and_tflite_agree(
+        digits_examples, tmp_path):
+    """model.image_size [32, 48]: one training step, export, then serving_default (bytes),
+    serving_tensor (pixels) and the TFLite runtime (bytes, its own resize) on the same image."""
+    from visionpipe.runtime.tflite_runtime import TFLiteModel
+
+    config, examples_uri, names = digits_examples
+    config = _at_size(config, [32, 48])
+    task = get_task(config, names)
+    assert task.image_size == (32, 48)
+    model = task.build_model()
+    task.compile_model(model, 1e-3)
+    batch = data.make_dataset(split_files(examples_uri, "train"), task, 16, training=True).take(1)
+    history = model.fit(batch, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert model.input_shape == (None, 32, 48, 3)
+    export_dir = export.export_saved_model(model, task, str(tmp_path / "export"))
+    loaded = tf.saved_model.load(export_dir)
+    assert loaded.signatures["serving_tensor"].structured_input_signature[1]["pixels"].shape.as_list() \
+        == [None, 32, 48, 3]
+    _, encoded = _examples(examples_uri, 1)
+    by_bytes = loaded.signatures["serving_default"](images=tf.constant(encoded))["probabilities"].numpy()
+    pixels = preprocessing.preprocess_batch(tf.constant(encoded), (32, 48))
+    by_tensor = loaded.signatures["serving_tensor"](pixels=pixels)["probabilities"].numpy()
+    tflite_path = tmp_path / "model.tflite"
+    tflite_path.write_bytes(task.convert_tflite(export_dir, "float32"))
+    runtime = TFLiteModel(str(tflite_path))
+    assert runtime.image_size == (32, 48)
+    by_tflite = runtime.predict_encoded(encoded)
+    (tflite_probabilities,) = by_tflite.values()
+    np.testing.assert_allclose(by_tensor, by_bytes, atol=1e-5)
+    np.testing.assert_allclose(tflite_probabilities, by_bytes, atol=1e-4)
+    assert by_bytes.shape == (1, len(names))
 
 
 @pytest.fixture(scope="module")

@@ -91,3 +91,26 @@ def test_every_shipped_config_is_valid():
 
 def test_overrides_build_nested_dicts():
     assert parse_overrides(["a.b.c=1", "a.b.d=x"]) == {"a": {"b": {"c": 1, "d": "x"}}}
+
+
+def test_image_size_is_one_integer_or_height_and_width(tmp_path):
+    config = load_config(overrides=["model.image_size=[32, 48]"])
+    assert config.model.image_size == [32, 48] and config.model.hw == (32, 48)
+    assert load_config(overrides=["model.image_size=40"]).model.hw == (40, 40)
+    path = write(tmp_path, "model:\n  image_size: [32, 128]\n")
+    assert load_config(path).model.hw == (32, 128)
+    saved = load_config(path).save(tmp_path / "resolved.yaml")
+    assert yaml.safe_load(saved.read_text())["model"]["image_size"] == [32, 128]
+    for bad, message in (("[32]", "expected one integer .a square. or \\[height, width\\], got \\[32\\]"),
+                         ("[32, 48, 3]", "expected one integer .a square. or \\[height, width\\]"),
+                         ("abc", "expected an integer or a list of integers, got 'abc'"),
+                         ("[8, 48]", "height and width must be in \\[16, 1024\\], got \\[8, 48\\]")):
+        with pytest.raises(ConfigError, match=f"^model.image_size: {message}"):
+            load_config(overrides=[f"model.image_size={bad}"])
+
+
+def test_a_detector_needs_each_side_a_multiple_of_32():
+    assert load_config(overrides=["task=detection", "model.image_size=[64, 96]"]).model.hw == (64, 96)
+    with pytest.raises(ConfigError, match="model.image_size: a detector needs a height and width "
+                                          "that are multiples of 32 .* got \\[64, 80\\]"):
+        load_config(overrides=["task=detection", "model.image_size=[64, 80]"])

@@ -2,8 +2,8 @@
 
 Boxes come from the source annotations (COCO, VOC, or generated shapes written as COCO) or
 from ingested Examples (``--examples`` TFRecord glob). They are measured in pixels of the
-model input, i.e. after the image is resized to ``model.image_size`` squared, because that is
-the space the anchors live in.
+model input, i.e. after the image is resized to ``model.image_size`` (one integer: a square, or
+``[height, width]``), because that is the space the anchors live in.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def cmd_anchors(args) -> int:
     if det.architecture != "retinanet":
         raise UserError("detection.architecture yolov8 is anchor-free; there are no anchors to fit")
     if args.examples:
-        boxes, origin, zero_area = boxes_from_examples(args.examples, config.model.image_size)
+        boxes, origin, zero_area = boxes_from_examples(args.examples, config.model.hw)
     else:
         boxes, origin, zero_area = boxes_from_source(config)
     if len(boxes) == 0:
@@ -62,7 +62,7 @@ def cmd_anchors(args) -> int:
     num_clusters = len(det.anchor_sizes) * len(det.anchor_scales) * len(det.anchor_aspect_ratios)
     if len(boxes) < num_clusters:
         raise UserError(f"{origin}: {len(boxes)} boxes cannot fit {num_clusters} anchor shapes")
-    report = anchors.anchor_report(boxes, config.model.image_size, det.anchor_sizes,
+    report = anchors.anchor_report(boxes, config.model.hw, det.anchor_sizes,
                                    det.anchor_strides, det.anchor_scales, det.anchor_aspect_ratios,
                                    iou_threshold=det.anchor_fit_iou, seed=config.train.seed)
     report.update({"boxes_from": origin, "zero_area_boxes_skipped": zero_area,
@@ -93,7 +93,7 @@ def format_report(report) -> str:
     t = report["iou_threshold"]
     lines = [f"{report['num_boxes']} boxes from {report['boxes_from']} "
              f"({report['zero_area_boxes_skipped']} zero-area skipped), "
-             f"measured at {report['image_size']}px",
+             f"measured at {_size_text(report['image_size'])}",
              "BPR: best-possible recall at IoU {t:g}; 'shape' centres an anchor on every box, "
              "'grid' uses the anchors' real positions (what RetinaNet's matcher sees)".format(t=t),
              f"{'anchors':<18}{'count':>6}{'BPR shape':>11}{'IoU shape':>11}{'BPR grid':>10}"
@@ -116,7 +116,13 @@ def format_report(report) -> str:
     return "\n".join(lines)
 
 
-def boxes_from_examples(pattern: str, image_size: int) -> Tuple[np.ndarray, str, int]:
+def _size_text(image_size) -> str:
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    return f"{height}px" if height == width else f"{height}x{width}px (height x width)"
+
+
+def boxes_from_examples(pattern: str, image_size: Tuple[int, int]) -> Tuple[np.ndarray, str, int]:
+    """Normalised Example boxes -> model-pixel yxyx at ``image_size`` ``(height, width)``."""
     import visionpipe  # noqa: F401
     import tensorflow as tf
 
@@ -130,7 +136,8 @@ def boxes_from_examples(pattern: str, image_size: int) -> Tuple[np.ndarray, str,
     boxes: List[np.ndarray] = []
     for record in tf.data.TFRecordDataset(files, compression_type=compression).as_numpy_iterator():
         parsed = features.parse_single(tf.constant(record), keys)
-        boxes.append(np.stack([parsed[k].numpy() for k in keys], axis=-1) * image_size)
+        boxes.append(np.stack([parsed[k].numpy() for k in keys], axis=-1)
+                     * np.array([*image_size, *image_size], np.float64))
     return _positive(boxes, f"{len(files)} Examples file(s) {pattern}")
 
 
@@ -154,7 +161,7 @@ def boxes_from_source(config) -> Tuple[np.ndarray, str, int]:
         origin = f"{data.path} (source splits {sorted(train_names)})"
     else:
         origin = f"{data.path} (all splits)"
-    size = config.model.image_size
+    size_y, size_x = config.model.hw
     boxes = []
     for item in items:
         width, height = item.declared_size or (0, 0)
@@ -162,8 +169,8 @@ def boxes_from_source(config) -> Tuple[np.ndarray, str, int]:
             width, height = _image_size(item.path)
         for obj in item.objects:
             xmin, ymin, xmax, ymax = obj.box
-            boxes.append([ymin / height * size, xmin / width * size, ymax / height * size,
-                          xmax / width * size])
+            boxes.append([ymin / height * size_y, xmin / width * size_x, ymax / height * size_y,
+                          xmax / width * size_x])
     return _positive(boxes, origin)
 
 

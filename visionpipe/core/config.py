@@ -11,7 +11,7 @@ import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 
@@ -20,11 +20,30 @@ from visionpipe.core.errors import ConfigError
 
 BACKBONES = ("small_cnn", "mobilenet_v2", "efficientnet_b0", "resnet50")
 SOURCES = ("folder", "csv", "coco", "voc", "tfds", "tfrecord", "shapes", "digits")
+SPLIT_BY = ("hash", "group")
+GROUPED_SOURCES = ("folder", "csv", "coco", "tfrecord")  # sources that can carry image/group_id
 
 
 def require(cond: bool, key: str, message: str) -> None:
     if not cond:
         raise ConfigError(f"{key}: {message}")
+
+
+#: an image size as the config takes it: one integer (square) or ``[height, width]``
+ImageSize = Union[int, List[int]]
+
+
+def image_hw(value: Any, key: str = "model.image_size") -> Tuple[int, int]:
+    """``(height, width)`` of an image size given as one integer (square) or as
+    ``[height, width]`` (keras-hub's order); ConfigError naming ``key`` otherwise."""
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if is_int(value):
+        return int(value), int(value)
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(is_int(v) for v in value):
+        return int(value[0]), int(value[1])
+    raise ConfigError(f"{key}: expected one integer (a square) or [height, width], got {value!r}")
 
 
 @dataclass
@@ -49,6 +68,10 @@ class DataConfig:
     # width x height above which an image is quarantined as too_large, read from its header
     # before it is decoded (PIL's decompression-bomb limit, ~89 Mpx, applies as well)
     max_image_pixels: int = 40_000_000
+    # groups (image/group_id: a video, patient or sequence id) and how splits are drawn
+    group_key: str = ""  # csv: the column (default 'group'); coco: the image field (default 'video_id')
+    group_path_level: int = 0  # folder: images sit this many folders below their class; the first is the group
+    split_by: str = "hash"  # hash: of the image bytes | group: of image/group_id (a group never straddles splits)
     # generated data (source: shapes | digits)
     num_images: int = 240
     image_size: int = 64
@@ -73,6 +96,28 @@ class DataConfig:
         require(abs(sum(self.split_ratios.values()) - 1.0) < 1e-6, "data.split_ratios",
                  f"must sum to 1, got {sum(self.split_ratios.values())}")
         require("train" in self.split_ratios, "data.split_ratios", "needs a 'train' split")
+        require(self.split_by in SPLIT_BY, "data.split_by",
+                f"must be one of {SPLIT_BY}, got {self.split_by!r}")
+        require(self.group_path_level >= 0, "data.group_path_level", "must be >= 0")
+        if self.group_path_level:
+            require(self.source == "folder", "data.group_path_level",
+                    f"applies to source 'folder'; source {self.source!r} names groups with "
+                    "data.group_key")
+        if self.group_key:
+            require(self.source in ("csv", "coco"), "data.group_key",
+                    f"names a CSV column or a COCO image field, not a key of source "
+                    f"{self.source!r}" + (" (folders: data.group_path_level)"
+                                          if self.source == "folder" else ""))
+        if self.split_by == "group":
+            require(not self.use_source_splits, "data.split_by",
+                    "'group' draws splits by data.split_ratios from the group ids; it cannot "
+                    "be combined with data.use_source_splits")
+            require(self.source in GROUPED_SOURCES, "data.split_by",
+                    f"'group' needs group ids, which sources {GROUPED_SOURCES} carry, not "
+                    f"{self.source!r}")
+            require(self.source != "folder" or self.group_path_level > 0, "data.group_path_level",
+                    "data.split_by 'group' on a folder needs the group folder level "
+                    "(<class>/<group>/<image>: data.group_path_level=1)")
         require(self.num_images > 0, "data.num_images", "must be positive")
         require(8 <= self.image_size <= 4096, "data.image_size", "must be in [8, 4096]")
         require(self.drift_linf_threshold > 0, "data.drift_linf_threshold", "must be positive")
@@ -120,7 +165,7 @@ class AugmentConfig:
 @dataclass
 class ModelConfig:
     backbone: str = "small_cnn"
-    image_size: int = 64
+    image_size: ImageSize = 64  # one integer (square) or [height, width]
     width: int = 32  # small_cnn base filters
     squeeze_excite: bool = False
     dropout: float = 0.2
@@ -131,10 +176,19 @@ class ModelConfig:
     # it the eval split is used, and the gate on that split is then optimistic.
     calibration_split: str = "calibration"
 
+    @property
+    def hw(self) -> Tuple[int, int]:
+        """``model.image_size`` as ``(height, width)``."""
+        return image_hw(self.image_size, "model.image_size")
+
     def validate(self) -> None:
         require(self.backbone in BACKBONES, "model.backbone",
                  f"must be one of {BACKBONES}, got {self.backbone!r}")
-        require(16 <= self.image_size <= 1024, "model.image_size", "must be in [16, 1024]")
+        height, width = image_hw(self.image_size, "model.image_size")
+        require(16 <= height <= 1024 and 16 <= width <= 1024, "model.image_size",
+                f"height and width must be in [16, 1024], got {self.image_size!r}")
+        if not isinstance(self.image_size, int):
+            self.image_size = [height, width]  # a tuple set in code: YAML-safe and comparable
         require(self.width >= 4, "model.width", "must be >= 4")
         require(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
         require(self.top_k >= 1, "model.top_k", "must be >= 1")
@@ -459,9 +513,19 @@ def _unknown_key(key: str) -> ConfigError:
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
-    if origin is typing.Union:  # Optional[X]
+    if origin is typing.Union:  # Optional[X], or one of several types (ImageSize)
         args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return None if value is None else _coerce(value, args[0], key)
+        if value is None and len(args) < len(typing.get_args(hint)):
+            return None
+        if len(args) == 1:
+            return _coerce(value, args[0], key)
+        for arg in args:
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: expected {' or '.join(_describe(a) for a in args)}, "
+                          f"got {value!r}")
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -491,6 +555,14 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         _, item = typing.get_args(hint)
         return {str(k): _coerce(v, item, f"{key}.{k}") for k, v in value.items()}
     return value
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) in (list, List):
+        item = typing.get_args(hint)[0]
+        return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(item, str(item))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        hint, getattr(hint, "__name__", str(hint)))
 
 
 def _merge(obj: Any, values: Dict[str, Any], prefix: str = "") -> None:

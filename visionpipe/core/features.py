@@ -7,6 +7,7 @@
 | image/height, image/width        | int64         | decoded size in pixels                         |
 | image/source_id                  | bytes         | sha256 of the encoded bytes (hex)              |
 | image/filename                   | bytes         | path of the image relative to its source      |
+| image/group_id                   | bytes         | group (video, patient, sequence id); optional  |
 | image/class/label                | int64 list    | class id(s); several for multi-label          |
 | image/class/text                 | bytes list    | class name(s), same order                      |
 | image/object/bbox/xmin|ymin|...  | float list    | boxes, normalised to [0, 1]                    |
@@ -27,6 +28,7 @@ HEIGHT = "image/height"
 WIDTH = "image/width"
 SOURCE_ID = "image/source_id"
 FILENAME = "image/filename"
+GROUP_ID = "image/group_id"
 LABEL = "image/class/label"
 LABEL_TEXT = "image/class/text"
 BBOX_XMIN = "image/object/bbox/xmin"
@@ -55,6 +57,7 @@ def parse_spec():
         WIDTH: tf.io.FixedLenFeature([], tf.int64, default_value=0),
         SOURCE_ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
         FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        GROUP_ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
         SEGMENTATION_MASK: tf.io.FixedLenFeature([], tf.string, default_value=""),
         TEXT: tf.io.FixedLenFeature([], tf.string, default_value=""),
     }

@@ -1,8 +1,17 @@
-"""Image-level augmentation for the training tf.data pipeline, built from keras-cv layers.
+"""Augmentation for the training tf.data pipeline: one builder that maps ``augment.*`` to
+keras-cv layers once and runs them in one of three modes, by what the targets are.
 
-Works on batches of float32 pixels in [0, 255] with one-hot (or multi-hot) labels, so MixUp
-and CutMix can mix labels too. Evaluation and serving never call it. Tasks whose targets
-move with the image (boxes, masks) use their own target-aware augmentation.
+| mode     | targets                                  | what moves them                            |
+|----------|------------------------------------------|--------------------------------------------|
+| labels   | one-hot / multi-hot labels ``[B, C]``    | MixUp and CutMix mix them; nothing else    |
+| boxes    | keras-cv dense boxes ``{"boxes": [B, N, 4] pixel yxyx, "classes": [B, N]}`` | geometric layers in bounding-box mode |
+| masks    | class-id masks ``[B, h, w(, 1)]``          | geometric layers, nearest-neighbour on the mask |
+
+Photometric layers (brightness, contrast, gamma, saturation, hue, noise, cutout) see the
+images only, in every mode. ``OPS`` is the one table: which ``augment.*`` keys an op reads,
+the modes it runs in and the keras-cv layer it builds there; ``honoured_keys(mode)`` is what
+a task declares as its ``augment_keys``. Images are float32 pixels in [0, 255] of the model
+input, ``(h, w)``; evaluation and serving never call this.
 
 Reproducibility: every random draw is a *stateless* op whose seed comes from the batch (see
 ``data.augment_batches``: batch ``i`` gets the seed ``(augment.seed, i)``), so the same seed
@@ -16,14 +25,21 @@ seed with each draw's position in the traced graph.
 from __future__ import annotations
 
 import contextlib
-from typing import List, Optional
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import visionpipe  # noqa: F401
 import keras_cv
 import tensorflow as tf
 from keras_cv.src.utils import fill_utils
+from keras_cv.src.utils import preprocessing as preprocessing_utils
+
+from visionpipe.models.preprocessing import hw
 
 VALUE_RANGE = (0, 255)
+BOX_FORMAT = "yxyx"  # keras-cv boxes in pixels of the model input
+LABELS, BOXES, MASKS = "labels", "boxes", "masks"
+MODES = (LABELS, BOXES, MASKS)
 
 
 def as_seed(seed) -> tf.Tensor:
@@ -245,91 +261,307 @@ class CutMix(keras_cv.layers.CutMix):
         return images, lambda_sample, permutation_order, center_height, center_width, cut_width, cut_height
 
 
-def _image_layers(cfg, image_size: int) -> List[tf.keras.layers.Layer]:
-    # No seed is handed to the layers: SeededLayer gives them the batch's stateless seed.
-    cv = keras_cv.layers
-    layers: List[tf.keras.layers.Layer] = []
+class RandomRotation(keras_cv.layers.RandomRotation):
+    """keras-cv's RandomRotation; a mask of class ids rotates with the image's transform,
+    nearest-neighbour (keras-cv one-hot encodes it instead, which needs the class count and
+    turns an id outside it, e.g. an ignore id 255, into 0)."""
+
+    def augment_segmentation_masks(self, segmentation_masks, transformations, **kwargs):
+        masks = preprocessing_utils.ensure_tensor(segmentation_masks, self.compute_dtype)
+        shape = tf.shape(masks)
+        height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+        outputs = preprocessing_utils.transform(
+            masks, preprocessing_utils.get_rotation_matrix(transformations["angles"], height, width),
+            fill_mode=self.fill_mode, fill_value=self.fill_value, interpolation="nearest")
+        outputs.set_shape(masks.shape)
+        return outputs
+
+
+# --- the one table: augment.* -> keras-cv layers, per mode --------------------------------
+GEOMETRIC, PHOTOMETRIC, MIXING = "geometric", "photometric", "mixing"
+
+
+@dataclass(frozen=True)
+class Op:
+    """One ``augment.*`` option: the keys it reads, the modes it runs in, what it does to the
+    targets (geometric: moves them; photometric: images only; mixing: blends images and
+    labels) and ``build(cfg, (h, w), mode)`` -> the keras-cv layer, or None when it is off."""
+
+    keys: Tuple[str, ...]
+    modes: Tuple[str, ...]
+    kind: str
+    build: Callable
+
+
+def _flip(cfg, size, mode):
     flip_mode = {(True, True): "horizontal_and_vertical", (True, False): "horizontal",
                  (False, True): "vertical"}.get((cfg.horizontal_flip, cfg.vertical_flip))
-    if flip_mode:
-        layers.append(cv.RandomFlip(flip_mode))
-    if cfg.random_crop:
-        layers.append(cv.RandomCropAndResize(
-            target_size=(image_size, image_size), crop_area_factor=((1.0 - cfg.random_crop) ** 2, 1.0),
-            aspect_ratio_factor=(3 / 4, 4 / 3)))
-    if cfg.rotation:
-        layers.append(cv.RandomRotation(cfg.rotation, fill_mode="reflect"))
-    if cfg.zoom:
-        layers.append(cv.RandomZoom((-cfg.zoom, cfg.zoom), fill_mode="reflect"))
-    if cfg.translation:
-        layers.append(cv.RandomTranslation(cfg.translation, cfg.translation, fill_mode="reflect"))
-    if cfg.shear:
-        layers.append(cv.RandomShear(x_factor=cfg.shear, y_factor=cfg.shear, fill_mode="reflect"))
-    if cfg.brightness:
-        layers.append(cv.RandomBrightness(cfg.brightness, value_range=VALUE_RANGE))
-    if cfg.contrast:
-        layers.append(cv.RandomContrast(VALUE_RANGE, cfg.contrast))
-    if cfg.gamma:
-        layers.append(RandomGamma(cfg.gamma))
-    if cfg.saturation:
-        layers.append(cv.RandomSaturation((0.5 - cfg.saturation / 2, 0.5 + cfg.saturation / 2)))
-    if cfg.hue:
-        layers.append(cv.RandomHue(cfg.hue, VALUE_RANGE))
-    if cfg.randaugment_magnitude:
-        layers.append(cv.RandAugment(VALUE_RANGE, augmentations_per_image=cfg.randaugment_ops,
-                                     magnitude=cfg.randaugment_magnitude))
-    if cfg.gaussian_noise:
-        layers.append(GaussianNoise(cfg.gaussian_noise))
-    if cfg.cutout:
-        layers.append(RandomCutout(cfg.cutout, cfg.cutout, fill_mode="gaussian_noise"))
-    return layers
+    if not flip_mode:
+        return None
+    box_format = {"bounding_box_format": BOX_FORMAT} if mode == BOXES else {}
+    return keras_cv.layers.RandomFlip(flip_mode, **box_format)
+
+
+def _random_resized_crop(cfg, size, mode):
+    if not cfg.random_crop:
+        return None
+    if mode == LABELS:
+        return keras_cv.layers.RandomCropAndResize(
+            target_size=size, crop_area_factor=((1.0 - cfg.random_crop) ** 2, 1.0),
+            aspect_ratio_factor=(3 / 4, 4 / 3))
+    # masks: RandomCropAndResize runs per image on images only; a scale-up by up to
+    # 1 / (1 - random_crop) then a random (h, w) crop is the same cut, at a fixed aspect,
+    # and never pads (a pad would write id 0 into the mask).
+    return keras_cv.layers.JitteredResize(target_size=size,
+                                          scale_factor=(1.0, 1.0 / (1.0 - cfg.random_crop)))
+
+
+def _scale_jitter(cfg, size, mode):
+    # boxes: zoom and random_crop are one scale jitter, then a random crop back to (h, w): a
+    # random resized crop that keeps boxes (JitteredResize pads when the scaled image is
+    # smaller than the target).
+    jitter = max(cfg.zoom, cfg.random_crop)
+    if jitter <= 0:
+        return None
+    return keras_cv.layers.JitteredResize(target_size=size, scale_factor=(1.0 - jitter, 1.0 + jitter),
+                                          bounding_box_format=BOX_FORMAT)
+
+
+def _rotation(cfg, size, mode):
+    return RandomRotation(cfg.rotation, fill_mode="reflect") if cfg.rotation else None
+
+
+def _zoom(cfg, size, mode):
+    return keras_cv.layers.RandomZoom((-cfg.zoom, cfg.zoom), fill_mode="reflect") if cfg.zoom else None
+
+
+def _translation(cfg, size, mode):
+    if not cfg.translation:
+        return None
+    if mode == BOXES:
+        # a reflected border would show mirrored objects that have no box
+        return keras_cv.layers.RandomTranslation(cfg.translation, cfg.translation, fill_mode="constant",
+                                                 bounding_box_format=BOX_FORMAT)
+    return keras_cv.layers.RandomTranslation(cfg.translation, cfg.translation, fill_mode="reflect")
+
+
+def _shear(cfg, size, mode):
+    if not cfg.shear:
+        return None
+    return keras_cv.layers.RandomShear(x_factor=cfg.shear, y_factor=cfg.shear, fill_mode="reflect")
+
+
+def _brightness(cfg, size, mode):
+    return keras_cv.layers.RandomBrightness(cfg.brightness, value_range=VALUE_RANGE) if cfg.brightness else None
+
+
+def _contrast(cfg, size, mode):
+    return keras_cv.layers.RandomContrast(VALUE_RANGE, cfg.contrast) if cfg.contrast else None
+
+
+def _gamma(cfg, size, mode):
+    return RandomGamma(cfg.gamma) if cfg.gamma else None
+
+
+def _saturation(cfg, size, mode):
+    # keras-cv's saturation factor 0.5 is the identity
+    if not cfg.saturation:
+        return None
+    return keras_cv.layers.RandomSaturation((0.5 - cfg.saturation / 2, 0.5 + cfg.saturation / 2))
+
+
+def _hue(cfg, size, mode):
+    return keras_cv.layers.RandomHue(cfg.hue, VALUE_RANGE) if cfg.hue else None
+
+
+def _randaugment(cfg, size, mode):
+    if not cfg.randaugment_magnitude:
+        return None
+    return keras_cv.layers.RandAugment(VALUE_RANGE, augmentations_per_image=cfg.randaugment_ops,
+                                       magnitude=cfg.randaugment_magnitude)
+
+
+def _gaussian_noise(cfg, size, mode):
+    return GaussianNoise(cfg.gaussian_noise) if cfg.gaussian_noise else None
+
+
+def _cutout(cfg, size, mode):
+    if not cfg.cutout:
+        return None
+    if mode == BOXES:
+        # patches of up to the factor, neutral grey: a patch rarely hides a whole object
+        # whose box stays a training target
+        return RandomCutout((0.0, cfg.cutout), (0.0, cfg.cutout), fill_mode="constant", fill_value=127.5)
+    return RandomCutout(cfg.cutout, cfg.cutout, fill_mode="gaussian_noise")
+
+
+def _mixup(cfg, size, mode):
+    return MixUp(alpha=cfg.mixup_alpha) if cfg.mixup_alpha else None
+
+
+def _cutmix(cfg, size, mode):
+    return CutMix(alpha=cfg.cutmix_alpha) if cfg.cutmix_alpha else None
+
+
+ALL = MODES
+#: in pipeline order; no seeds are handed to the layers: SeededLayer gives them the batch's
+#: stateless seed. RandAugment's geometric ops and the per-image RandomCropAndResize do not
+#: move boxes or masks here, so they run in label mode only; rotation and shear would turn
+#: boxes into loose enclosing boxes, so box mode leaves them out.
+OPS: Tuple[Op, ...] = (
+    Op(("horizontal_flip", "vertical_flip"), ALL, GEOMETRIC, _flip),
+    Op(("random_crop",), (LABELS, MASKS), GEOMETRIC, _random_resized_crop),
+    Op(("zoom", "random_crop"), (BOXES,), GEOMETRIC, _scale_jitter),
+    Op(("rotation",), (LABELS, MASKS), GEOMETRIC, _rotation),
+    Op(("zoom",), (LABELS, MASKS), GEOMETRIC, _zoom),
+    Op(("translation",), ALL, GEOMETRIC, _translation),
+    Op(("shear",), (LABELS, MASKS), GEOMETRIC, _shear),
+    Op(("brightness",), ALL, PHOTOMETRIC, _brightness),
+    Op(("contrast",), ALL, PHOTOMETRIC, _contrast),
+    Op(("gamma",), ALL, PHOTOMETRIC, _gamma),
+    Op(("saturation",), ALL, PHOTOMETRIC, _saturation),
+    Op(("hue",), ALL, PHOTOMETRIC, _hue),
+    Op(("randaugment_magnitude", "randaugment_ops"), (LABELS,), PHOTOMETRIC, _randaugment),
+    Op(("gaussian_noise",), ALL, PHOTOMETRIC, _gaussian_noise),
+    Op(("cutout",), ALL, PHOTOMETRIC, _cutout),
+    Op(("mixup_alpha",), (LABELS,), MIXING, _mixup),
+    Op(("cutmix_alpha",), (LABELS,), MIXING, _cutmix),
+)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown augmentation mode {mode!r}; choose one of {MODES}")
+
+
+def honoured_keys(mode: str) -> Tuple[str, ...]:
+    """The ``augment.*`` keys ``mode`` applies (``enabled`` and ``seed`` always): what a task
+    augmenting in that mode declares as ``augment_keys``."""
+    _check_mode(mode)
+    keys = ["enabled", "seed"]
+    for op in OPS:
+        if mode in op.modes:
+            keys.extend(k for k in op.keys if k not in keys)
+    return tuple(keys)
+
+
+@dataclass
+class _Step:
+    layer: "SeededLayer"
+    kind: str
 
 
 class Augmenter:
-    """``augmenter(images, labels, seed)`` for batched training data (see ``build_augmenter``)."""
+    """Batched augmentation in one mode (see ``build_augmenter``); call it as
 
-    def __init__(self, cfg, image_size: int, image_layers, mixers):
+    - labels: ``augmenter(images, labels, seed) -> (images, labels)``
+    - boxes: ``augmenter(images, {"boxes", "classes"}, seed) -> (images, {"boxes", "classes"})``
+    - masks: ``augmenter(images, masks, seed) -> (images, masks)`` (int ids, rank kept)
+
+    ``seed``: the batch's stateless seed (int64 ``[2]``, or an int); default ``augment.seed``.
+    The same inputs and seed always give the same output."""
+
+    def __init__(self, cfg, image_size, mode: str = LABELS, layers: Sequence[tuple] = ()):
+        _check_mode(mode)
         self.seed = cfg.seed
-        self.image_size = image_size
-        self.image_layers = seeded_layers(image_layers)
-        self.mixers = seeded_layers(mixers)
+        self.mode = mode
+        self.image_size = hw(image_size)
+        self.steps = [_Step(SeededLayer(layer), kind) for layer, kind in layers]
 
     @property
     def layer_names(self) -> List[str]:
-        return [layer.name for layer in self.image_layers + self.mixers]
+        return [step.layer.name for step in self.steps]
 
-    def __call__(self, images, labels, seed=None):
-        """``seed``: this batch's stateless seed (int64 ``[2]``, or an int); default
-        ``augment.seed``. The same images and seed always give the same output."""
+    @property
+    def image_layers(self) -> List["SeededLayer"]:
+        return [step.layer for step in self.steps if step.kind != MIXING]
+
+    @property
+    def mixers(self) -> List["SeededLayer"]:
+        return [step.layer for step in self.steps if step.kind == MIXING]
+
+    def __call__(self, images, targets, seed=None):
+        if self.mode == LABELS:
+            data = self.apply({"images": images, "labels": tf.cast(targets, tf.float32)}, seed)
+            return data["images"], data["labels"]
+        if self.mode == BOXES:
+            data = self.apply({"images": images, "bounding_boxes": {
+                "boxes": tf.cast(targets["boxes"], tf.float32),
+                "classes": tf.cast(targets["classes"], tf.float32)}}, seed)
+            return data["images"], data["bounding_boxes"]
+        masks = tf.convert_to_tensor(targets)
+        rank = masks.shape.rank
+        data = self.apply({"images": images, "segmentation_masks": tf.cast(
+            masks[..., None] if rank == 3 else masks, tf.float32)}, seed)
+        out = tf.cast(tf.round(data["segmentation_masks"]), masks.dtype)
+        return data["images"], (out[..., 0] if rank == 3 else out)
+
+    def apply(self, data: Dict[str, tf.Tensor], seed=None,
+              on_layer: Optional[Callable[[int, "SeededLayer", dict], None]] = None) -> dict:
+        """Run the layers on a keras-cv dict (``images`` + ``labels`` | ``bounding_boxes`` |
+        ``segmentation_masks``): geometric layers get the dict, photometric ones the images,
+        mixers images and labels. ``on_layer(index, layer, data)`` sees the data after each."""
         seed = as_seed(self.seed if seed is None else seed)
-        images = tf.cast(images, tf.float32)
-        for index, layer in enumerate(self.image_layers):
-            images = layer(images, layer_seed(seed, index))
-            images = tf.clip_by_value(tf.cast(images, tf.float32), 0.0, 255.0)
-        images = tf.ensure_shape(images, [None, self.image_size, self.image_size, 3])
-        labels = tf.cast(labels, tf.float32)
-        for index, mixer in enumerate(self.mixers, start=len(self.image_layers)):
-            out = mixer({"images": images, "labels": labels}, layer_seed(seed, index))
+        data = dict(data)
+        data["images"] = tf.cast(data["images"], tf.float32)
+        for index, step in enumerate(self.steps):
+            layer_input = (data["images"] if step.kind == PHOTOMETRIC or
+                           (step.kind == GEOMETRIC and self.mode == LABELS) else
+                           {"images": data["images"], "labels": data["labels"]} if step.kind == MIXING
+                           else data)
+            out = step.layer(layer_input, layer_seed(seed, index))
+            if isinstance(out, dict):
+                data.update(out)
+            else:
+                data["images"] = out
             # blends of two in-range images can overshoot 255 by float rounding
-            images = tf.clip_by_value(tf.cast(out["images"], tf.float32), 0.0, 255.0)
-            labels = out["labels"]
-        return images, labels
+            data["images"] = tf.clip_by_value(tf.cast(data["images"], tf.float32), 0.0, 255.0)
+            if "bounding_boxes" in data:
+                data["bounding_boxes"] = _dense_boxes(data["bounding_boxes"])
+            if on_layer is not None:
+                on_layer(index, step.layer, data)
+        data["images"] = tf.ensure_shape(data["images"], [None, *self.image_size, 3])
+        return data
 
 
-def build_augmenter(cfg, image_size: int) -> Optional[Augmenter]:
-    """An Augmenter, ``(images, labels, seed) -> (images, labels)`` for batched training data,
-    or None when nothing is enabled. Build it eagerly (outside tf.data functions)."""
-    if not cfg.enabled:
+def _dense_boxes(bounding_boxes):
+    if isinstance(bounding_boxes["boxes"], tf.RaggedTensor):
+        bounding_boxes = keras_cv.bounding_box.to_dense(bounding_boxes)
+    return {"boxes": tf.cast(bounding_boxes["boxes"], tf.float32),
+            "classes": tf.cast(bounding_boxes["classes"], tf.float32)}
+
+
+def build_layers(cfg, image_size, mode: str = LABELS, mosaic: bool = False) -> List[tuple]:
+    """``[(keras-cv layer, kind)]`` of ``OPS`` that are on in ``cfg`` for ``mode``; ``mosaic``
+    (box and mask modes) puts keras-cv's Mosaic first, as it composes four images."""
+    _check_mode(mode)
+    size = hw(image_size)
+    layers = []
+    if mosaic:
+        if mode == LABELS:
+            raise ValueError("Mosaic composes boxes or masks; label mode has no Mosaic")
+        box_format = {"bounding_box_format": BOX_FORMAT} if mode == BOXES else {}
+        layers.append((keras_cv.layers.Mosaic(**box_format), GEOMETRIC))
+    for op in OPS:
+        if mode in op.modes:
+            layer = op.build(cfg, size, mode)
+            if layer is not None:
+                layers.append((layer, op.kind))
+    return layers
+
+
+def build_augmenter(cfg, image_size, mode: str = LABELS, mosaic: bool = False,
+                    always: bool = False) -> Optional[Augmenter]:
+    """The Augmenter of ``augment.*`` (``cfg``) in ``mode`` for batched training data at
+    ``image_size`` (int or ``(h, w)``), or None when augmentation is disabled or nothing is
+    on (``always``: an Augmenter even then, one that changes nothing). Build it eagerly
+    (outside tf.data functions)."""
+    if not cfg.enabled and not always:
         return None
-    image_layers = _image_layers(cfg, image_size)
-    mixers = []
-    if cfg.mixup_alpha:
-        mixers.append(MixUp(alpha=cfg.mixup_alpha))
-    if cfg.cutmix_alpha:
-        mixers.append(CutMix(alpha=cfg.cutmix_alpha))
-    if not image_layers and not mixers:
+    layers = build_layers(cfg, image_size, mode, mosaic) if cfg.enabled else []
+    if not layers and not always:
         return None
-    return Augmenter(cfg, image_size, image_layers, mixers)
+    return Augmenter(cfg, image_size, mode, layers)
 
 
 def preview_grid(images, columns: int = 4):

@@ -3,10 +3,15 @@ tf.keras.applications networks, always built with ``weights=None`` (nothing is d
 
 Every backbone takes float32 pixels in [0, 255]; ``input_normalization`` gives the first
 layer that maps them to the range the backbone was designed (and pretrained) for.
+
+``multiscale_features`` turns a backbone into a multi-scale feature extractor, one output per
+stride: what feature-pyramid heads (detection), U-Net decoders and DeepLab heads build on.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Dict, Optional, Sequence
 
 import visionpipe  # noqa: F401
 import tensorflow as tf
@@ -43,9 +48,10 @@ def squeeze_excite(x: tf.Tensor, ratio: int = 4, name: str = "se") -> tf.Tensor:
     return tf.keras.layers.Multiply(name=f"{name}_scale")([x, s])
 
 
-def small_cnn(image_size: int, width: int = 32, se: bool = False) -> tf.keras.Model:
-    """Four conv stages (width, 2w, 4w, 8w), each conv-BN-ReLU x2 then stride-2 downsampling."""
-    inputs = tf.keras.Input((image_size, image_size, 3), name="normalized_pixels")
+def small_cnn(image_size, width: int = 32, se: bool = False) -> tf.keras.Model:
+    """Four conv stages (width, 2w, 4w, 8w), each conv-BN-ReLU x2 then stride-2 downsampling;
+    ``image_size``: one integer (square) or ``(height, width)``."""
+    inputs = tf.keras.Input((*preprocessing.hw(image_size), 3), name="normalized_pixels")
     x = inputs
     for stage, filters in enumerate((width, width * 2, width * 4, width * 8)):
         for i in range(2):
@@ -60,9 +66,10 @@ def small_cnn(image_size: int, width: int = 32, se: bool = False) -> tf.keras.Mo
 
 
 def build_backbone(model_config) -> tf.keras.Model:
-    """A feature extractor [S, S, 3] (normalised) -> [h, w, c], named ``backbone``."""
-    size = model_config.image_size
-    shape = (size, size, 3)
+    """A feature extractor [h, w, 3] (normalised; ``model.image_size``) -> [h', w', c],
+    named ``backbone``."""
+    size = preprocessing.hw(model_config.image_size)
+    shape = (*size, 3)
     name = model_config.backbone
     if name == "small_cnn":
         return small_cnn(size, model_config.width, model_config.squeeze_excite)
@@ -76,6 +83,76 @@ def build_backbone(model_config) -> tf.keras.Model:
     else:
         raise ValueError(f"model.backbone: unknown backbone {name!r}")
     return tf.keras.Model(net.inputs, net.outputs, name=BACKBONE_LAYER_NAME)
+
+
+def layers_at_strides(model: tf.keras.Model, image_size, strides: Sequence[int]) -> Dict[int, str]:
+    """``{stride: name}`` of the deepest layer whose output is the feature map at that stride
+    of an ``image_size`` (``(h, w)``) input, ``ceil(h / s) x ceil(w / s)`` (what 'same'
+    stride-2 convolutions and keras.applications' padded downsampling give); strides the
+    model does not reach are left out."""
+    height, width = preprocessing.hw(image_size)
+    found = {}
+    for stride in strides:
+        side = (math.ceil(height / stride), math.ceil(width / stride))
+        matching = [layer.name for layer in model.layers
+                    if not isinstance(layer.output, (list, tuple)) and len(layer.output.shape) == 4
+                    and tuple(layer.output.shape[1:3]) == side]
+        if matching:
+            found[stride] = matching[-1]
+    return found
+
+
+def multiscale_features(model_config, strides: Sequence[int] = (8, 16, 32),
+                        batch_norm_momentum: Optional[float] = None,
+                        name: str = "multiscale_features") -> tf.keras.Model:
+    """The configured backbone as a multi-scale feature extractor: float32 pixels
+    ``[h, w, 3]`` in [0, 255] (``model.image_size``; the input normalisation is inside) ->
+    a list with one feature map per stride, in ``strides`` order (e.g. ``(2, 4, 8, 16, 32)``
+    for a U-Net decoder, ``(8, 16, 32)`` for a feature pyramid).
+
+    Each map is the backbone's deepest layer at that stride; strides beyond the deepest it
+    reaches (``small_cnn`` stops at 8) are added as conv-BN-ReLU stride-2 blocks.
+    ``model.weights`` (pretrained backbone weights) are loaded first; ``batch_norm_momentum``
+    caps the backbone's BatchNorm momentum (short fine-tunes: keras.applications' 0.999 would
+    leave the moving statistics near their initial values). The returned model's
+    ``weights_loaded`` says what was loaded ("" when trained from scratch)."""
+    strides = [int(s) for s in strides]
+    if not strides or any(s < 2 or s & (s - 1) for s in strides) or strides != sorted(set(strides)):
+        raise ValueError(f"strides must be increasing powers of two >= 2, got {list(strides)}")
+    size = preprocessing.hw(model_config.image_size)
+    base = build_backbone(model_config)
+    if batch_norm_momentum is not None:
+        for layer in base.layers:
+            if isinstance(layer, tf.keras.layers.BatchNormalization):
+                layer.momentum = min(layer.momentum, batch_norm_momentum)
+    weights_loaded = load_backbone_weights(base, model_config.weights) if model_config.weights else ""
+    found = layers_at_strides(base, size, strides)
+    reached = [s for s in strides if s in found]
+    if not reached:
+        raise ValueError(f"model.backbone: {model_config.backbone} has no feature map at stride "
+                         f"{strides[0]} of a {size[0]}x{size[1]} input")
+    beyond = [s for s in strides if s not in found]
+    if any(s < reached[-1] for s in beyond):
+        raise ValueError(f"model.backbone: {model_config.backbone} has no feature map at stride "
+                         f"{min(beyond)} of a {size[0]}x{size[1]} input (it reaches "
+                         f"{sorted(found)})")
+    features = tf.keras.Model(base.inputs, [base.get_layer(found[s]).output for s in reached],
+                              name=f"{model_config.backbone}_features")
+    pixels = tf.keras.Input((*size, 3), name="pixels")
+    outputs = features(input_normalization(model_config.backbone)(pixels))
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    x, stride = outputs[-1], reached[-1]
+    for target in beyond:
+        while stride < target:  # extend with conv-BN-ReLU stride-2 blocks
+            stride *= 2
+            x = tf.keras.layers.Conv2D(x.shape[-1] * 2, 3, strides=2, padding="same", use_bias=False,
+                                       name=f"extra_stride{stride}_conv")(x)
+            x = tf.keras.layers.BatchNormalization(name=f"extra_stride{stride}_bn")(x)
+            x = tf.keras.layers.ReLU(name=f"extra_stride{stride}_relu")(x)
+        outputs.append(x)
+    model = tf.keras.Model(pixels, outputs, name=name)
+    model.weights_loaded = weights_loaded
+    return model
 
 
 class WeightsError(ValueError):

@@ -38,8 +38,9 @@ def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
 class TFLiteModel:
     """A .tflite image model with one image input.
 
-    ``predict`` takes float32 [N, S, S, 3] pixels in [0, 255]; ``predict_encoded`` takes encoded
-    image bytes of any size. Both return {output name: float32 array}."""
+    ``predict`` takes float32 [N, h, w, 3] pixels in [0, 255] (``image_size`` is the input's
+    ``(h, w)``, square or not); ``predict_encoded`` takes encoded image bytes of any size and
+    resizes them to it. Both return {output name: float32 array}."""
 
     def __init__(self, model_path: Optional[str] = None, model_content: Optional[bytes] = None,
                  num_threads: Optional[int] = None, use_xnnpack: bool = True):
@@ -57,7 +58,7 @@ class TFLiteModel:
         inputs = self._interpreter.get_input_details()
         if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][-1] != 3:
             raise ValueError(f"{model_path or 'model_content'}: expected one image input "
-                             f"[N, S, S, 3], got {[list(d['shape']) for d in inputs]}")
+                             f"[N, height, width, 3], got {[list(d['shape']) for d in inputs]}")
         self._input = inputs[0]
         self._outputs = self._interpreter.get_output_details()
         self._output_names = self._signature_output_names()
@@ -76,8 +77,9 @@ class TFLiteModel:
         return [detail["name"] for detail in self._outputs]
 
     @property
-    def image_size(self) -> int:
-        return int(self._input["shape"][1])
+    def image_size(self) -> Tuple[int, int]:
+        """The input's ``(height, width)``."""
+        return int(self._input["shape"][1]), int(self._input["shape"][2])
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -113,9 +115,9 @@ class TFLiteModel:
         return [_dequantize(self._interpreter.get_tensor(d["index"]), d) for d in self._outputs]
 
     def predict(self, images: np.ndarray, batch_size: int = 32) -> Dict[str, np.ndarray]:
-        """float32 [N, S, S, 3] pixels in [0, 255] -> {output name: float32 [N, ...]}."""
+        """float32 [N, h, w, 3] pixels in [0, 255] -> {output name: float32 [N, ...]}."""
         images = np.asarray(images, dtype=np.float32)
-        expected = (self.image_size, self.image_size, 3)
+        expected = (*self.image_size, 3)
         if images.ndim != 4 or images.shape[1:] != expected:
             raise ValueError(f"images must be [N, {expected[0]}, {expected[1]}, 3], got {images.shape}")
         step = batch_size if self._batch_resizable else self._batch
@@ -151,7 +153,7 @@ class TFLiteModel:
     def median_latency_ms(self, runs: int = 50, warmup: int = 5, seed: int = 0) -> float:
         """Median wall time of one batch-1 invoke, in milliseconds."""
         image = np.random.default_rng(seed).uniform(
-            0, 255, (1, self.image_size, self.image_size, 3)).astype(np.float32)
+            0, 255, (1, *self.image_size, 3)).astype(np.float32)
         for _ in range(warmup):
             self._invoke(image)
         times = []

@@ -19,6 +19,7 @@ import visionpipe  # noqa: F401
 import tensorflow as tf
 
 from visionpipe.core import features
+from visionpipe.core.config import image_hw
 from visionpipe.models import backbones, export, preprocessing
 from visionpipe.runtime import tflite_convert
 
@@ -70,7 +71,8 @@ class Task(abc.ABC):
     def __init__(self, config, class_names: List[str]):
         self.config = config
         self.class_names = list(class_names)
-        self.image_size = config.model.image_size
+        #: the model input's ``(height, width)`` (``model.image_size``: an int is a square)
+        self.image_size: Tuple[int, int] = image_hw(config.model.image_size, "model.image_size")
         #: what ``build_model`` loaded as pretrained weights ("" when none)
         self.weights_loaded = ""
 
@@ -124,7 +126,7 @@ class Task(abc.ABC):
     # --- model ----------------------------------------------------------------------------
     @abc.abstractmethod
     def build_model(self) -> tf.keras.Model:
-        """Backbone + head; input float32 [None, H, W, 3] in [0, 255]."""
+        """Backbone + head; input float32 [None, h, w, 3] in [0, 255], ``(h, w) = image_size``."""
 
     @abc.abstractmethod
     def compile_model(self, model: tf.keras.Model, learning_rate: float) -> None:
@@ -149,6 +151,7 @@ class Task(abc.ABC):
     def signatures(self, model: tf.keras.Model) -> Dict[str, tf.types.experimental.ConcreteFunction]:
         """serving_default (encoded bytes), serving_examples (tf.Example), serving_tensor (float)."""
         size = self.image_size
+        height, width = size
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
         def serving_default(images):
@@ -161,7 +164,7 @@ class Task(abc.ABC):
             return self.examples_outputs(
                 model, preprocessing.preprocess_batch(parsed[features.ENCODED], size))
 
-        @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="pixels")])
+        @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name="pixels")])
         def serving_tensor(pixels):
             return self.serving_outputs(model, pixels)
 

@@ -20,7 +20,7 @@ from visionpipe.core import features as F
 from visionpipe.core.registry import task_class
 
 _OBJECT_FLOAT_KEYS = F.BBOX_KEYS
-_OPTIONAL_BYTES_KEYS = (F.OBJECT_MASK, F.SEGMENTATION_MASK, F.TEXT)
+_OPTIONAL_BYTES_KEYS = (F.OBJECT_MASK, F.SEGMENTATION_MASK, F.TEXT, F.GROUP_ID)
 # PNG masks are images too: TFDV's image statistics recognise them, so the schema says so.
 _MASK_KEYS = (F.OBJECT_MASK, F.SEGMENTATION_MASK)
 

@@ -54,4 +54,8 @@ def to_tf_example(image: ValidImage, class_names: Sequence[str]) -> bytes:
         feature[F.OBJECT_MASK] = strings(image.masks)
     if image.text is not None:
         feature[F.TEXT] = strings([image.text])
+    if image.group_id is not None:
+        feature[F.GROUP_ID] = strings([image.group_id])
+    if image.segmentation_mask is not None:
+        feature[F.SEGMENTATION_MASK] = strings([image.segmentation_mask])
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()

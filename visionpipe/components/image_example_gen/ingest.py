@@ -1,7 +1,7 @@
 """The ingest Beam pipeline shared by the ImageExampleGen executor and ``ingest()``.
 
 source items -> read + decode + check (quarantine) -> de-duplicate by sha256 ->
-split by content hash or source split -> tf.Example -> ``<examples>/Split-<name>/data_tfrecord-*.gz``,
+split by content hash, group id or source split -> tf.Example -> ``<examples>/Split-<name>/data_tfrecord-*.gz``,
 plus ``<examples>/class_names.json`` and ``<report>/quarantine.json``.
 """
 from __future__ import annotations
@@ -50,15 +50,20 @@ class IngestResult:
 
 class _ValidateFn(beam.DoFn):
     def __init__(self, class_names: Optional[List[str]], needs_source_split: bool,
-                 rules: ImageRules):
+                 rules: ImageRules, needs_group: bool = False):
         self._class_names = class_names
         self._needs_source_split = needs_source_split
         self._rules = rules
+        self._needs_group = needs_group
 
     def process(self, item: it.SourceItem):
         if self._needs_source_split and item.problem is None and item.source_split is None:
             item = dataclasses.replace(item, problem=(
                 it.BAD_ANNOTATION, "belongs to none of the source's splits (data.use_source_splits is true)"))
+        if self._needs_group and item.problem is None and item.group_id is None:
+            item = dataclasses.replace(item, problem=(
+                it.MISSING_GROUP, "has no group id (data.split_by is 'group'; see data.group_key "
+                                  "or data.group_path_level)"))
         result = validate_item(item, self._class_names, self._rules)
         if isinstance(result, it.Quarantined):
             yield pvalue.TaggedOutput(_QUARANTINED, result.to_json())
@@ -91,7 +96,7 @@ def _class_texts(image: it.ValidImage) -> List[str]:
 
 
 def _assign_split(image: it.ValidImage, plan: SplitPlan):
-    return plan.split_of(image.sha256, image.source_split), image
+    return plan.split_of(image.sha256, image.source_split, image.group_id), image
 
 
 def _split_index(keyed, num_partitions: int, names: List[str]) -> int:
@@ -175,7 +180,8 @@ def build_ingest(pipeline: beam.Pipeline, config: PipelineConfig, examples_uri: 
     items = source.read(pipeline)
     rules = ImageRules.from_config(config)
     checked = items | "DecodeAndCheck" >> beam.ParDo(
-        _ValidateFn(known_classes, plan.use_source_splits, rules)).with_outputs(_QUARANTINED, main="valid")
+        _ValidateFn(known_classes, plan.use_source_splits, rules, plan.by_group)).with_outputs(
+            _QUARANTINED, main="valid")
     deduped = (checked.valid
                | "KeyBySha256" >> beam.Map(_key_by_sha256)
                | "GroupCopies" >> beam.GroupByKey()

@@ -23,6 +23,7 @@ BAD_ANNOTATION = "bad_annotation"
 MISSING_IMAGE_DATA = "missing_image_data"
 NO_LABELS = "no_labels"
 TOO_LARGE = "too_large"
+MISSING_GROUP = "missing_group"
 
 
 @dataclass
@@ -54,6 +55,10 @@ class SourceItem:
     # position in the source's own listing (row, image, split and record); () when the
     # source has none. Of exact duplicates, the first listed is kept.
     listing_index: Tuple[int, ...] = ()
+    group_id: Optional[str] = None  # video / patient / sequence id (image/group_id)
+    # semantic mask of class ids (image/segmentation/mask): a PNG file, or its bytes
+    mask_path: Optional[str] = None
+    mask_encoded: Optional[bytes] = None
 
 
 @dataclass
@@ -72,6 +77,8 @@ class ValidImage:
     text: Optional[str]
     source_split: Optional[str]
     listing_index: Tuple[int, ...] = ()
+    group_id: Optional[str] = None
+    segmentation_mask: Optional[bytes] = None  # single-channel PNG of class ids, image-sized
 
 
 @dataclass

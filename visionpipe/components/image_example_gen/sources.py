@@ -110,9 +110,25 @@ def _name_order(name: str):
     return posixpath.splitext(name)
 
 
+def _has_dirs_at(root: str, depth: int) -> bool:
+    """Whether ``root`` has a (non-hidden) folder ``depth`` levels down."""
+    gfile = _gfile()
+    level = [root]
+    for _ in range(depth):
+        level = [_join(d, s.rstrip("/")) for d in level for s in gfile.listdir(d)
+                 if not _is_hidden(s) and gfile.isdir(_join(d, s.rstrip("/")))]
+        if not level:
+            return False
+    return True
+
+
 class FolderSource(_ListedSource):
     """``root/<class>/<image>`` or ``root/<split>/<class>/<image>``; hidden files are skipped.
-    Files are listed folder by folder, by name (``_name_order``)."""
+    Files are listed folder by folder, by name (``_name_order``).
+
+    With ``data.group_path_level`` N > 0 images sit N folders below their class,
+    ``<class>/<group>/.../<image>``, and the first of them is the image's group
+    (``image/group_id``, e.g. a video of frames or a patient's scans)."""
 
     def _list(self):
         gfile = _gfile()
@@ -121,25 +137,26 @@ class FolderSource(_ListedSource):
             raise ConfigError(f"data.path: image folder not found: {root}")
         top_dirs = sorted(d.rstrip("/") for d in gfile.listdir(root)
                           if not _is_hidden(d) and gfile.isdir(_join(root, d)))
-        has_splits = any(not _is_hidden(sub) and gfile.isdir(_join(_join(root, d), sub))
-                         for d in top_dirs for sub in gfile.listdir(_join(root, d)))
-        depth = 3 if has_splits else 2
+        levels = self.data.group_path_level
+        has_splits = _has_dirs_at(root, 2 + levels)
+        depth = (3 if has_splits else 2) + levels
         items, classes = [], set()
         for dirpath, dirnames, filenames in gfile.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d.rstrip("/")))
             rel_dir = posixpath.relpath(dirpath.rstrip("/"), root)
             parts = [] if rel_dir == "." else rel_dir.split("/")
             if len(parts) == depth - 1:
-                classes.add(parts[-1])
+                classes.add(parts[-1 - levels])
             for name in sorted((f for f in filenames if not _is_hidden(f)), key=_name_order):
                 rel = "/".join(parts + [name])
                 item = it.SourceItem(filename=rel, path=_join(dirpath, name))
                 if len(parts) != depth - 1:
-                    layout = "<split>/<class>/" if has_splits else "<class>/"
+                    layout = ("<split>/<class>/" if has_splits else "<class>/") + "<group>/" * levels
                     item.problem = (it.BAD_ANNOTATION, f"not inside a {layout} folder, so it has no label")
                 else:
-                    item.labels = [parts[-1]]
+                    item.labels = [parts[-1 - levels]]
                     item.source_split = parts[0] if has_splits else None
+                    item.group_id = parts[-levels] if levels else None
                 items.append(item)
         if not items:
             raise ConfigError(f"data.path: no files found under {root}")
@@ -147,7 +164,8 @@ class FolderSource(_ListedSource):
 
 
 class CsvSource(_ListedSource):
-    """A manifest with columns ``path,label`` (optional ``split`` and ``text``)."""
+    """A manifest with columns ``path,label`` (optional ``split``, ``text``, ``mask``: a PNG
+    of class ids per image, and the group column ``data.group_key``, default ``group``)."""
 
     def _list(self):
         gfile = _gfile()
@@ -165,12 +183,19 @@ class CsvSource(_ListedSource):
             # extra cells beyond the header land under the key None: ignored
             rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
                     for row in reader]
+        group_column = self.data.group_key or "group"
+        if self.data.group_key and group_column not in columns:
+            raise ConfigError(f"data.group_key: {manifest} has no column {group_column!r}; "
+                              f"found {columns}")
         sep = self.data.csv_label_separator
         items, classes, splits = [], set(), set()
         for line, row in enumerate(rows, start=2):  # line 1 is the header
             path = row["path"]
+            mask = row.get("mask") or None
             item = it.SourceItem(filename=path or f"{manifest}:{line}", path=_join(base, path) if path else None,
-                                 text=row.get("text") or None, source_split=row.get("split") or None)
+                                 text=row.get("text") or None, source_split=row.get("split") or None,
+                                 group_id=row.get(group_column) or None,
+                                 mask_path=_join(base, mask) if mask else None)
             labels = list(dict.fromkeys(l.strip() for l in row["label"].split(sep) if l.strip()))
             if not path:
                 item.problem = (it.BAD_ANNOTATION, f"{manifest} line {line}: empty path")
@@ -209,6 +234,9 @@ class CocoSource(_ListedSource):
         name_by_id = {c["id"]: str(c["name"]) for c in categories}
         base = self.data.images_dir or posixpath.dirname(path)
 
+        if self.data.group_key and not any(self.data.group_key in image for image in coco["images"]):
+            raise ConfigError(f"data.group_key: no image of {path} has the field "
+                              f"{self.data.group_key!r}")
         annotations = defaultdict(list)
         image_ids = {image.get("id") for image in coco["images"]}
         items = []
@@ -222,8 +250,10 @@ class CocoSource(_ListedSource):
                                                 f"{ann.get('image_id')!r}, which is not in 'images'")))
         for image in coco["images"]:
             file_name = str(image.get("file_name", ""))
+            group = image.get(self.data.group_key or "video_id")
             item = it.SourceItem(filename=file_name or f"{path}#image-{image.get('id')}",
-                                 path=_join(base, file_name) if file_name else None)
+                                 path=_join(base, file_name) if file_name else None,
+                                 group_id=None if group in (None, "") else str(group))
             try:
                 item.declared_size = (int(image.get("width") or 0), int(image.get("height") or 0))
                 item.objects = [self._object(ann, name_by_id) for ann in annotations[image.get("id")]]
@@ -514,7 +544,9 @@ def _item_from_record(file_and_record: Tuple[str, bytes], class_names: List[str]
 
     filename = (texts(F.FILENAME) or [""])[0] or source_file
     item = it.SourceItem(filename=filename, text=(texts(F.TEXT) or [None])[0],
-                         source_split=split.group(1) if split else None)
+                         source_split=split.group(1) if split else None,
+                         group_id=(texts(F.GROUP_ID) or [None])[0] or None,
+                         mask_encoded=(values(F.SEGMENTATION_MASK) or [None])[0] or None)
     encoded = values(F.ENCODED)
     if not encoded:
         item.problem = (it.MISSING_IMAGE_DATA, f"record in {source_file} has no {F.ENCODED}")

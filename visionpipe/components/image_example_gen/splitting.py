@@ -3,9 +3,14 @@
 Ratio splits hash the image's sha256, so an image's split depends only on its bytes: the
 same image lands in the same split on every run and on every worker, and two copies of
 one image can never straddle splits (they are also de-duplicated before this).
+
+With ``data.split_by: group`` the hash is the sha256 of the image's group id
+(``image/group_id``: a video, patient or sequence), so every image of a group lands in the
+group's split: frames of one video, or scans of one patient, never straddle train and eval.
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from visionpipe.core.config import ConfigError, DataConfig
@@ -16,6 +21,11 @@ REQUIRED_SPLITS = ("train", "eval")
 def hash_fraction(sha256_hex: str) -> float:
     """A uniform number in [0, 1) from the first 64 bits of a sha256 hex digest."""
     return int(sha256_hex[:16], 16) / float(1 << 64)
+
+
+def group_hash(group_id: str) -> str:
+    """The sha256 hex digest a group's split is drawn from."""
+    return hashlib.sha256(group_id.encode("utf-8")).hexdigest()
 
 
 def split_by_ratio(sha256_hex: str, ratios: Sequence[Tuple[str, float]]) -> str:
@@ -32,6 +42,7 @@ class SplitPlan:
 
     def __init__(self, data: DataConfig, source_splits: Optional[List[str]]):
         self.use_source_splits = data.use_source_splits
+        self.by_group = data.split_by == "group"
         self.ratios = list(data.split_ratios.items())
         self.rename = dict(data.source_split_map)
         if self.use_source_splits:
@@ -54,12 +65,19 @@ class SplitPlan:
             if "eval" not in self.names:
                 raise ConfigError(f"data.split_ratios: needs an 'eval' split, got {self.names}")
 
-    def split_of(self, sha256_hex: str, source_split: Optional[str]) -> str:
+    def split_of(self, sha256_hex: str, source_split: Optional[str],
+                 group_id: Optional[str] = None) -> str:
         if self.use_source_splits:
             return self.rename.get(source_split, source_split)
+        if self.by_group:
+            if group_id is None:
+                raise ValueError("data.split_by is 'group' but the image has no group id")
+            return split_by_ratio(group_hash(group_id), self.ratios)
         return split_by_ratio(sha256_hex, self.ratios)
 
     def describe(self) -> Dict[str, object]:
         if self.use_source_splits:
             return {"mode": "source", "rename": self.rename, "splits": self.names}
+        if self.by_group:
+            return {"mode": "group", "ratios": dict(self.ratios), "splits": self.names}
         return {"mode": "sha256", "ratios": dict(self.ratios), "splits": self.names}

@@ -144,6 +144,41 @@ def rasterize_segmentation(segmentation, width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
+MASK_MODES = ("L", "P", "1", "I", "I;16")  # single-channel PIL modes: a class id per pixel
+
+
+def semantic_mask_png(data: bytes, width: int, height: int, name: str) -> bytes:
+    """A semantic mask (PNG of class ids, one channel) checked against its image and
+    re-encoded as an 8-bit grey PNG whose values are the ids (a palette PNG keeps its
+    indices, not its colours). ValueError naming ``name`` when it cannot be used."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise ValueError(f"mask {name} is a zero-byte file")
+    try:
+        with Image.open(io.BytesIO(data)) as mask:
+            mask_format, mode, size = mask.format, mask.mode, mask.size
+            mask.load()
+            ids = np.asarray(mask)
+    except UnidentifiedImageError:
+        raise ValueError(f"mask {name} is not a readable image") from None
+    except Exception as err:  # noqa: BLE001 - PIL raises many types for broken files
+        raise ValueError(f"mask {name} is corrupt: {err}") from None
+    if mask_format != "PNG":
+        raise ValueError(f"mask {name} is {mask_format}; masks must be PNG (lossless class ids)")
+    if mode not in MASK_MODES:
+        raise ValueError(f"mask {name} has mode {mode}; a mask is one channel of class ids "
+                         "(a grey 'L' or palette 'P' PNG)")
+    if size != (width, height):
+        raise ValueError(f"mask {name} is {size[0]}x{size[1]} but its image is {width}x{height}")
+    if ids.size and (ids.min() < 0 or ids.max() > 255):
+        raise ValueError(f"mask {name} has class ids outside [0, 255] ({ids.min()}..{ids.max()})")
+    buffer = io.BytesIO()
+    Image.fromarray(ids.astype(np.uint8), mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def _label_problem(label: str, class_names: Optional[Sequence[str]], what: str) -> Optional[str]:
     if class_names is None or label in class_names:
         return None
@@ -207,8 +242,24 @@ def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]],
     if masks and len(masks) != len(boxes):
         return quarantine(it.BAD_MASK, f"{len(masks)} masks for {len(boxes)} objects: "
                                        "every object needs a mask or none may have one")
+    segmentation_mask = None
+    if item.mask_path is not None or item.mask_encoded is not None:
+        name = item.mask_path or f"the {item.filename} record's mask"
+        mask_data = item.mask_encoded
+        if mask_data is None:
+            if not file_exists(item.mask_path):
+                return quarantine(it.BAD_MASK, f"mask file not found: {item.mask_path}")
+            try:
+                mask_data = read_bytes(item.mask_path)
+            except Exception as err:  # noqa: BLE001 - any I/O error is this file's problem
+                return quarantine(it.BAD_MASK, f"cannot read mask {item.mask_path}: {err}")
+        try:
+            segmentation_mask = semantic_mask_png(mask_data, width, height, name)
+        except ValueError as err:
+            return quarantine(it.BAD_MASK, str(err))
     return it.ValidImage(
         sha256=hashlib.sha256(data).hexdigest(), encoded=data, image_format=image_format,
         height=height, width=width, filename=item.filename, labels=list(item.labels),
         boxes=boxes, object_labels=[o.label for o in item.objects], masks=masks,
-        text=item.text, source_split=item.source_split, listing_index=item.listing_index)
+        text=item.text, source_split=item.source_split, listing_index=item.listing_index,
+        group_id=item.group_id, segmentation_mask=segmentation_mask)

@@ -26,6 +26,7 @@ class ClassificationTask(Task):
     signature_methods = {"serving_examples": CLASSIFY_METHOD}
     tflite_metadata_kind = "image_classifier"
     generated_sources = ("shapes", "digits")
+    augment_keys = augment.honoured_keys(augment.LABELS)  # images + MixUp/CutMix of the labels
 
     @classmethod
     def metric_names(cls, config):
@@ -60,7 +61,7 @@ class ClassificationTask(Task):
     # --- model ------------------------------------------------------------------------
     def build_model(self) -> tf.keras.Model:
         cfg = self.config.model
-        inputs = tf.keras.Input((self.image_size, self.image_size, 3), name="pixels")
+        inputs = tf.keras.Input((*self.image_size, 3), name="pixels")
         x = backbones.input_normalization(cfg.backbone)(inputs)
         backbone = backbones.build_backbone(cfg)
         if cfg.weights:

@@ -18,16 +18,19 @@ import numpy as np
 import visionpipe  # noqa: F401
 
 
-def generate_anchors(image_size: int, sizes: Sequence[float], strides: Sequence[int],
+def generate_anchors(image_size, sizes: Sequence[float], strides: Sequence[int],
                      scales: Sequence[float], aspect_ratios: Sequence[float],
                      clip: bool = True) -> np.ndarray:
     """All anchors of an image, pixel ``yxyx``, level by level, location-major.
 
     Per level ``i`` and location, the anchors are ``scales x aspect_ratios`` of base size
     ``sizes[i]`` (height ``size*scale/sqrt(r)``, width ``size*scale*sqrt(r)``), centred at
-    ``(k + 0.5) * strides[i]``; the same order the RetinaNet heads predict in."""
+    ``(k + 0.5) * strides[i]``; the same order the RetinaNet heads predict in.
+    ``image_size``: the model input's ``(height, width)``, or one integer (a square)."""
+    from visionpipe.models.preprocessing import hw
+
     return np.concatenate(list(anchor_generator(sizes, strides, scales, aspect_ratios, clip)(
-        image_shape=(image_size, image_size, 3)).values()), axis=0).astype(np.float32)
+        image_shape=(*hw(image_size), 3)).values()), axis=0).astype(np.float32)
 
 
 def anchor_generator(sizes, strides, scales, aspect_ratios, clip: bool = True,
@@ -204,7 +207,7 @@ def adoption(configured: Dict[str, object], adopted: Dict[str, object]) -> Dict[
     return {"adopt": bool(fit >= now), "reason": reason}
 
 
-def anchor_report(boxes_yxyx: np.ndarray, image_size: int, sizes: Sequence[float],
+def anchor_report(boxes_yxyx: np.ndarray, image_size, sizes: Sequence[float],
                   strides: Sequence[int], scales: Sequence[float], aspect_ratios: Sequence[float],
                   iou_threshold: float = 0.5, seed: int = 0) -> Dict[str, object]:
     """Configured vs fitted vs adopted anchors on the same boxes (model-input pixels, yxyx):

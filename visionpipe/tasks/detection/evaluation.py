@@ -52,15 +52,19 @@ def no_detections(images) -> Dict[str, np.ndarray]:
             "num_detections": np.zeros([batch], np.int32)}
 
 
-def evaluate_pairs(predict_fn: Callable, batches: Iterable, image_size: int,
+def evaluate_pairs(predict_fn: Callable, batches: Iterable, image_size,
                    class_names: Sequence[str]) -> Dict[str, float]:
-    """``predict_fn(pixels [B, S, S, 3])`` -> detection outputs, on batches of
-    ``(images, {"boxes": pixel yxyx, "classes", "image_shape"})`` from the task's dataset."""
+    """``predict_fn(pixels [B, h, w, 3])`` -> detection outputs, on batches of
+    ``(images, {"boxes": pixel yxyx, "classes", "image_shape"})`` from the task's dataset;
+    ``image_size``: the model input's ``(h, w)`` (or one integer, a square)."""
+    from visionpipe.models.preprocessing import hw
+
+    height, width = hw(image_size)
     evaluator = CocoDetectionEvaluator(class_names)
     for images, targets in batches:
         outputs = predict_fn(images)
         shapes = np.asarray(targets["image_shape"])
-        gt_boxes = np.asarray(targets["boxes"], np.float64) / float(image_size)
+        gt_boxes = np.asarray(targets["boxes"], np.float64) / np.array([height, width, height, width])
         _add_batch(evaluator, shapes[:, 0], shapes[:, 1], gt_boxes, np.asarray(targets["classes"]), outputs)
     return evaluator.evaluate()
 
@@ -82,7 +86,7 @@ def occlude(images: np.ndarray, boxes: np.ndarray, classes: np.ndarray, fraction
     return images
 
 
-def occlusion_report(predict_fn: Callable, batches: Sequence, image_size: int, class_names: Sequence[str],
+def occlusion_report(predict_fn: Callable, batches: Sequence, image_size, class_names: Sequence[str],
                      fractions: Sequence[float] = (0.1, 0.25, 0.5), seed: int = 0) -> Dict[str, float]:
     """mAP@.5 and mAP with synthetic occluders over ``fraction`` of each box (0 = clean), so
     robustness to occlusion is a number: ``occluded_<pct>/map_50`` etc."""

@@ -1,22 +1,22 @@
 """keras-cv detectors (RetinaNet, YOLOv8) on VisionPipe's backbones.
 
-The project backbone (``visionpipe.models.backbones``) is wrapped as a keras-cv ``Backbone``
-whose first layer is the backbone's input normalisation and whose ``P3``/``P4``/``P5`` layers
-are its last feature maps at strides 8/16/32 (extra stride-2 blocks are added when a backbone
-stops earlier, as ``small_cnn`` does at stride 8). The detector therefore takes float32
+The project backbone's multi-scale features (``backbones.multiscale_features``: the input
+normalisation, the backbone's last feature maps at strides 8/16/32, extra stride-2 blocks
+when a backbone stops earlier, as ``small_cnn`` does at stride 8) are wrapped as a keras-cv
+``Backbone`` whose ``P3``/``P4``/``P5`` layers are those maps. The detector therefore takes float32
 pixels in [0, 255] like every VisionPipe model, and a backbone trained for classification
 transfers through ``model.weights``.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 
 import visionpipe  # noqa: F401
 import tensorflow as tf
 
-from visionpipe.models import backbones
+from visionpipe.models import backbones, preprocessing
 from visionpipe.tasks.detection import anchors as anchor_lib
 
 BOX_FORMAT = "yxyx"  # pixels of the model input
@@ -25,62 +25,31 @@ BATCH_NORM_MOMENTUM = 0.9
 
 
 def pyramid_backbone(model_config):
-    """The project backbone as a keras-cv Backbone with ``pyramid_level_inputs`` P3..P5, and
-    a description of the pretrained weights loaded into it ("" when trained from scratch)."""
+    """The project backbone as a keras-cv Backbone with ``pyramid_level_inputs`` P3..P5 (the
+    model kit's ``backbones.multiscale_features`` at strides 8/16/32), and a description of
+    the pretrained weights loaded into it ("" when trained from scratch)."""
     import keras_cv
 
-    size = model_config.image_size
-    if size % 32:
-        raise ValueError(f"model.image_size: a detector needs a multiple of 32, got {size}")
-    base = backbones.build_backbone(model_config)
-    for layer in base.layers:
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            # keras.applications use momentum 0.999: after the few hundred steps a detector
-            # gets here, the moving statistics would still be mostly their initial values and
-            # inference would see a different network than training did.
-            layer.momentum = min(layer.momentum, BATCH_NORM_MOMENTUM)
-    weights_loaded = ""
-    if model_config.weights:
-        weights_loaded = backbones.load_backbone_weights(base, model_config.weights)
-    level_layers = _last_layer_per_stride(base, size)
-    features = tf.keras.Model(base.inputs, [base.get_layer(n).output for n in level_layers],
-                              name=f"{model_config.backbone}_features")
-    pixels = tf.keras.Input((size, size, 3), name="pixels")
-    outputs = features(backbones.input_normalization(model_config.backbone)(pixels))
-    outputs = outputs if isinstance(outputs, list) else [outputs]
-    x = outputs[-1]
-    for level in range(len(outputs), len(PYRAMID_STRIDES)):
-        # The backbone stops before stride 32: extend it with conv-BN-ReLU stride-2 blocks.
-        x = tf.keras.layers.Conv2D(x.shape[-1] * 2, 3, strides=2, padding="same", use_bias=False,
-                                   name=f"extra_p{level + 3}_conv")(x)
-        x = tf.keras.layers.BatchNormalization(name=f"extra_p{level + 3}_bn")(x)
-        x = tf.keras.layers.ReLU(name=f"extra_p{level + 3}_relu")(x)
-        outputs.append(x)
-    named = [tf.keras.layers.Identity(name=f"P{level + 3}")(t) for level, t in enumerate(outputs)]
+    height, width = preprocessing.hw(model_config.image_size)
+    if height % 32 or width % 32:
+        raise ValueError(f"model.image_size: a detector needs a height and width that are "
+                         f"multiples of 32, got {model_config.image_size!r}")
+    # keras.applications use BatchNorm momentum 0.999: after the few hundred steps a detector
+    # gets here, the moving statistics would still be mostly their initial values and
+    # inference would see a different network than training did.
+    features = backbones.multiscale_features(model_config, PYRAMID_STRIDES,
+                                             batch_norm_momentum=BATCH_NORM_MOMENTUM,
+                                             name=f"{model_config.backbone}_pyramid")
+    pixels = tf.keras.Input((height, width, 3), name="pixels")
+    levels = features(pixels)
+    named = [tf.keras.layers.Identity(name=f"P{level + 3}")(t) for level, t in enumerate(levels)]
     backbone = keras_cv.models.Backbone(inputs=pixels, outputs=named, name="pyramid_backbone")
     backbone.pyramid_level_inputs = {f"P{level + 3}": f"P{level + 3}" for level in range(3)}
-    return backbone, weights_loaded
-
-
-def _last_layer_per_stride(model: tf.keras.Model, image_size: int) -> List[str]:
-    """Names of the deepest layers at strides 8, 16, 32 (those the backbone reaches)."""
-    names = []
-    for stride in PYRAMID_STRIDES:
-        side = image_size // stride
-        matching = [layer.name for layer in model.layers
-                    if not isinstance(layer.output, (list, tuple)) and len(layer.output.shape) == 4
-                    and layer.output.shape[1] == side]
-        if not matching:
-            break
-        names.append(matching[-1])
-    if not names:
-        raise ValueError(f"model.backbone: {model.name} has no feature map at stride 8 "
-                         f"of a {image_size}px input")
-    return names
+    return backbone, features.weights_loaded
 
 
 def build_detector(config, num_classes: int):
-    """RetinaNet or YOLOv8 from ``config.detection``; input float32 ``[None, S, S, 3]``.
+    """RetinaNet or YOLOv8 from ``config.detection``; input float32 ``[None, h, w, 3]``.
 
     Returns ``(model, weights_loaded)``; the layer named ``backbone`` is the normalisation,
     the project backbone and any extra pyramid blocks, up to P3..P5."""
@@ -127,15 +96,17 @@ def compile_detector(model, config, learning_rate: float) -> None:
                       box_loss=config.detection.box_loss, jit_compile=False)
 
 
-def decode(model, raw: Dict[str, tf.Tensor], image_size: int) -> Tuple[tf.Tensor, tf.Tensor]:
+def decode(model, raw: Dict[str, tf.Tensor], image_size) -> Tuple[tf.Tensor, tf.Tensor]:
     """Raw head outputs -> boxes ``[B, A, 4]`` pixel yxyx and class probabilities ``[B, A, C]``
-    with the model's own decoder (anchors or anchor points), before any NMS."""
+    with the model's own decoder (anchors or anchor points), before any NMS; ``image_size``
+    is the model input's ``(height, width)``."""
     import keras_cv
 
+    height, width = preprocessing.hw(image_size)
     if isinstance(model, keras_cv.models.YOLOV8Detector):
         from keras_cv.src.models.object_detection.yolo_v8 import yolo_v8_detector as yolo
 
-        anchor_points, stride = yolo.get_anchors(image_shape=(image_size, image_size))
+        anchor_points, stride = yolo.get_anchors(image_shape=(height, width))
         stride = stride[:, None]
         distances = yolo.decode_regression_to_boxes(raw["boxes"])
         boxes = yolo.dist2bbox(distances, anchor_points[None]) * stride[None]  # xyxy pixels
@@ -144,7 +115,7 @@ def decode(model, raw: Dict[str, tf.Tensor], image_size: int) -> Tuple[tf.Tensor
     from keras_cv.src.bounding_box.converters import _decode_deltas_to_boxes
     from keras_cv.src.models.object_detection.retinanet.retinanet import BOX_VARIANCE
 
-    image_shape = (image_size, image_size, 3)
+    image_shape = (height, width, 3)
     anchors = tf.concat(list(model.anchor_generator(image_shape=image_shape).values()), axis=0)
     boxes = _decode_deltas_to_boxes(
         anchors=anchors, boxes_delta=raw["box"], anchor_format=model.anchor_generator.bounding_box_format,

@@ -59,9 +59,12 @@ def _nms_one_image(boxes, scores, score_threshold, iou_threshold, max_detections
     return kept_boxes, kept_classes, kept_scores, num
 
 
-def serving_dict(nms_out: Dict[str, tf.Tensor], image_size: int, class_names) -> Dict[str, tf.Tensor]:
-    """NMS output in model pixels -> the detection signature's outputs (normalised boxes)."""
-    boxes = tf.clip_by_value(nms_out["boxes"] / float(image_size), 0.0, 1.0)
+def serving_dict(nms_out: Dict[str, tf.Tensor], image_size, class_names) -> Dict[str, tf.Tensor]:
+    """NMS output in model pixels -> the detection signature's outputs (normalised boxes);
+    ``image_size``: the model input's ``(height, width)`` (or one integer, a square)."""
+    from visionpipe.models import preprocessing
+
+    boxes = tf.clip_by_value(preprocessing.normalize_boxes(nms_out["boxes"], image_size), 0.0, 1.0)
     classes = nms_out["classes"]
     valid = classes >= 0
     names = tf.constant(list(class_names) + [""], dtype=tf.string)

@@ -2,7 +2,8 @@
 project's backbones, box-aware augmentation, NMS inside every exported signature and a COCO
 mAP gate computed by pycocotools.
 
-Targets are keras-cv dense boxes in pixels of the model input, ``yxyx``:
+Targets are keras-cv dense boxes in pixels of the model input (``model.image_size``,
+``(height, width)``), ``yxyx``:
 ``{"boxes": [N, 4], "classes": [N] (-1 pads), "image_shape": [2] (original height, width)}``;
 ``image_shape`` lets the evaluation use COCO's small/medium/large at the image's real size.
 """
@@ -15,7 +16,7 @@ import tensorflow as tf
 
 from visionpipe.core import features
 from visionpipe.core.registry import register_task
-from visionpipe.models import preprocessing
+from visionpipe.models import augment, preprocessing
 from visionpipe.tasks.base import Task
 from visionpipe.tasks.detection.config import DetectionConfig
 
@@ -28,9 +29,8 @@ class DetectionTask(Task):
     feature_keys = (features.ENCODED, features.OBJECT_LABEL, *features.BBOX_KEYS)
     label_feature = features.OBJECT_TEXT
     config_sections = {"detection": DetectionConfig}
-    # what BoxAugmenter applies in bounding-box mode (+ detection.mosaic)
-    augment_keys = ("enabled", "seed", "horizontal_flip", "vertical_flip", "zoom", "random_crop",
-                    "translation", "brightness", "contrast", "saturation", "hue", "cutout")
+    # what the augmentation builder applies in box mode (BoxAugmenter adds detection.mosaic)
+    augment_keys = augment.honoured_keys(augment.BOXES)
     default_gate_metric = "map_50"
     generated_sources = ("shapes",)
     tflite_modes = ("float32", "float16", "int8")  # visionpipe.tasks.detection.tflite.MODES
@@ -45,6 +45,17 @@ class DetectionTask(Task):
 
         return (*METRIC_NAMES, "ap/")
 
+    @classmethod
+    def validate_config(cls, config) -> None:
+        from visionpipe.core.config import require
+
+        # RetinaNet's and YOLOv8's pyramids upsample stride 32 to 16 to 8 and add the maps:
+        # each side must divide by 32 (non-square is fine: anchors are laid per axis).
+        height, width = config.model.hw
+        require(height % 32 == 0 and width % 32 == 0, "model.image_size",
+                f"a detector needs a height and width that are multiples of 32 (its feature "
+                f"pyramid halves each side five times), got {config.model.image_size!r}")
+
     def __init__(self, config, class_names):
         super().__init__(config, class_names)
         self.detection = config.detection
@@ -52,11 +63,10 @@ class DetectionTask(Task):
 
     # --- data -------------------------------------------------------------------------
     def example_to_inputs(self, parsed: Dict[str, tf.Tensor]):
-        image = preprocessing.decode_image(parsed[features.ENCODED])
-        image_shape = tf.shape(image)[:2]
-        pixels = preprocessing.resize_image(image, self.image_size)
         boxes = tf.stack([tf.cast(parsed[k], tf.float32) for k in features.BBOX_KEYS], axis=-1)
-        boxes = tf.reshape(boxes, [-1, 4]) * float(self.image_size)
+        example = preprocessing.preprocess_example(parsed[features.ENCODED], self.image_size,
+                                                   boxes=boxes)
+        pixels, boxes, image_shape = example["images"], example["boxes"], example["image_shape"]
         classes = tf.cast(tf.reshape(parsed[features.OBJECT_LABEL], [-1]), tf.float32)
         # Ingestion quarantines zero-area boxes; a degenerate one that still arrives must not
         # be matched to anchors, so it becomes padding.
@@ -87,7 +97,7 @@ class DetectionTask(Task):
         """Pads boxes to the batch's largest count (keras-cv dense format, class -1)."""
         return dataset.padded_batch(
             batch_size,
-            padded_shapes=([self.image_size, self.image_size, 3],
+            padded_shapes=([*self.image_size, 3],
                            {"boxes": [None, 4], "classes": [None], "image_shape": [2]}),
             padding_values=(0.0, {"boxes": PAD, "classes": PAD, "image_shape": 0}),
             drop_remainder=drop_remainder)
@@ -244,12 +254,14 @@ class DetectionTask(Task):
 
         from visionpipe.models import draw
 
+        from visionpipe.models import augment, preprocessing
+
         drawn = []
-        size = float(self.image_size)
         for image, boxes, classes in zip(super().draw_targets(images, targets),
                                          np.asarray(targets["boxes"]), np.asarray(targets["classes"])):
             keep = classes >= 0
-            yxyx = [[v / size for v in b] for b in boxes[keep]]  # model pixels -> normalised yxyx
+            # model pixels -> normalised yxyx
+            yxyx = preprocessing.normalize_boxes(boxes[keep], self.image_size).numpy().tolist()
             drawn.append(draw.draw_boxes(image, yxyx, [self.class_names[int(c)] for c in classes[keep]],
                                          [int(c) for c in classes[keep]], width=1))
         return np.stack(drawn)

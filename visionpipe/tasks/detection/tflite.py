@@ -23,10 +23,10 @@ SIGNATURE = "serving_tensor"
 def converter(task, model: tf.keras.Model, mode: str,
               representative: Optional[Callable] = None) -> tf.lite.TFLiteConverter:
     """From the in-process model: the same function as its ``serving_tensor`` signature."""
-    size = task.image_size
+    height, width = task.image_size
     serving_tensor = tf.function(
         lambda pixels: task.serving_outputs(model, pixels), autograph=False,
-        input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="pixels")])
+        input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name="pixels")])
     return _configure(tf.lite.TFLiteConverter.from_concrete_functions(
         [serving_tensor.get_concrete_function()], model), mode, representative)
 

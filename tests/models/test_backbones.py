@@ -1,0 +1,34 @@
+"""Multi-scale backbone features: one output per stride, what pyramid, U-Net and DeepLab heads
+build on (detection's P3..P5 come from here)."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from visionpipe.core.config import load_config
+from visionpipe.models import backbones
+
+
+def test_small_cnn_gives_one_map_per_stride_extended_past_its_own_depth():
+    config = load_config(overrides=["model.image_size=[32, 48]", "model.width=4"]).model
+    features = backbones.multiscale_features(config, strides=(2, 4, 8, 16, 32))
+    shapes = [tuple(o.shape[1:3]) for o in features.outputs]
+    assert shapes == [(16, 24), (8, 12), (4, 6), (2, 3), (1, 2)]  # ceil(h / s) x ceil(w / s)
+    assert [o.shape[-1] for o in features.outputs] == [8, 16, 32, 64, 128]  # 16, 32: extra blocks
+    assert {"extra_stride16_conv", "extra_stride32_conv"} <= {layer.name for layer in features.layers}
+    assert features.input_shape == (None, 32, 48, 3) and features.weights_loaded == ""
+    out = features(tf.random.uniform([2, 32, 48, 3], 0, 255))
+    assert all(np.isfinite(o.numpy()).all() for o in out)
+
+
+def test_a_keras_application_gives_its_own_maps_at_each_stride():
+    config = load_config(overrides=["model.backbone=mobilenet_v2", "model.image_size=[64, 96]"]).model
+    features = backbones.multiscale_features(config, strides=(8, 16, 32))
+    assert [tuple(o.shape[1:3]) for o in features.outputs] == [(8, 12), (4, 6), (2, 3)]
+    assert not any(layer.name.startswith("extra_") for layer in features.layers)
+
+
+def test_strides_must_be_increasing_powers_of_two():
+    config = load_config(overrides=["model.image_size=32", "model.width=4"]).model
+    for bad in ((8, 4), (3, 6), (1, 2), ()):
+        with pytest.raises(ValueError, match="increasing powers of two"):
+            backbones.multiscale_features(config, strides=bad)

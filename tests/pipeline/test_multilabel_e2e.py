@@ -20,7 +20,9 @@ def _config(tmp_path, *overrides):
 def ml_runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("ml")
     first = commands._run(_config(tmp_path))[1]
-    worse = commands._run(_config(tmp_path, "train.epochs=0"))[1]
+    # the untrained second model is judged with the default margin over the trivial predictor
+    worse = commands._run(_config(tmp_path, "train.epochs=0",
+                                  "evaluate.min_margin_over_trivial=0.05"))[1]
     return tmp_path, first, worse
 
 
@@ -49,9 +51,11 @@ def test_a_worse_second_multilabel_model_is_refused_against_the_blessed_first(ml
     # the latest blessed model is found (the blessing records current_model_id) ...
     assert evaluation["baseline"] is not None
     assert evaluation["baseline"]["f1"] == first["evaluation"]["metrics"]["f1"]
-    # ... and the untrained model falls more than evaluate.max_drops below it
+    # ... and the untrained model is refused: it does not beat the trivial predictor
     assert evaluation["blessed"] is False
-    assert any("dropped more than 0.05" in failure for failure in evaluation["failures"])
+    assert any("does not beat the trivial predictor" in failure
+               for failure in evaluation["failures"])
+    assert evaluation["gate"][0]["baseline"] == first["evaluation"]["metrics"]["f1"]
     assert worse["push"]["pushed"] is False
 
 
@@ -62,7 +66,8 @@ def test_multilabel_targets_keep_each_examples_own_labels():
     from visionpipe.tasks import get_task
 
     def example(labels):
-        feature = {"image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=labels))}
+        feature = {"image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=labels)),
+                   "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"]))}
         return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
     task = get_task(load_config(overrides=["task=multilabel"]), ["a", "b", "c"])

@@ -400,7 +400,7 @@ def test_tflite_file_is_scored_on_the_gate_metric(tflite_files, trained, ingeste
     metrics = task.evaluate_tflite(tflite_files[mode], task.batch_dataset(data.pairs(ingested.eval, task), 8))
     assert _finite(metrics.get(task.gate_metric)), f"{mode}: {task.gate_metric} missing in {metrics}"
     model = TFLiteModel(tflite_files[mode])
-    assert model.image_size == SIZE
+    assert model.image_size == (SIZE, SIZE)
     assert model.input_dtype == (np.int8 if mode == "int8" else np.float32)
 
 

@@ -28,21 +28,24 @@ class ImageRules:
     An empty ``task`` checks no labels. An image of more than ``max_image_pixels`` pixels
     is quarantined as ``too_large`` before it is decoded.
     """
-    task: str = ""
+    image_labels: str = ""  # the task's declaration: "single", "multi" or "" (none needed)
     allow_unlabeled: bool = False
     max_image_pixels: int = 0  # 0: PIL's decompression-bomb limit only
 
     @classmethod
     def from_config(cls, config) -> "ImageRules":
-        return cls(task=config.task, allow_unlabeled=config.data.allow_unlabeled,
+        from visionpipe.core.registry import task_class
+
+        return cls(image_labels=task_class(config.task).image_labels,
+                   allow_unlabeled=config.data.allow_unlabeled,
                    max_image_pixels=config.data.max_image_pixels)
 
     def labels_problem(self, item: it.SourceItem) -> Optional[str]:
         if item.labels or item.objects:  # image labels, or those of its objects
             return None
-        if self.task == "classification":
+        if self.image_labels == "single":
             return "has no label (a single-label image needs exactly one)"
-        if self.task == "multilabel" and not self.allow_unlabeled:
+        if self.image_labels == "multi" and not self.allow_unlabeled:
             return ("has no labels; set data.allow_unlabeled=true to train on images without "
                     "labels as negatives (every label 0)")
         return None

@@ -153,6 +153,7 @@ def test_csv_masks_become_the_segmentation_feature_and_bad_masks_are_quarantined
         rows.append(f"images/{i}.png,scene,{'masks/' + name if name else ''}")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     config = folder_config(tmp_path / "labels.csv", source="csv", max_bad_fraction=1.0,
+                           min_examples_per_class=0,  # a handful of images: classes of one
                            split_ratios={"train": 0.5, "eval": 0.5})
 
     result = ingest(config, str(tmp_path / "out"))
@@ -182,9 +183,11 @@ def test_tfrecord_re_ingestion_keeps_group_ids_and_masks(tmp_path):
         write_image(tmp_path / f"{i}.png", i)
         rows.append(f"{i}.png,{'a' if i % 2 else 'b'},g{i // 3},m.png")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
-    first = ingest(folder_config(tmp_path / "labels.csv", source="csv", split_ratios=RATIOS),
+    first = ingest(folder_config(tmp_path / "labels.csv", source="csv", split_ratios=RATIOS,
+                                 min_examples_per_class=0),
                    str(tmp_path / "first"))
-    config = folder_config(f"{first.examples_uri}/Split-*/*.gz", source="tfrecord", use_source_splits=True)
+    config = folder_config(f"{first.examples_uri}/Split-*/*.gz", source="tfrecord", use_source_splits=True,
+                           min_examples_per_class=0)
 
     again = ingest(config, str(tmp_path / "again"))
 

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from visionpipe.core.config import load_config
+from visionpipe.core.errors import ConfigError
 from visionpipe.models import backbones
 
 
@@ -32,3 +33,21 @@ def test_strides_must_be_increasing_powers_of_two():
     for bad in ((8, 4), (3, 6), (1, 2), ()):
         with pytest.raises(ValueError, match="increasing powers of two"):
             backbones.multiscale_features(config, strides=bad)
+
+
+def test_stem_stride_halves_every_feature_map_and_keeps_the_weights():
+    build_backbone = backbones.build_backbone
+    plain = build_backbone(load_config(overrides=["model.image_size=32", "model.width=4"]).model)
+    stem = build_backbone(load_config(overrides=["model.image_size=32", "model.width=4",
+                                                 "model.stem_stride=2"]).model)
+    assert plain.output_shape == (None, 4, 4, 32) and stem.output_shape == (None, 2, 2, 32)
+    assert stem.get_layer("stage0_conv0").strides == (2, 2)
+    assert stem.get_layer("stage0_conv1").strides == (1, 1)
+    assert [w.shape for w in stem.weights] == [w.shape for w in plain.weights]
+
+
+def test_stem_stride_is_checked_by_name():
+    with pytest.raises(ConfigError, match="model.stem_stride: must be 1 or 2"):
+        load_config(overrides=["model.stem_stride=4"])
+    with pytest.raises(ConfigError, match="model.stem_stride: applies to small_cnn only"):
+        load_config(overrides=["model.backbone=mobilenet_v2", "model.stem_stride=2"])

@@ -6,6 +6,7 @@ import pytest
 
 from visionpipe.cli import pipeline_commands as commands
 from visionpipe.core.config import load_config
+from visionpipe.pipeline import summary
 
 
 def _config(tmp_path, *overrides):
@@ -30,10 +31,19 @@ def ml_runs(tmp_path_factory):
 def test_multilabel_model_is_gated_on_f1_pushed_and_returns_labels_per_threshold(ml_runs):
     tmp_path, result, _ = ml_runs
     assert result["evaluation"]["blessed"] is True
-    assert 0.3 <= result["evaluation"]["metrics"]["f1"] <= 1.0
+    metrics = result["evaluation"]["metrics"]
+    assert 0.3 <= metrics["f1"] <= 1.0
+    # the ranking metrics are computed and reported by label name (whether the recipe learns
+    # is tests/tasks/test_multilabel_learns.py's and configs/multilabel.yaml's question)
+    names = ["circle", "cross", "square", "star", "triangle"]
+    assert sorted(k.split("/", 1)[1] for k in metrics if k.startswith("ap/")) == names
+    for key in ["macro_auc", "macro_map", "macro_f1", "micro_f1"] + [f"ap/{n}" for n in names]:
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["micro_f1"] == metrics["f1"]
+    assert "AP per label" in summary.format_summary(result)
     assert result["push"]["pushed"] is True
-    summary = json.loads(next((tmp_path / "runs" / "ml_e2e").rglob("training_summary.json")).read_text())
-    assert summary["calibrated_on"] == "calibration"
+    training = json.loads(next((tmp_path / "runs" / "ml_e2e").rglob("training_summary.json")).read_text())
+    assert training["calibrated_on"] == "calibration"
     csv = sorted((tmp_path / "runs" / "ml_e2e").rglob("labels.csv"))[0]
     first = csv.read_text().splitlines()[1].split(",")
     image = (csv.parent / first[0]).read_bytes()

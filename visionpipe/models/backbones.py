@@ -48,14 +48,17 @@ def squeeze_excite(x: tf.Tensor, ratio: int = 4, name: str = "se") -> tf.Tensor:
     return tf.keras.layers.Multiply(name=f"{name}_scale")([x, s])
 
 
-def small_cnn(image_size, width: int = 32, se: bool = False) -> tf.keras.Model:
-    """Four conv stages (width, 2w, 4w, 8w), each conv-BN-ReLU x2 then stride-2 downsampling;
+def small_cnn(image_size, width: int = 32, se: bool = False,
+              stem_stride: int = 1) -> tf.keras.Model:
+    """Four conv stages (width, 2w, 4w, 8w) of conv-BN-ReLU x2; every stage after the first
+    starts with a stride-2 conv. ``stem_stride=2`` makes the very first conv stride 2 too:
+    every feature map is halved, so a step costs about a quarter of the FLOPs.
     ``image_size``: one integer (square) or ``(height, width)``."""
     inputs = tf.keras.Input((*preprocessing.hw(image_size), 3), name="normalized_pixels")
     x = inputs
     for stage, filters in enumerate((width, width * 2, width * 4, width * 8)):
         for i in range(2):
-            strides = 2 if (i == 0 and stage > 0) else 1
+            strides = (2 if stage > 0 else stem_stride) if i == 0 else 1
             x = tf.keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
                                        name=f"stage{stage}_conv{i}")(x)
             x = tf.keras.layers.BatchNormalization(momentum=0.9, name=f"stage{stage}_bn{i}")(x)
@@ -72,7 +75,8 @@ def build_backbone(model_config) -> tf.keras.Model:
     shape = (*size, 3)
     name = model_config.backbone
     if name == "small_cnn":
-        return small_cnn(size, model_config.width, model_config.squeeze_excite)
+        return small_cnn(size, model_config.width, model_config.squeeze_excite,
+                         model_config.stem_stride)
     apps = tf.keras.applications
     if name == "mobilenet_v2":
         net = apps.MobileNetV2(input_shape=shape, include_top=False, weights=None)

@@ -151,6 +151,13 @@ def format_summary(summary: Dict[str, Any]) -> str:
                                  f"must beat the trivial predictor by "
                                  f"{ev.get('min_margin_over_trivial')}"))
         lines.extend("    " + line for line in format_table(ev.get("gate", [])))
+        metrics = ev.get("metrics") or {}
+        per_label_ap = {k[3:]: v for k, v in metrics.items() if k.startswith("ap/")}
+        if per_label_ap:  # AP by label name, each with its chance level where known
+            lines.append(row("AP per label", ", ".join(
+                f"{name} {value:.3f}" + (f" (chance {metrics['positive_rate/' + name]:.2f})"
+                                         if "positive_rate/" + name in metrics else "")
+                for name, value in per_label_ap.items())))
         robustness = (ev.get("details") or {}).get("occlusion") or {}
         if robustness:
             shown = ", ".join(f"{k.split('/')[0].replace('occluded_', '')}% {v:.3f}"

@@ -2,6 +2,8 @@
 cross-entropy and one decision threshold per label, calibrated for F1 on held-out data."""
 from __future__ import annotations
 
+from typing import Dict
+
 import numpy as np
 
 import visionpipe  # noqa: F401
@@ -27,7 +29,8 @@ class MultiLabelTask(ClassificationTask):
 
     @classmethod
     def metric_names(cls, config):
-        return ("f1", "exact_match", "binary_accuracy")
+        return ("f1", "micro_f1", "macro_f1", "exact_match", "binary_accuracy", "macro_auc",
+                "macro_map", "ap/", "auc/", "positive_rate/")
 
     def __init__(self, config, class_names):
         super().__init__(config, class_names)
@@ -71,12 +74,16 @@ class MultiLabelTask(ClassificationTask):
         return outputs
 
     def metrics_from_predictions(self, probabilities, targets):
-        predicted = probabilities >= self.thresholds
-        truth = targets > 0.5
-        return {"f1": _f1(predicted.ravel(), truth.ravel()),
-                "exact_match": float(np.mean(np.all(predicted == truth, axis=-1))),
-                "binary_accuracy": float(np.mean(predicted == truth)),
-                "num_examples": int(len(truth))}
+        """Decision metrics at the served thresholds plus ranking metrics of the scores.
+
+        ``f1`` is micro F1 (every image-label decision counts once; ``micro_f1`` is the same
+        number), ``macro_f1`` the mean of the per-label F1s. ``macro_auc`` / ``macro_map`` are
+        the means of scikit-learn's ``roc_auc_score`` / ``average_precision_score`` over the
+        labels where they are defined (AUC: the label is present in some images and absent in
+        others; AP: present somewhere); ``auc/<label>``, ``ap/<label>`` and
+        ``positive_rate/<label>`` (AP's chance level) are reported by label name, and a label
+        whose metric is undefined on this data has no key (so a gate on it fails by name)."""
+        return multilabel_metrics(probabilities, targets, self.thresholds, self.class_names)
 
     # --- evaluation ---------------------------------------------------------------------
     def evaluate_exports(self, export_dirs, eval_files, work_dir):
@@ -120,7 +127,44 @@ class MultiLabelTask(ClassificationTask):
                                            separator=data.csv_label_separator), "csv"
 
 
+def multilabel_metrics(probabilities, targets, thresholds, class_names) -> Dict[str, float]:
+    """See ``MultiLabelTask.metrics_from_predictions``."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    probabilities = np.asarray(probabilities, np.float64)
+    truth = np.asarray(targets) > 0.5
+    if probabilities.shape != truth.shape or probabilities.ndim != 2:
+        raise ValueError(f"probabilities {probabilities.shape} and targets {truth.shape} must "
+                         "both be [examples, labels]")
+    if len(class_names) != truth.shape[1]:
+        raise ValueError(f"{len(class_names)} class names for {truth.shape[1]} labels")
+    predicted = probabilities >= np.asarray(thresholds)
+    metrics = {"f1": _f1(predicted.ravel(), truth.ravel())}
+    metrics["micro_f1"] = metrics["f1"]
+    metrics["macro_f1"] = float(np.mean([_f1(predicted[:, c], truth[:, c])
+                                         for c in range(truth.shape[1])]))
+    metrics["exact_match"] = float(np.mean(np.all(predicted == truth, axis=-1)))
+    metrics["binary_accuracy"] = float(np.mean(predicted == truth))
+    aucs, aps = [], []
+    for c, name in enumerate(class_names):
+        positives = int(truth[:, c].sum())
+        metrics[f"positive_rate/{name}"] = positives / max(len(truth), 1)
+        if positives:
+            aps.append(float(average_precision_score(truth[:, c], probabilities[:, c])))
+            metrics[f"ap/{name}"] = aps[-1]
+        if 0 < positives < len(truth):
+            aucs.append(float(roc_auc_score(truth[:, c], probabilities[:, c])))
+            metrics[f"auc/{name}"] = aucs[-1]
+    if aucs:
+        metrics["macro_auc"] = float(np.mean(aucs))
+    if aps:
+        metrics["macro_map"] = float(np.mean(aps))
+    metrics["num_examples"] = int(len(truth))
+    return metrics
+
+
 def _f1(predicted, truth) -> float:
+    """F1 of boolean decisions; 0 when there is nothing to find and nothing was predicted."""
     tp = float(np.sum(predicted & truth))
     denominator = float(np.sum(predicted) + np.sum(truth))
     return 2 * tp / denominator if denominator else 0.0

@@ -63,6 +63,18 @@ def test_multilabel_floor_is_the_best_fixed_label_set_from_the_priors(tmp_path):
     assert floor["exact_match"] == pytest.approx(0.0)
     # the thresholds the trivial predictor tried do not leak into the task's own rule
     np.testing.assert_allclose(task.thresholds, task.config.model.multilabel_threshold)
+    # constant scores rank nothing: AUC 0.5 per label, AP the label's frequency in eval
+    assert floor["macro_auc"] == pytest.approx(0.5)
+    assert floor["ap/a"] == pytest.approx(2 / 3) and floor["ap/b"] == pytest.approx(1 / 3)
+    assert floor["macro_map"] == pytest.approx((2 / 3 + 1 / 3 + 1 / 3) / 3)
+
+
+def test_multilabel_floor_on_a_ranking_gate_is_chance(tmp_path):
+    task = get_task(load_config(overrides=["task=multilabel", "evaluate.gate_metric=macro_auc"]),
+                    ["a", "b"])
+    train = _labelled(tmp_path, "train", [[0], [0, 1], [1]])
+    eval_ = _labelled(tmp_path, "eval", [[0], [1], [0, 1], [1]])
+    assert task.trivial_metrics(eval_, train)["macro_auc"] == pytest.approx(0.5)
 
 
 def test_detection_floor_is_the_detector_that_finds_nothing(tmp_path):

@@ -169,6 +169,9 @@ class ModelConfig:
     width: int = 32  # small_cnn base filters
     squeeze_excite: bool = False
     stem_stride: int = 1  # small_cnn: 2 halves every feature map (about 4x fewer FLOPs)
+    # classifier head's global pooling: "avg", or "max" (presence of small things: a label is
+    # present when any place shows it)
+    pooling: str = "avg"
     dropout: float = 0.2
     weights: str = ""  # local .h5/.weights file, a SavedModel dir, or a pushed model dir
     top_k: int = 3
@@ -192,6 +195,8 @@ class ModelConfig:
             self.image_size = [height, width]  # a tuple set in code: YAML-safe and comparable
         require(self.width >= 4, "model.width", "must be >= 4")
         require(self.stem_stride in (1, 2), "model.stem_stride", "must be 1 or 2")
+        require(self.pooling in ("avg", "max"), "model.pooling",
+                f"must be avg or max, got {self.pooling!r}")
         if self.stem_stride != 1:
             require(self.backbone == "small_cnn", "model.stem_stride",
                     f"applies to small_cnn only, not {self.backbone!r}")

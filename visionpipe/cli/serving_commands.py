@@ -52,6 +52,9 @@ def register(subparsers) -> None:
     health.add_argument("--server", default="127.0.0.1:8500", help="gRPC host:port")
     health.add_argument("--service", default="", help="model name ('' = the whole server)")
     health.add_argument("--timeout", type=float, default=5.0, help="seconds")
+    health.add_argument("--ca_cert", help="PEM file of the CA that signed the server's certificate (TLS)")
+    health.add_argument("--client_cert", help="client certificate PEM file (server with client_verify)")
+    health.add_argument("--client_key", help="the client certificate's key PEM file")
     health.set_defaults(handler=run_health)
 
     config = subparsers.add_parser(
@@ -109,6 +112,8 @@ def run_serve(args) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = server_options(args)
+    if options.ssl_config_file and not Path(options.ssl_config_file).is_file():
+        raise UserError(f"--ssl_config_file {options.ssl_config_file}: file not found")
     if options.model_base_path and not Path(options.model_base_path).is_dir():
         raise UserError(f"--model_base_path: directory not found: {options.model_base_path}")
     try:
@@ -132,9 +137,11 @@ def run_serve(args) -> int:
 
 def run_health(args) -> int:
     from visionpipe.serving.client import ServingClientError, health_check
+    from visionpipe.serving.tls import channel_credentials
 
+    credentials = channel_credentials(args.ca_cert, args.client_cert, args.client_key)
     try:
-        status = health_check(args.server, args.service, args.timeout)
+        status = health_check(args.server, args.service, args.timeout, credentials)
     except ServingClientError as err:
         status = str(err)
     print(f"service {args.service!r} on {args.server}: {status}")

@@ -215,10 +215,11 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def build_grpc_server(service: InferenceService, manager: ModelManager, address: str,
-                      max_workers: int, max_message_bytes: int, health=None):
+                      max_workers: int, max_message_bytes: int, health=None, credentials=None):
     """Bind the services to ``address`` ("host:port"); returns (server, bound port).
 
-    ``health`` (a visionpipe.serving.health.ModelHealth) adds grpc.health.v1.Health."""
+    ``health`` (a visionpipe.serving.health.ModelHealth) adds grpc.health.v1.Health;
+    ``credentials`` (grpc.ServerCredentials, see visionpipe.serving.tls) makes the port TLS-only."""
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes),
                ("grpc.so_reuseport", 0)]
@@ -229,7 +230,8 @@ def build_grpc_server(service: InferenceService, manager: ModelManager, address:
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service, manager), server)
     if health is not None:
         health.add_to_server(server)
-    port = server.add_insecure_port(address)
+    port = (server.add_secure_port(address, credentials) if credentials is not None
+            else server.add_insecure_port(address))
     if port == 0:
         raise OSError(f"cannot bind gRPC server to {address}")
     return server, port

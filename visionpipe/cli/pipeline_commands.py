@@ -173,8 +173,11 @@ def cmd_predict(args) -> int:
         if any(tls_options.values()) and args.protocol != "grpc":
             raise UserError("--ca_cert/--client_cert/--client_key need --protocol grpc "
                             "(REST is plain HTTP, as in TF Serving)")
-        results = client.predict_images(args.server, args.model_name, args.images,
-                                        protocol=args.protocol, **tls_options)
+        try:
+            results = client.predict_images(args.server, args.model_name, args.images,
+                                            protocol=args.protocol, **tls_options)
+        except client.ServingClientError as err:  # one line, not a traceback
+            raise UserError(f"--server {args.server}: {err}") from None
         for path, result in zip(args.images, results):
             print(f"{path}: {json.dumps(result, default=str)[:400]}")
         return 0

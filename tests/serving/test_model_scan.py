@@ -1,6 +1,8 @@
 """The model scan: denied ops (tf.io.read_file in a signature) are refused before loading."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import requests
 
@@ -86,3 +88,28 @@ def test_allowed_ops_let_a_denied_op_through(start_server, tmp_path, read_file_m
     server = start_server(model_base_path=str(base), allowed_ops="ReadFile, PrintV2")
     assert server.manager.wait_until_available(30)
     assert rest_status(server)[1]["state"] == "AVAILABLE"
+
+
+def test_text_saved_model_is_scanned_too(tmp_path, read_file_model):
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from visionpipe.serving.model_scan import scan_saved_model
+
+    saved_model = saved_model_pb2.SavedModel.FromString((Path(read_file_model) / "saved_model.pb").read_bytes())
+    (tmp_path / "saved_model.pbtxt").write_text(text_format.MessageToString(saved_model))
+    assert [f.op for f in scan_saved_model(tmp_path)] == ["ReadFile"]
+
+
+def test_serve_with_config_takes_push_allowed_ops():
+    from visionpipe.cli.main import build_parser
+    from visionpipe.cli.serving_commands import server_options
+
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "classification.yaml")
+
+    args = build_parser().parse_args(["serve", "--config", config,
+                                      "push.allowed_ops=[ReadFile]"])
+    assert server_options(args).allowed_ops == "ReadFile"
+    args = build_parser().parse_args(["serve", "--config", config,
+                                      "push.allowed_ops=[ReadFile]", "--allowed_ops", "PrintV2"])
+    assert server_options(args).allowed_ops == "PrintV2"  # the flag wins

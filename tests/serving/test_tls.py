@@ -136,6 +136,10 @@ def test_client_verify_refuses_a_client_without_certificate_and_admits_a_signed_
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     response = _predict(server.grpc_port, png_bytes, _creds(certs, with_client_cert=True))
     assert response.model_spec.version.value == 1
+    from visionpipe.serving.client import health_check
+
+    assert health_check(f"localhost:{server.grpc_port}", MODEL, 10,
+                        _creds(certs, with_client_cert=True)) == "SERVING"
 
 
 def test_missing_ssl_config_file_is_a_one_line_error_with_exit_status_2(tmp_path, model_base, capsys):
@@ -176,3 +180,19 @@ def test_predict_server_with_missing_ca_cert_exits_2_naming_the_file(tmp_path, p
                  "--protocol", "grpc", "--ca_cert", str(missing)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(missing) in err
+
+
+def test_bad_pem_and_mismatched_key_are_named_before_binding(tmp_path, certs):
+    from visionpipe.core.errors import UserError
+    from visionpipe.serving.tls import load_ssl_config
+
+    bad_key = tmp_path / "bad.key"
+    bad_key.write_text("-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n")
+    garbage = write_ssl_config(tmp_path / "garbage.config", dict(certs, server_key=bad_key),
+                               client_verify=False)
+    with pytest.raises(UserError, match="server_key is not a valid PEM"):
+        load_ssl_config(garbage)
+    mismatched = write_ssl_config(tmp_path / "mismatch.config", dict(certs, server_key=certs["client_key"]),
+                                  client_verify=False)
+    with pytest.raises(UserError, match="server_key does not match server_cert"):
+        load_ssl_config(mismatched)

@@ -94,6 +94,8 @@ def server_options(args):
         values.setdefault("host", config.serve.host)
         values.setdefault("port", config.serve.port)
         values.setdefault("rest_api_port", config.serve.rest_api_port)
+        if config.push.allowed_ops:  # the ops LoadCheck let through are not refused here either
+            values.setdefault("allowed_ops", ",".join(config.push.allowed_ops))
         if not values.get("model_config_file"):
             values.setdefault("model_name", config.model_name)
             values.setdefault("model_base_path",

@@ -1,6 +1,6 @@
 """Refuse SavedModels whose graphs contain ops that reach outside the model.
 
-Reads ``saved_model.pb`` only (nothing is loaded or run) and lists every op in each MetaGraph's
+Reads ``saved_model.pb`` (or ``saved_model.pbtxt``) only (nothing is loaded or run) and lists every op in each MetaGraph's
 graph_def and in every function of its library. A model holding an op from ``DENYLIST`` is
 refused unless the op is explicitly allowed (``visionpipe serve --allowed_ops``,
 ``push.allowed_ops`` for the pipeline's LoadCheck).
@@ -161,9 +161,16 @@ def scan_saved_model(export_dir: str | Path, allowed_ops: Iterable[str] = ()) ->
     from tensorflow.core.protobuf import saved_model_pb2
 
     pb_path = Path(export_dir) / "saved_model.pb"
+    text_path = Path(export_dir) / "saved_model.pbtxt"
     try:
-        saved_model = saved_model_pb2.SavedModel.FromString(pb_path.read_bytes())
-    except Exception as err:  # DecodeError or OSError
+        if not pb_path.exists() and text_path.exists():
+            from google.protobuf import text_format
+
+            pb_path = text_path
+            saved_model = text_format.Parse(text_path.read_text(), saved_model_pb2.SavedModel())
+        else:
+            saved_model = saved_model_pb2.SavedModel.FromString(pb_path.read_bytes())
+    except Exception as err:  # DecodeError, ParseError or OSError
         raise RefusedModel(f"{pb_path}: cannot parse SavedModel: {err}") from None
     denied = DENYLIST - parse_allowed_ops(allowed_ops)
     findings: List[Finding] = []

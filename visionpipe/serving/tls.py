@@ -81,7 +81,30 @@ def load_ssl_config(path: str | Path):
     if config.client_verify and not config.custom_ca:
         raise UserError(f"--ssl_config_file {path}: client_verify needs custom_ca (the CA that "
                         f"signs client certificates)")
+    _check_pems(config, path)
     return config
+
+
+def _check_pems(config, path) -> None:
+    """Bad PEM or a key that does not match the certificate: a clear error now, not gRPC's
+    "Failed to bind" later."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    def load(field, loader):
+        try:
+            return loader(getattr(config, field).encode())
+        except (ValueError, TypeError) as err:
+            raise UserError(f"--ssl_config_file {path}: {field} is not a valid PEM: {err}") from None
+
+    key = load("server_key", lambda data: serialization.load_pem_private_key(data, password=None))
+    cert = load("server_cert", x509.load_pem_x509_certificate)
+    if config.custom_ca:
+        load("custom_ca", x509.load_pem_x509_certificates)
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    if (key.public_key().public_bytes(serialization.Encoding.DER, public)
+            != cert.public_key().public_bytes(serialization.Encoding.DER, public)):
+        raise UserError(f"--ssl_config_file {path}: server_key does not match server_cert")
 
 
 def server_credentials(config):

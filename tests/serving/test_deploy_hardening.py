@@ -25,7 +25,8 @@ def test_kubernetes_pod_runs_non_root_read_only_without_capabilities_and_with_li
         assert security["allowPrivilegeEscalation"] is False
         assert security["capabilities"]["drop"] == ["ALL"] and "add" not in security["capabilities"]
         resources = container["resources"]
-        assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
+        assert {"cpu", "memory"} <= set(resources["requests"])
+        assert {"cpu", "memory"} <= set(resources["limits"])
         mounts = {m["name"]: m for m in container["volumeMounts"]}
         assert mounts["models"]["readOnly"] is True and mounts["config"]["readOnly"] is True
         writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}

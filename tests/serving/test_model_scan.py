@@ -96,7 +96,8 @@ def test_text_saved_model_is_scanned_too(tmp_path, read_file_model):
 
     from visionpipe.serving.model_scan import scan_saved_model
 
-    saved_model = saved_model_pb2.SavedModel.FromString((Path(read_file_model) / "saved_model.pb").read_bytes())
+    pb = Path(read_file_model) / "saved_model.pb"
+    saved_model = saved_model_pb2.SavedModel.FromString(pb.read_bytes())
     (tmp_path / "saved_model.pbtxt").write_text(text_format.MessageToString(saved_model))
     assert [f.op for f in scan_saved_model(tmp_path)] == ["ReadFile"]
 
@@ -113,3 +114,20 @@ def test_serve_with_config_takes_push_allowed_ops():
     args = build_parser().parse_args(["serve", "--config", config,
                                       "push.allowed_ops=[ReadFile]", "--allowed_ops", "PrintV2"])
     assert server_options(args).allowed_ops == "PrintV2"  # the flag wins
+
+
+def test_saver_def_pointing_at_a_signature_does_not_launder_its_checkpoint_ops(toy_versions):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from visionpipe.serving.model_scan import scan_meta_graph, DENYLIST
+
+    saved_model = saved_model_pb2.SavedModel.FromString((toy_versions[1] / "saved_model.pb").read_bytes())
+    meta_graph = saved_model.meta_graphs[0]
+    assert scan_meta_graph(meta_graph, DENYLIST) == []
+    # Pretend the serving signature is the saver: its functions are then reached both ways.
+    serving_node = meta_graph.signature_def["serving_default"].outputs["probabilities"].name
+    meta_graph.saver_def.restore_op_name = serving_node.split(":")[0]
+    save_node = meta_graph.saver_def.save_tensor_name.split(":")[0]
+    meta_graph.signature_def["serving_default"].outputs["sneaky"].name = save_node + ":0"
+    findings = [str(f) for f in scan_meta_graph(meta_graph, DENYLIST)]
+    assert any(f.startswith("op SaveV2 in function __inference__traced_save") for f in findings), findings

@@ -1,7 +1,7 @@
 """Refuse SavedModels whose graphs contain ops that reach outside the model.
 
-Reads ``saved_model.pb`` (or ``saved_model.pbtxt``) only (nothing is loaded or run) and lists every op in each MetaGraph's
-graph_def and in every function of its library. A model holding an op from ``DENYLIST`` is
+Reads ``saved_model.pb`` (or ``saved_model.pbtxt``) only, nothing is loaded or run, and lists
+every op in each MetaGraph's graph_def and in every function of its library. A model holding an op from ``DENYLIST`` is
 refused unless the op is explicitly allowed (``visionpipe serve --allowed_ops``,
 ``push.allowed_ops`` for the pipeline's LoadCheck).
 
@@ -107,19 +107,33 @@ def _closure(start: Set[str], calls: Dict[str, Set[str]]) -> Set[str]:
     return seen
 
 
-def _reachable_functions(graph_def, roots: Iterable[str], calls: Dict[str, Set[str]],
-                         library: Set[str]) -> Set[str]:
-    """Functions run by evaluating the top-level ``roots`` (node or tensor names)."""
-    nodes = {node.name: node for node in graph_def.node}
-    seen, todo, functions = set(), [_node_name(r) for r in roots if r], set()
+def _walk_nodes(nodes: Dict[str, object], roots: Iterable[str]) -> Set[str]:
+    """Top-level node names evaluated to compute ``roots`` (node or tensor names)."""
+    seen, todo = set(), [_node_name(r) for r in roots if r]
     while todo:
         name = todo.pop()
-        if name in seen or name not in nodes:
-            continue
-        seen.add(name)
-        functions |= _called_functions(nodes[name], library)
-        todo.extend(_node_name(i) for i in nodes[name].input)
-    return _closure(functions, calls)
+        if name not in seen and name in nodes:
+            seen.add(name)
+            todo.extend(_node_name(i) for i in nodes[name].input)
+    return seen
+
+
+def _functions_of(nodes: Dict[str, object], names: Set[str], calls: Dict[str, Set[str]],
+                  library: Set[str]) -> Set[str]:
+    called = set().union(*(_called_functions(nodes[n], library) for n in names)) if names else set()
+    return _closure(called, calls)
+
+
+def _request_roots(meta_graph) -> List[str]:
+    """What serving runs: every signature's tensors (TF2's __saved_model_init_op is one) and
+    TF1's init ops named in collections."""
+    roots = []
+    for signature in meta_graph.signature_def.values():
+        for info in list(signature.inputs.values()) + list(signature.outputs.values()):
+            roots.append(info.name)
+    for collection in meta_graph.collection_def.values():
+        roots.extend(collection.node_list.value)
+    return roots
 
 
 def scan_meta_graph(meta_graph, denied: frozenset) -> List[Finding]:
@@ -128,22 +142,18 @@ def scan_meta_graph(meta_graph, denied: frozenset) -> List[Finding]:
     library = set(functions)
     calls = {name: set().union(*(_called_functions(n, library) for n in f.node_def))
              if f.node_def else set() for name, f in functions.items()}
+    nodes = {node.name: node for node in graph_def.node}
     saver = meta_graph.saver_def
     saver_roots = [saver.save_tensor_name, saver.restore_op_name] if meta_graph.HasField("saver_def") else []
-    saver_nodes = set()
-    if saver_roots:
-        nodes = {node.name: node for node in graph_def.node}
-        todo = [_node_name(r) for r in saver_roots]
-        while todo:
-            name = todo.pop()
-            if name not in saver_nodes and name in nodes:
-                saver_nodes.add(name)
-                todo.extend(_node_name(i) for i in nodes[name].input)
-    other_roots = [n.name for n in graph_def.node if n.name not in saver_nodes]
-    saver_functions = _reachable_functions(graph_def, saver_roots, calls, library)
-    # Functions nothing top-level calls (the object graph's restored functions) count as
+    # Whatever a signature, an init op or any top-level node outside the saver reaches is not
+    # saver-only, even if saver_def points at it too (a model cannot launder a signature that
+    # way). Functions nothing top-level calls (the object graph's restored functions) count as
     # callable, not as saver-only.
-    saver_only = saver_functions - _reachable_functions(graph_def, other_roots, calls, library)
+    request_nodes = _walk_nodes(nodes, _request_roots(meta_graph))
+    saver_nodes = _walk_nodes(nodes, saver_roots) - request_nodes
+    other_nodes = set(nodes) - saver_nodes
+    saver_only = (_functions_of(nodes, saver_nodes, calls, library)
+                  - _functions_of(nodes, other_nodes, calls, library))
 
     findings = []
     for node in graph_def.node:

@@ -24,6 +24,15 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+FLAG_HELP = {
+    "ssl_config_file": "tensorflow.serving.SSLConfig text proto (PEM contents of server_key, "
+                       "server_cert, custom_ca; client_verify): TLS on the gRPC port, as "
+                       "tensorflow_model_server's flag; REST stays plain HTTP",
+    "allowed_ops": "comma-separated ops the model scan lets through (it refuses file system, "
+                   "py-func and network ops before loading a version)",
+}
+
+
 def register(subparsers) -> None:
     from visionpipe.serving.options import ServerOptions
 
@@ -42,7 +51,8 @@ def register(subparsers) -> None:
         # None marks "not given", so --config can fill it; the dataclass default applies last.
         serve.add_argument(f"--{field.name}", type=kind, default=None,
                            metavar=kind.__name__.lstrip("_").upper(),
-                           help=f"(default: {default!r})", **extra)
+                           help=f"{FLAG_HELP.get(field.name, '')} (default: {default!r})".lstrip(),
+                           **extra)
     serve.set_defaults(handler=run_serve)
 
     health = subparsers.add_parser(

@@ -23,14 +23,17 @@ log = logging.getLogger(__name__)
 
 
 def load_and_warm(name: str, version: int, path: Path, warmup: bool = True,
-                  allowed_ops=()) -> LoadedVersion:
-    """Scan, load a version and replay its warm-up requests; any failure rejects the version."""
+                  allowed_ops=(), max_request_bytes: Optional[int] = None) -> LoadedVersion:
+    """Scan, load a version and replay its warm-up requests; any failure rejects the version.
+
+    Warm-up tensors are held to the request limit like requests (a record declaring a huge
+    shape fails the version instead of exhausting memory)."""
     model_scan.check_saved_model(path, allowed_ops)  # before TensorFlow loads anything
     servable = LoadedVersion(name, version, path)
     if warmup:
         for i, request in enumerate(servable.warmup_requests()):
             signature = servable.signature(request.model_spec.signature_name)
-            inputs = {k: coerce_input(signature.inputs[k], tensor_to_ndarray(k, v))
+            inputs = {k: coerce_input(signature.inputs[k], tensor_to_ndarray(k, v, max_request_bytes))
                       for k, v in request.inputs.items()}
             try:
                 servable.run(signature, inputs)
@@ -53,7 +56,8 @@ class ModelServer:
         self.metrics = ServerMetrics()
         self.health = ModelHealth()
         self.manager = ModelManager(
-            config, lambda n, v, p: load_and_warm(n, v, p, options.enable_model_warmup, allowed_ops),
+            config, lambda n, v, p: load_and_warm(n, v, p, options.enable_model_warmup, allowed_ops,
+                                          options.max_request_bytes),
             poll_wait_seconds=options.file_system_poll_wait_seconds, on_change=self._on_change,
             on_models_changed=self._refresh_health)
         self.scheduler = BatchScheduler(batching) if batching else None

@@ -342,9 +342,14 @@ class PushConfig:
     serving_root: str = "serving_models"
     model_name: str = ""  # empty: the pipeline name
     load_check: bool = True
+    # ops the LoadCheck's model scan lets through (see visionpipe.serving.model_scan.DENYLIST)
+    allowed_ops: List[str] = field(default_factory=list)
 
     def validate(self) -> None:
         require(bool(self.serving_root), "push.serving_root", "must be set")
+        require(isinstance(self.allowed_ops, list)
+                and all(isinstance(op, str) and op.strip() for op in self.allowed_ops),
+                "push.allowed_ops", "must be a list of op names")
 
 
 @dataclass

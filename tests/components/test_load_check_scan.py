@@ -46,3 +46,14 @@ def test_push_allowed_ops_is_a_config_list():
     assert load_config().push.allowed_ops == []
     assert load_config(overrides=["push.allowed_ops=[ReadFile, PrintV2]"]).push.allowed_ops == [
         "ReadFile", "PrintV2"]
+
+
+def test_the_pipeline_hands_push_allowed_ops_to_load_check(tmp_path):
+    from visionpipe.core.config import load_config
+    from visionpipe.pipeline.pipeline import create_pipeline
+
+    config = load_config(overrides=[f"runner.output_dir={tmp_path}", "push.allowed_ops=[ReadFile]"])
+    pipeline = create_pipeline(config, str(tmp_path / "root"), str(tmp_path / "m.sqlite"),
+                               str(tmp_path), ["a", "b"])
+    load_check = next(c for c in pipeline.components if c.id == "LoadCheck")
+    assert load_check.exec_properties["allowed_ops"] == "ReadFile"

@@ -30,10 +30,24 @@ def class_list(data) -> List[str]:
     return sorted([BACKGROUND, *DEFAULT_CLASSES])
 
 
+def _scene(index: int, image_size: int, seed: int, drawn, max_objects: int):
+    """1..``max_objects`` shapes; the first is of class ``index % len(drawn)``, so every
+    class appears once ``len(drawn)`` images are written (the others are drawn uniformly)."""
+    from visionpipe.datasets import shapes
+
+    rng = shapes._rng(seed, STREAM, index)
+    count = int(rng.integers(1, max_objects + 1))
+    class_ids = [index % len(drawn)] + rng.integers(0, len(drawn), size=count - 1).tolist()
+    return shapes.make_scene(rng, image_size, class_ids, list(drawn), occlusion_probability=0.35,
+                             clutter_blobs=1)
+
+
 def write_shapes_segmentation(out_dir, data, max_objects: int = 3) -> str:
-    """``<out_dir>/images/<i>.png``, ``<out_dir>/masks/<i>.png`` (class ids of
-    ``class_list(data)``) and ``<out_dir>/labels.csv`` (``path,label,mask``; ``label`` lists
-    the classes present, joined by ``data.csv_label_separator``). Returns the CSV's path."""
+    """``<out_dir>/images/<i>.png`` with ``<out_dir>/images/labels.csv`` (``path,label,mask``,
+    relative to the CSV; ``label`` lists the classes present, joined by
+    ``data.csv_label_separator``) and the masks, class ids of ``class_list(data)``, in
+    ``<out_dir>/masks/<i>.png`` (beside the image folder, so that the folder holding the
+    manifest holds only the images). Returns the CSV's path."""
     from PIL import Image
 
     from visionpipe.core.errors import ConfigError
@@ -48,12 +62,11 @@ def write_shapes_segmentation(out_dir, data, max_objects: int = 3) -> str:
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     rows, seen = [], set()
     for index in range(data.num_images):
-        scene = shapes.multi_object_scene(index, data.image_size, data.seed, drawn, max_objects,
-                                          stream=STREAM)
+        scene = _scene(index, data.image_size, data.seed, drawn, max_objects)
         ids = to_id[scene.semantic_mask()]
-        image_rel, mask_rel = f"images/{index:05d}.png", f"masks/{index:05d}.png"
-        Image.fromarray(scene.render()).save(out_dir / image_rel)
-        Image.fromarray(ids, mode="L").save(out_dir / mask_rel)
+        image_rel, mask_rel = f"{index:05d}.png", f"../masks/{index:05d}.png"
+        Image.fromarray(scene.render()).save(out_dir / "images" / image_rel)
+        Image.fromarray(ids, mode="L").save(out_dir / "masks" / f"{index:05d}.png")
         present = [names[i] for i in np.unique(ids)]
         seen.update(present)
         rows.append((image_rel, data.csv_label_separator.join(present), mask_rel))
@@ -62,7 +75,7 @@ def write_shapes_segmentation(out_dir, data, max_objects: int = 3) -> str:
         raise ConfigError(f"data.num_images: {data.num_images} generated images show no "
                           f"{missing}; the class list is discovered from the images, so every "
                           f"class must appear (generate more images or set data.class_names)")
-    csv_path = out_dir / "labels.csv"
+    csv_path = out_dir / "images" / "labels.csv"
     with open(csv_path, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(("path", "label", "mask"))

@@ -13,7 +13,8 @@ included, see ``write_generated``).
 Serving (every signature): ``class_map`` (int32 ``[B, H, W]``, the arg-max; in
 ``serving_default`` and ``serving_examples`` at each input image's own size, nearest-
 neighbour, a batch of differently sized images padded with -1 to the largest),
-``class_map_png`` (the same map, one 8-bit PNG per image: the compact REST answer),
+``class_map_png_bytes`` (the same map, one 8-bit PNG per image: the compact REST answer;
+the ``_bytes`` suffix makes TF Serving's REST API send it as ``{"b64": ...}``),
 ``image_shape`` (``[B, 2]``, the size each map covers) and, with
 ``segmentation.serve_probabilities``, ``probabilities`` ``[B, h, w, C]`` at model size.
 """
@@ -127,7 +128,7 @@ class SegmentationTask(Task):
         return self._outputs(probabilities, class_map, shape)
 
     def _outputs(self, probabilities, class_map, image_shape) -> Dict[str, tf.Tensor]:
-        out = {"class_map": class_map, "class_map_png": _encode_pngs(class_map, image_shape),
+        out = {"class_map": class_map, "class_map_png_bytes": _encode_pngs(class_map, image_shape),
                "image_shape": image_shape}
         if self.seg.serve_probabilities:
             out["probabilities"] = probabilities

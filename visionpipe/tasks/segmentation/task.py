@@ -260,8 +260,9 @@ class SegmentationTask(Task):
 
     @classmethod
     def present(cls, paths, images, outputs, options):
-        """Per image: the share of pixels of each class; with ``options.output_dir`` the
-        image with its class map overlaid, ``<stem>.segmentation.png``."""
+        """Per image: the share of pixels of each class id; with ``options.output_dir`` the
+        image with its class map overlaid, ``<stem>.segmentation.png``, and the class map
+        itself as an 8-bit PNG of ids, ``<stem>.class_map.png``."""
         import io
         import json
         import os
@@ -287,7 +288,9 @@ class SegmentationTask(Task):
                 pixels = np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB"))
                 drawn = os.path.join(out_dir, f"{Path(path).stem}.segmentation.png")
                 Image.fromarray(overlay.overlay(pixels, ids)).save(drawn)
-                row["drawn"] = drawn
+                class_map = os.path.join(out_dir, f"{Path(path).stem}.class_map.png")
+                Image.fromarray(ids.astype(np.uint8), mode="L").save(class_map)
+                row["drawn"], row["class_map"] = drawn, class_map
             lines.append(json.dumps(row) if options.as_json else
                          f"{path}: {h}x{w} " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items())
                          + (f" -> {row['drawn']}" if out_dir else ""))

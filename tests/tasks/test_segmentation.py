@@ -228,3 +228,24 @@ def test_serving_default_answers_at_each_images_own_size_and_the_png_is_the_same
         cols = np.minimum(((np.arange(w) + 0.5) * 32 / w).astype(int), 31)
         np.testing.assert_array_equal(own, small[rows][:, cols])
     assert out["probabilities"].shape == (2, 32, 32, len(CLASSES))
+
+
+@pytest.mark.parametrize("architecture", ["unet", "fcn", "deeplabv3plus", "segnet"])
+def test_every_architecture_reloads_from_its_export_and_converts_to_int8_with_segmenter_metadata(
+        architecture, tmp_path):
+    from visionpipe.models import export
+    from visionpipe.runtime import tflite_convert
+    from visionpipe.runtime.tflite_runtime import TFLiteModel
+
+    task = seg_task(f"segmentation.architecture={architecture}")
+    model = task.build_model()
+    export.export_saved_model(model, task, str(tmp_path / "export"))
+    reloaded = export.load_keras_model(str(tmp_path / "export"))
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(reloaded(images).numpy(), model(images).numpy(), atol=1e-5)
+    flatbuffer = task.convert_tflite(reloaded, "int8", tflite_convert.representative_dataset([images], 4))
+    path = tflite_convert.write(str(tmp_path / "model.tflite"), tflite_convert.add_metadata(
+        flatbuffer, task.class_names, kind=task.tflite_metadata_kind))
+    assert tflite_convert.metadata_kind(path) == "image_segmenter"
+    assert tflite_convert.read_labels(path) == CLASSES
+    assert TFLiteModel(path).scores(images).shape == (4, 32, 32, len(CLASSES))

@@ -55,7 +55,7 @@ def register(subparsers) -> None:
     p.add_argument("--client_key", help="with --protocol grpc: the client certificate's key PEM file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--output_dir", default="predictions",
-                   help="detectors: where the images with their boxes drawn are written")
+                   help="detectors and segmenters: where the drawn images (and class maps) are written")
     p.add_argument("--min_score", type=float, default=0.3,
                    help="detectors: show boxes scoring at least this (the export keeps its own "
                         "detection.score_threshold, 0.05 for COCO evaluation)")

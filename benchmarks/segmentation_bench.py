@@ -4,8 +4,8 @@ size, beside a classical baseline (a per-image Otsu threshold, skimage.filters.t
 bright = interior), then int8 vs float32 TFLite (file size ratio, mIoU drop at model size) and
 the REST response of one image with the PNG class map vs the JSON class map + probabilities.
 
-    python benchmarks/segmentation_membrane.py --steps 200            # a real run
-    python benchmarks/segmentation_membrane.py --steps 10 model.image_size=128   # a smoke run
+    python -m benchmarks.segmentation_bench --steps 200            # a real run
+    python -m benchmarks.segmentation_bench --steps 10 model.image_size=128   # a smoke run
 
 The Examples are built as ImageExampleGen builds them (the mask_folder source, data.mask_values
 mapping 0/255 to membrane/interior, the same validation and encoder), without Beam.
@@ -92,9 +92,11 @@ def rest_sizes(loaded, image: bytes) -> Dict[str, int]:
 def main(argv) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(DEFAULT_CONFIG))
-    parser.add_argument("--steps", type=int, default=200, help="training steps in all")
+    parser.add_argument("--steps", type=int, default=800, help="training steps in all")
     parser.add_argument("--json", help="write the numbers here too")
-    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("overrides", nargs="*",
+                        default=["model.image_size=128", "train.learning_rate=0.003"],
+                        help="config overrides (default: the measured run's)")
     args = parser.parse_args(argv)
 
     from visionpipe.core.config import load_config

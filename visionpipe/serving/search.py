@@ -22,6 +22,8 @@ from visionpipe.serving import errors, rest_json
 
 DEFAULT_K = 5
 MAX_K = 1000
+#: the signature output a search embeds its query images with (or a signature's only output)
+QUERY_OUTPUT = "embedding"
 _cache: Dict[Tuple[str, int, str], vector_index.LoadedIndex] = {}
 _lock = threading.Lock()
 
@@ -63,13 +65,15 @@ def search(service, spec, body: dict, deadline: float) -> dict:
                 rest_json.is_b64(i) for i in instances):
             raise errors.invalid_argument("'instances' must be a non-empty list of {\"b64\": ...}")
         signature = servable.signature(spec.signature_name)
-        if "embedding" not in signature.outputs or len(signature.inputs) != 1:
+        output = QUERY_OUTPUT if QUERY_OUTPUT in signature.outputs else (
+            next(iter(signature.outputs)) if len(signature.outputs) == 1 else None)
+        if output is None or len(signature.inputs) != 1:
             raise errors.invalid_argument(
-                f"signature {signature.name!r} has no 'embedding' output from one image input")
+                f"signature {signature.name!r} has no {QUERY_OUTPUT!r} output from one image input")
         (name,) = signature.inputs
         images = np.array([rest_json.decode_b64(i) for i in instances], dtype=object)
         outputs = service.predict_on(servable, signature, {name: images}, deadline=deadline)
-        queries = np.asarray(outputs["embedding"], np.float32)
+        queries = np.asarray(outputs[output], np.float32)
     else:
         raise errors.invalid_argument("a search needs 'instances' (images) or 'embeddings'")
     scores, rows = index.search(queries, k)

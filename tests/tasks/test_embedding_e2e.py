@@ -112,3 +112,19 @@ def test_rest_search_finds_the_same_identity_and_refuses_a_mismatched_index(run)
         assert mismatched.status_code == 400 and "refusing to mix versions" in mismatched.text
         missing = requests.post(f"{url}/unindexed:search", json=body, timeout=60)
         assert missing.status_code == 404 and "no similarity-search index" in missing.text
+
+
+@pytest.mark.e2e
+def test_duplicates_command_lists_a_copied_image_as_the_closest_pair(run, capsys):
+    from visionpipe.cli.main import main
+
+    tmp_path, result, queries, _ = run
+    folder = tmp_path / "duplicates"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(queries[0])
+    (folder / "a_copy.png").write_bytes(queries[0])
+    (folder / "b.png").write_bytes(queries[1])
+    rc = main(["duplicates", "--config", "configs/embedding_digits.yaml", "--model",
+               result["push"]["path"], "--images", str(folder), "--threshold", "0.99"])
+    lines = capsys.readouterr().out.splitlines()
+    assert rc == 0 and lines[0].endswith("a.png  a_copy.png"), lines

@@ -74,3 +74,12 @@ def test_embedding_config_errors_name_the_dotted_key():
         load_config(overrides=["task=embedding", "embedding.images_per_class=1"]).validate()
     config = load_config(overrides=["task=embedding"]).validate()
     assert config.evaluate.gate_metric == "recall_at_1" and config.embedding.dim == 64
+
+
+def test_near_duplicate_pairs_are_listed_above_the_threshold_most_similar_first():
+    from visionpipe.cli.duplicates import near_duplicate_pairs
+
+    e = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.96, 0.28]])
+    pairs = near_duplicate_pairs(e, 0.95, block=3)
+    assert [(i, j) for i, j, _ in pairs] == [(0, 2), (0, 3), (2, 3)]
+    assert pairs[0][2] == pytest.approx(1.0) and pairs[1][2] == pytest.approx(0.96)

@@ -34,7 +34,7 @@ def run(tmp_path_factory):
     from visionpipe.core.examples import records
     from visionpipe.core import features
 
-    eval_files = sorted((tmp_path / "runs").rglob("Split-eval/*"))
+    eval_files = sorted((tmp_path / "runs").rglob("ImageExampleGen/examples/*/Split-eval/*"))
     queries, identities = [], []
     for record in records([str(p) for p in eval_files]).take(40):
         parsed = features.parse_single(record, [features.ENCODED, features.LABEL])

@@ -51,3 +51,22 @@ def test_predict_prints_the_embedding_norm_or_the_nearest_identities():
                                            "names": np.array([[b"a", b"b"]]),
                                            "scores": np.array([[0.9, 0.1]])}, options)
     assert lines == ["x.png: nearest a 0.900, b 0.100"]
+
+
+def test_an_arcface_embedder_trains_its_centres_and_reloads_from_a_saved_model(tmp_path):
+    from visionpipe.models import export
+    from visionpipe.tasks.embedding.models import CENTRES_LAYER
+
+    config = load_config(overrides=["task=embedding", "embedding.loss=arcface", "embedding.dim=8",
+                                    "model.image_size=16", "model.width=4"]).validate()
+    task = get_task(config, ["a", "b", "c"])
+    model = task.build_model()
+    task.compile_model(model, 0.01)
+    centres = model.get_layer(CENTRES_LAYER).centres.numpy().copy()
+    images = tf.random.stateless_uniform([6, 16, 16, 3], seed=[3, 4], maxval=255.0)
+    loss = model.train_on_batch(images, tf.constant([0, 0, 1, 1, 2, 2]))
+    assert np.isfinite(loss)
+    assert not np.allclose(model.get_layer(CENTRES_LAYER).centres.numpy(), centres)
+    export.export_saved_model(model, task, str(tmp_path / "export"))
+    reloaded = export.load_keras_model(str(tmp_path / "export"))
+    np.testing.assert_allclose(reloaded(images).numpy(), model(images).numpy(), atol=1e-5)

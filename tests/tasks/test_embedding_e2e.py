@@ -57,6 +57,7 @@ def test_embedder_is_blessed_and_its_index_is_pushed_in_the_same_version(run):
     report = json.loads((index / vector_index.REPORT_FILE).read_text())
     assert report["size"] == len(json.loads((index / vector_index.IDS_FILE).read_text()))
     assert 0.0 < report["index_recall_at_10"] <= 1.0
+    assert report["identity_recall_at_1"] >= MIN_SAME_IDENTITY, report
 
 
 @pytest.mark.e2e

@@ -48,3 +48,15 @@ def test_an_index_is_refused_for_another_models_fingerprint(tmp_path):
         vector_index.load(str(folder), vector_index.model_fingerprint(str(model)))
     meta = json.loads((folder / vector_index.META_FILE).read_text())
     assert meta["size"] == 20 and meta["dim"] == 8 and meta["metric"] == "inner_product"
+
+
+def test_identity_recall_counts_a_query_whose_k_nearest_include_its_identity():
+    from visionpipe.components.index_builder.executor import identity_recall
+
+    gallery = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], np.float32)
+    index, _ = vector_index.build(gallery, "flat")
+    queries = np.array([[0.9, 0.1], [0.1, 0.9]], np.float32)
+    # query 0 (id 5): nearest gallery 0 (id 5) -> hit; query 1 (id 5): nearest 1 (id 6), then 0
+    r = identity_recall(index, queries, np.array([5, 5]), gallery, np.array([5, 6, 7]), [1, 2])
+    assert r["identity_recall_at_1"] == 0.5 and r["identity_recall_at_2"] == 1.0
+    assert r["exact_identity_recall_at_1"] == 0.5

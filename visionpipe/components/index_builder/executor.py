@@ -64,7 +64,7 @@ def build_index_folder(export_dir: str, examples_uri: str, embedding_config, fol
     gallery, ids, names = embed_split(loaded, split_files(examples_uri, GALLERY_SPLIT))
     if len(gallery) == 0:
         raise ValueError(f"{examples_uri}: the {GALLERY_SPLIT} split is empty: nothing to index")
-    queries, _, _ = embed_split(loaded, split_files(examples_uri, QUERY_SPLIT))
+    queries, query_ids, _ = embed_split(loaded, split_files(examples_uri, QUERY_SPLIT))
     cfg = embedding_config
     index, factory = vector_index.build(gallery, cfg.index, cfg.nlist, cfg.m, cfg.nprobe, cfg.hnsw_m)
     built_s = time.time() - start
@@ -76,12 +76,33 @@ def build_index_folder(export_dir: str, examples_uri: str, embedding_config, fol
     report = {"kind": cfg.index, "factory": factory, "size": int(index.ntotal),
               "dim": int(gallery.shape[1]), "bytes": os.path.getsize(paths[vector_index.INDEX_FILE]),
               "build_seconds": round(built_s, 3), "num_queries": int(len(queries)),
-              **vector_index.recall_vs_exact(index, queries, gallery, cfg.recall_ks)}
+              **vector_index.recall_vs_exact(index, queries, gallery, cfg.recall_ks),
+              **identity_recall(index, queries, query_ids, gallery, ids, cfg.recall_ks)}
     with open(os.path.join(folder, vector_index.REPORT_FILE), "w") as f:
         json.dump(report, f, indent=2)
     log.info("index %s: %d vectors, %d bytes, %s", factory, report["size"], report["bytes"],
              {k: v for k, v in report.items() if k.startswith("index_recall")})
     return report
+
+
+def identity_recall(index, queries, query_ids, gallery, gallery_ids, ks) -> Dict[str, float]:
+    """``identity_recall_at_k`` (index) and ``exact_identity_recall_at_k`` (brute force): the
+    share of eval queries with an image of their own identity among the k nearest of the
+    training gallery (what a search user sees; an index may return other neighbours of the
+    same identity than exact search does)."""
+    result: Dict[str, float] = {}
+    if len(queries) == 0:
+        return result
+    depth = min(max(ks), len(gallery))
+    _, found = index.search(np.ascontiguousarray(queries, np.float32), depth)
+    exact = vector_index.exact_top_k(queries, gallery, depth)
+    for k in ks:
+        k_eff = min(int(k), depth)
+        for name, ranked in (("identity_recall", found), ("exact_identity_recall", exact)):
+            hits = [np.any(gallery_ids[row[:k_eff][row[:k_eff] >= 0]] == q)
+                    for row, q in zip(ranked, query_ids)]
+            result[f"{name}_at_{k}"] = float(np.mean(hits))
+    return result
 
 
 class Executor(base_executor.BaseExecutor):

@@ -8,7 +8,7 @@ import visionpipe  # noqa: F401
 import tensorflow as tf
 
 from visionpipe.tasks.embedding import losses
-from visionpipe.tasks.embedding.sampler import pk_batches
+from visionpipe.tasks.embedding.sampler import classes_in, pk_batches
 
 # four unit vectors at the compass points; north-east pair is one identity, south-west another
 # distances: adjacent sqrt(2), opposite 2; cosines: adjacent 0, opposite -1
@@ -81,7 +81,7 @@ def test_pk_sampler_yields_k_images_of_each_of_p_distinct_classes():
     labels = np.repeat(np.arange(6), 5)
     images = np.arange(len(labels), dtype=np.float32)
     stream = tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(30, seed=1).repeat()
-    batches = pk_batches(stream, num_classes=6, classes_per_batch=3, images_per_class=4, seed=5)
+    batches = pk_batches(stream, classes=range(6), classes_per_batch=3, images_per_class=4, seed=5)
     seen = set()
     for _, batch_labels in batches.take(6):
         values, counts = np.unique(batch_labels.numpy(), return_counts=True)
@@ -93,5 +93,15 @@ def test_pk_sampler_yields_k_images_of_each_of_p_distinct_classes():
 def test_pk_sampler_caps_p_at_the_number_of_classes():
     stream = tf.data.Dataset.from_tensor_slices(
         (np.zeros(4, np.float32), np.array([0, 1, 0, 1]))).repeat()
-    (_, batch_labels), = pk_batches(stream, 2, 8, 2).take(1)
+    (_, batch_labels), = pk_batches(stream, [0, 1], 8, 2).take(1)
     assert sorted(batch_labels.numpy().tolist()) == [0, 0, 1, 1]
+
+
+def test_pk_sampler_draws_only_the_classes_the_training_stream_holds():
+    # class ids 0..4 exist, but the training data holds only 1 and 3: no wait for the others
+    stream = tf.data.Dataset.from_tensor_slices(
+        (np.zeros(6, np.float32), np.array([1, 3, 1, 3, 1, 3]))).shuffle(6, seed=2).repeat()
+    classes = classes_in(stream, limit=60)
+    assert classes == [1, 3]
+    (_, batch_labels), = pk_batches(stream, classes, 4, 3).take(1)
+    assert sorted(batch_labels.numpy().tolist()) == [1, 1, 1, 3, 3, 3]

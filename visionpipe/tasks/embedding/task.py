@@ -59,11 +59,16 @@ class EmbeddingTask(Task):
         return image, tf.cast(parsed[features.LABEL][0], tf.int32)
 
     def batch_dataset(self, dataset, batch_size, drop_remainder=False):
-        """Training data (an infinite stream): P x K class-balanced batches; otherwise plain."""
+        """Training data (an infinite stream): P x K class-balanced batches over the classes
+        the stream holds (a class the train split lacks is not drawn); otherwise plain."""
         if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
-            from visionpipe.tasks.embedding.sampler import pk_batches
+            from visionpipe.tasks.embedding.sampler import classes_in, pk_batches
 
-            return pk_batches(dataset, self.num_classes, self.ecfg.classes_per_batch,
+            classes = classes_in(dataset)
+            if len(classes) < self.num_classes:
+                log.warning("P x K sampler: the training data holds %d of the %d classes",
+                            len(classes), self.num_classes)
+            return pk_batches(dataset, classes, self.ecfg.classes_per_batch,
                               self.ecfg.images_per_class, seed=self.config.train.seed)
         return dataset.batch(batch_size, drop_remainder=drop_remainder)
 

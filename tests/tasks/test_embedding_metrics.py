@@ -43,9 +43,13 @@ def test_random_recall_at_k_is_one_minus_the_chance_of_missing_all_relevant():
     assert evaluation.random_recall_at_k(5, 2, 4) == 1.0  # only 3 non-relevant items
 
 
-def test_random_map_at_r_is_about_m_over_n():
+def test_random_map_at_r_is_m_over_n_for_one_relevant_item_and_far_below_it_for_many():
     assert evaluation.random_map_at_r(10, 1) == pytest.approx(0.1)
     assert evaluation.random_map_at_r(5, 2) == pytest.approx((0.4 + 0.4 * 1.25 / 2) / 2)
+    m, n = 37, 378  # digits: about (m/n)(m/n + H_m/m) = 0.021, a fifth of m/n
+    harmonic = sum(1 / i for i in range(1, m + 1))
+    assert evaluation.random_map_at_r(n, m) == pytest.approx((m / n) * (m / n + harmonic / m), rel=0.1)
+    assert evaluation.random_map_at_r(n, m) < 0.25 * m / n
 
 
 def test_the_floor_matches_random_embeddings_on_average():

@@ -103,7 +103,9 @@ def random_recall_at_k(n: int, m: int, k: int) -> float:
 
 def random_map_at_r(n: int, m: int) -> float:
     """Expected MAP@R of a random ranking: ``E[P(i) rel(i)] = (m/n)(1 + (i-1)(m-1)/(n-1))/i``,
-    averaged over i = 1..R (R = m); about ``m/n``."""
+    averaged over i = 1..R (R = m): about ``(m/n) (m/n + H_R / R)`` (H_R the R-th harmonic
+    number), not ``m/n``: MAP@R weighs each precision by the relevance at that rank, so for
+    R > 1 it is far below precision@R (= m/n); ``m/n`` only for R = 1."""
     if m <= 0:
         return 0.0
     if n <= 1:

@@ -151,7 +151,8 @@ class EmbeddingTask(Task):
     def trivial_metrics(self, eval_files, train_files):
         """A ranking that ignores the image (a random one; a constant embedding ties every
         gallery item, broken at random): per query with n gallery items (own image out), m of
-        its identity, recall@k = 1 - C(n-m, k)/C(n, k), precision@k = m/n, MAP@R about m/n
+        its identity, recall@k = 1 - C(n-m, k)/C(n, k), precision@k = m/n, MAP@R about
+        (m/n)(m/n + H_m/m)
         (``evaluation.random_ranking_metrics``), averaged over the queries."""
         return evaluation.random_ranking_metrics(self.targets(eval_files), self.ecfg.recall_ks,
                                                  self.ecfg.query_fraction)

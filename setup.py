@@ -21,7 +21,7 @@ BASE = [
 EXTRAS = {
     "serving": ["tensorflow-serving-api==2.16.1", "grpcio", "grpcio-health-checking", "prometheus-client"],
     "tracking": ["motmetrics", "faiss-cpu"],
-    "dev": ["pytest", "pytest-timeout", "hypothesis"],
+    "dev": ["pytest", "pytest-timeout", "pytest-xdist", "hypothesis"],
 }
 EXTRAS["dev"] = EXTRAS["dev"] + EXTRAS["serving"] + EXTRAS["tracking"]
 

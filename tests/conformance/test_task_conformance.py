@@ -46,7 +46,8 @@ TINY_SECTIONS = {"detection": {"fpn_channels": 8, "head_conv_layers": 1, "max_de
                                "pre_nms_top_k": 50,
                                # one step leaves scores near the 0.01 prior: keep some boxes so
                                # the signatures have detections to agree on
-                               "score_threshold": 0.001}}
+                               "score_threshold": 0.001},
+                 "segmentation": {"width": 4, "depth": 3}}
 MODEL_NAME = "conformance"
 
 
@@ -210,8 +211,17 @@ def _numpy(outputs):
 
 
 def _as_text(values):
-    return [_as_text(v) for v in values] if isinstance(values, list) else (
-        values.decode() if isinstance(values, bytes) else str(values))
+    """Strings as text; binary strings (an ``*_bytes`` output, REST ``{"b64": ...}``) as hex."""
+    if isinstance(values, list):
+        return [_as_text(v) for v in values]
+    if isinstance(values, dict) and set(values) == {"b64"}:
+        values = base64.b64decode(values["b64"])
+    if isinstance(values, bytes):
+        try:
+            return values.decode()
+        except UnicodeDecodeError:
+            return values.hex()
+    return str(values)
 
 
 def _assert_same(actual, expected, what: str):

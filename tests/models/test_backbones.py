@@ -51,3 +51,15 @@ def test_stem_stride_is_checked_by_name():
         load_config(overrides=["model.stem_stride=4"])
     with pytest.raises(ConfigError, match="model.stem_stride: applies to small_cnn only"):
         load_config(overrides=["model.backbone=mobilenet_v2", "model.stem_stride=2"])
+
+
+def test_classifier_head_pools_as_configured_and_pooling_is_checked_by_name():
+    from visionpipe.tasks import get_task
+
+    for pooling, layer in (("avg", tf.keras.layers.GlobalAveragePooling2D),
+                           ("max", tf.keras.layers.GlobalMaxPooling2D)):
+        config = load_config(overrides=["task=multilabel", "model.image_size=32", "model.width=4",
+                                        f"model.pooling={pooling}"])
+        assert isinstance(get_task(config, ["a", "b"]).build_model().get_layer("pool"), layer)
+    with pytest.raises(ConfigError, match="model.pooling: must be avg or max"):
+        load_config(overrides=["model.pooling=mean"])

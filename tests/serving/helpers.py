@@ -39,3 +39,18 @@ def grpc_predict_version(port: int, image: bytes, model: str = "toy", timeout: f
 def percentile(values, q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def write_read_file_model(export_dir) -> str:
+    """A SavedModel whose serving_default reads the file a request names (tf.io.read_file)."""
+    import visionpipe  # noqa: F401
+    import tensorflow as tf
+
+    class Reader(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+        def serve(self, images):
+            return {"length": tf.strings.length(images) + tf.strings.length(tf.io.read_file(images[0]))}
+
+    module = Reader()
+    tf.saved_model.save(module, str(export_dir), signatures={"serving_default": module.serve})
+    return str(export_dir)

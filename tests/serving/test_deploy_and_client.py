@@ -80,7 +80,8 @@ def test_deploy_manifests_run_tf_serving_on_the_generated_files(manifest):
     assert {flags["model_config_file"], flags["batching_parameters_file"], flags["monitoring_config_file"]} \
         == {f"/config/{name}" for name in GENERATED}
     assert flags["enable_batching"] == "true"
-    assert mounts == {"/models", "/config"}  # the generated base paths are /models/<name>
+    # the generated base paths are /models/<name>; the hardened pod adds a writable /tmp
+    assert mounts - {"/tmp"} == {"/models", "/config"}
 
 
 def test_our_server_serves_from_generated_host_config(tmp_path, toy_versions, start_server, png_bytes):

@@ -48,9 +48,14 @@ def register(subparsers) -> None:
     source.add_argument("--server", help="host:port of a TF Serving-compatible server")
     p.add_argument("--model_name", default="", help="with --server: the served model's name")
     p.add_argument("--protocol", choices=["rest", "grpc"], default="rest", help="with --server")
+    p.add_argument("--ca_cert", help="with --protocol grpc: PEM file of the CA that signed the "
+                                     "server's certificate (TLS)")
+    p.add_argument("--client_cert", help="with --protocol grpc: client certificate PEM file "
+                                         "(for a server with client_verify)")
+    p.add_argument("--client_key", help="with --protocol grpc: the client certificate's key PEM file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--output_dir", default="predictions",
-                   help="detectors: where the images with their boxes drawn are written")
+                   help="detectors and segmenters: where the drawn images (and class maps) are written")
     p.add_argument("--min_score", type=float, default=0.3,
                    help="detectors: show boxes scoring at least this (the export keeps its own "
                         "detection.score_threshold, 0.05 for COCO evaluation)")
@@ -163,8 +168,16 @@ def cmd_predict(args) -> int:
     if args.server:
         from visionpipe.serving import client
 
-        results = client.predict_images(args.server, args.model_name, args.images,
-                                        protocol=args.protocol)
+        tls_options = {"ca_cert": args.ca_cert, "client_cert": args.client_cert,
+                       "client_key": args.client_key}
+        if any(tls_options.values()) and args.protocol != "grpc":
+            raise UserError("--ca_cert/--client_cert/--client_key need --protocol grpc "
+                            "(REST is plain HTTP, as in TF Serving)")
+        try:
+            results = client.predict_images(args.server, args.model_name, args.images,
+                                            protocol=args.protocol, **tls_options)
+        except client.ServingClientError as err:  # one line, not a traceback
+            raise UserError(f"--server {args.server}: {err}") from None
         for path, result in zip(args.images, results):
             print(f"{path}: {json.dumps(result, default=str)[:400]}")
         return 0

@@ -24,6 +24,15 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+FLAG_HELP = {
+    "ssl_config_file": "tensorflow.serving.SSLConfig text proto (PEM contents of server_key, "
+                       "server_cert, custom_ca; client_verify): TLS on the gRPC port, as "
+                       "tensorflow_model_server's flag; REST stays plain HTTP",
+    "allowed_ops": "comma-separated ops the model scan lets through (it refuses file system, "
+                   "py-func and network ops before loading a version)",
+}
+
+
 def register(subparsers) -> None:
     from visionpipe.serving.options import ServerOptions
 
@@ -42,7 +51,8 @@ def register(subparsers) -> None:
         # None marks "not given", so --config can fill it; the dataclass default applies last.
         serve.add_argument(f"--{field.name}", type=kind, default=None,
                            metavar=kind.__name__.lstrip("_").upper(),
-                           help=f"(default: {default!r})", **extra)
+                           help=f"{FLAG_HELP.get(field.name, '')} (default: {default!r})".lstrip(),
+                           **extra)
     serve.set_defaults(handler=run_serve)
 
     health = subparsers.add_parser(
@@ -52,6 +62,9 @@ def register(subparsers) -> None:
     health.add_argument("--server", default="127.0.0.1:8500", help="gRPC host:port")
     health.add_argument("--service", default="", help="model name ('' = the whole server)")
     health.add_argument("--timeout", type=float, default=5.0, help="seconds")
+    health.add_argument("--ca_cert", help="PEM file of the CA that signed the server's certificate (TLS)")
+    health.add_argument("--client_cert", help="client certificate PEM file (server with client_verify)")
+    health.add_argument("--client_key", help="the client certificate's key PEM file")
     health.set_defaults(handler=run_health)
 
     config = subparsers.add_parser(
@@ -91,6 +104,8 @@ def server_options(args):
         values.setdefault("host", config.serve.host)
         values.setdefault("port", config.serve.port)
         values.setdefault("rest_api_port", config.serve.rest_api_port)
+        if config.push.allowed_ops:  # the ops LoadCheck let through are not refused here either
+            values.setdefault("allowed_ops", ",".join(config.push.allowed_ops))
         if not values.get("model_config_file"):
             values.setdefault("model_name", config.model_name)
             values.setdefault("model_base_path",
@@ -109,6 +124,8 @@ def run_serve(args) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = server_options(args)
+    if options.ssl_config_file and not Path(options.ssl_config_file).is_file():
+        raise UserError(f"--ssl_config_file {options.ssl_config_file}: file not found")
     if options.model_base_path and not Path(options.model_base_path).is_dir():
         raise UserError(f"--model_base_path: directory not found: {options.model_base_path}")
     try:
@@ -132,9 +149,11 @@ def run_serve(args) -> int:
 
 def run_health(args) -> int:
     from visionpipe.serving.client import ServingClientError, health_check
+    from visionpipe.serving.tls import channel_credentials
 
+    credentials = channel_credentials(args.ca_cert, args.client_cert, args.client_key)
     try:
-        status = health_check(args.server, args.service, args.timeout)
+        status = health_check(args.server, args.service, args.timeout, credentials)
     except ServingClientError as err:
         status = str(err)
     print(f"service {args.service!r} on {args.server}: {status}")

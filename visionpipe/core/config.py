@@ -19,7 +19,7 @@ from visionpipe.core import registry
 from visionpipe.core.errors import ConfigError
 
 BACKBONES = ("small_cnn", "mobilenet_v2", "efficientnet_b0", "resnet50")
-SOURCES = ("folder", "csv", "coco", "voc", "tfds", "tfrecord", "shapes", "digits")
+SOURCES = ("folder", "csv", "coco", "voc", "tfds", "tfrecord", "mask_folder", "shapes", "digits")
 SPLIT_BY = ("hash", "group")
 GROUPED_SOURCES = ("folder", "csv", "coco", "tfrecord")  # sources that can carry image/group_id
 
@@ -55,6 +55,12 @@ class DataConfig:
     tfds_data_dir: str = ""
     tfds_splits: List[str] = field(default_factory=list)  # empty: every prepared split
     class_names: List[str] = field(default_factory=list)  # empty: discovered
+    # semantic masks: {stored pixel value: class name}; values become ids 0, 1, ... in
+    # ascending order and the names are the class list (e.g. {0: membrane, 255: interior})
+    mask_values: Dict[str, str] = field(default_factory=dict)
+    # source mask_folder: the image and mask folders under data.path (same file stems)
+    image_folder: str = "images"
+    mask_folder: str = "masks"
     split_ratios: Dict[str, float] = field(default_factory=lambda: {"train": 0.8, "eval": 0.2})
     use_source_splits: bool = False
     source_split_map: Dict[str, str] = field(default_factory=dict)  # e.g. {test: eval}
@@ -81,15 +87,41 @@ class DataConfig:
     drift_linf_threshold: float = 0.25
     imbalance_ratio_warn: float = 3.0
 
+    @property
+    def mask_value_list(self) -> List[int]:
+        """``mask_values``' pixel values, ascending: the stored value of id 0, 1, ..."""
+        return sorted(int(v) for v in self.mask_values)
+
+    @property
+    def mask_class_names(self) -> List[str]:
+        """``mask_values``' class names in id order (empty when it is not set)."""
+        by_value = {int(v): str(name) for v, name in self.mask_values.items()}
+        return [by_value[v] for v in sorted(by_value)]
+
     def validate(self) -> None:
         require(self.source in SOURCES, "data.source", f"must be one of {SOURCES}, got {self.source!r}")
-        if self.source in ("folder", "csv", "coco", "voc", "tfrecord"):
+        if self.source in ("folder", "csv", "coco", "voc", "tfrecord", "mask_folder"):
             require(bool(self.path), "data.path", f"is required for source {self.source!r}")
         if self.source == "tfds":
             require(bool(self.tfds_name), "data.tfds_name", "is required for source 'tfds'")
             require(bool(self.tfds_data_dir), "data.tfds_data_dir",
                      "is required for source 'tfds' (no downloads: point it at a local data_dir)")
         require(0.0 <= self.max_bad_fraction <= 1.0, "data.max_bad_fraction", "must be in [0, 1]")
+        if self.mask_values:
+            require(all(str(v).isdigit() and 0 <= int(v) <= 255 for v in self.mask_values),
+                    "data.mask_values",
+                    f"keys are 8-bit mask pixel values (0..255), got {list(self.mask_values)}")
+            names = self.mask_class_names
+            require(len(set(names)) == len(names), "data.mask_values",
+                    f"class names repeat: {names}")
+            require(not self.class_names or list(self.class_names) == names, "data.class_names",
+                    f"must be empty or the names of data.mask_values by ascending value {names}, "
+                    f"got {list(self.class_names)}")
+        if self.source == "mask_folder":
+            require(bool(self.image_folder) and bool(self.mask_folder) and
+                    self.image_folder != self.mask_folder, "data.mask_folder",
+                    f"data.image_folder and data.mask_folder must be two different folder names, "
+                    f"got {self.image_folder!r} and {self.mask_folder!r}")
         require(bool(self.split_ratios), "data.split_ratios", "must name at least one split")
         require(all(v > 0 for v in self.split_ratios.values()), "data.split_ratios",
                  "ratios must be positive")
@@ -169,6 +201,9 @@ class ModelConfig:
     width: int = 32  # small_cnn base filters
     squeeze_excite: bool = False
     stem_stride: int = 1  # small_cnn: 2 halves every feature map (about 4x fewer FLOPs)
+    # classifier head's global pooling: "avg", or "max" (presence of small things: a label is
+    # present when any place shows it)
+    pooling: str = "avg"
     dropout: float = 0.2
     weights: str = ""  # local .h5/.weights file, a SavedModel dir, or a pushed model dir
     top_k: int = 3
@@ -192,6 +227,8 @@ class ModelConfig:
             self.image_size = [height, width]  # a tuple set in code: YAML-safe and comparable
         require(self.width >= 4, "model.width", "must be >= 4")
         require(self.stem_stride in (1, 2), "model.stem_stride", "must be 1 or 2")
+        require(self.pooling in ("avg", "max"), "model.pooling",
+                f"must be avg or max, got {self.pooling!r}")
         if self.stem_stride != 1:
             require(self.backbone == "small_cnn", "model.stem_stride",
                     f"applies to small_cnn only, not {self.backbone!r}")
@@ -337,9 +374,14 @@ class PushConfig:
     serving_root: str = "serving_models"
     model_name: str = ""  # empty: the pipeline name
     load_check: bool = True
+    # ops the LoadCheck's model scan lets through (see visionpipe.serving.model_scan.DENYLIST)
+    allowed_ops: List[str] = field(default_factory=list)
 
     def validate(self) -> None:
         require(bool(self.serving_root), "push.serving_root", "must be set")
+        require(isinstance(self.allowed_ops, list)
+                and all(isinstance(op, str) and op.strip() for op in self.allowed_ops),
+                "push.allowed_ops", "must be a list of op names")
 
 
 @dataclass

@@ -87,7 +87,8 @@ def _model_components(config, config_json, example_gen, validation, pipeline_roo
         components.append(optimizer)
     if config.push.load_check:
         load_check = LoadCheck(model=trainer.outputs["model"],
-                               model_blessing=evaluator.outputs["blessing"])
+                               model_blessing=evaluator.outputs["blessing"],
+                               allowed_ops=list(config.push.allowed_ops))
         components.append(load_check)
     pusher = VisionPusher(model=trainer.outputs["model"],
                           model_blessing=evaluator.outputs["blessing"],

@@ -86,7 +86,9 @@ def convert(model: tf.keras.Model, mode: str,
 #: TFLite metadata a task can declare (``Task.tflite_metadata_kind``)
 IMAGE_CLASSIFIER = "image_classifier"  # the Task Library's ImageClassifier: labels on one score per class
 GENERIC = "generic"  # named outputs, the labels file attached to the model
-METADATA_KINDS = (IMAGE_CLASSIFIER, GENERIC)
+# the Task Library's ImageSegmenter: one output of per-pixel scores [1, h, w, C], labels on it
+IMAGE_SEGMENTER = "image_segmenter"
+METADATA_KINDS = (IMAGE_CLASSIFIER, GENERIC, IMAGE_SEGMENTER)
 
 
 def add_metadata(tflite_model: bytes, labels: Optional[Sequence[str]] = None, *, kind: str,
@@ -96,11 +98,14 @@ def add_metadata(tflite_model: bytes, labels: Optional[Sequence[str]] = None, *,
 
     - ``image_classifier``: the ImageClassifier writer, the labels attached to the one output
       of one score per class (the file must have exactly that output);
+    - ``image_segmenter``: the ImageSegmenter writer, the labels attached to the one output
+      of per-pixel scores ``[1, h, w, C]`` (one channel per label);
     - ``generic``: every output named as the model names it, the labels file attached to
       the model."""
     if kind not in METADATA_KINDS:
         raise ValueError(f"unknown TFLite metadata kind {kind!r}; choose one of {METADATA_KINDS}")
     image_classifier, metadata_info, metadata_writer = _metadata_writers()
+    from tensorflow_lite_support.metadata.python.metadata_writers import image_segmenter
 
     interpreter = tf.lite.Interpreter(model_content=tflite_model)
     outputs = interpreter.get_output_details()
@@ -111,6 +116,14 @@ def add_metadata(tflite_model: bytes, labels: Optional[Sequence[str]] = None, *,
         if len(outputs) != 1 or int(outputs[0]["shape"][-1]) != len(labels):
             raise ValueError(f"TFLite metadata kind 'image_classifier' needs one output of "
                              f"{len(labels)} scores (one per label); the model has outputs {shapes}")
+    if kind == IMAGE_SEGMENTER:
+        shapes = [list(detail["shape"]) for detail in outputs]
+        if not labels:
+            raise ValueError("TFLite metadata kind 'image_segmenter' needs the labels")
+        if len(outputs) != 1 or len(outputs[0]["shape"]) != 4 or int(outputs[0]["shape"][-1]) != len(labels):
+            raise ValueError(f"TFLite metadata kind 'image_segmenter' needs one output [1, h, w, "
+                             f"{len(labels)}] (a score per pixel and label); the model has "
+                             f"outputs {shapes}")
     with tempfile.TemporaryDirectory() as tmp:
         label_files = []
         if labels:
@@ -120,6 +133,10 @@ def add_metadata(tflite_model: bytes, labels: Optional[Sequence[str]] = None, *,
             label_files = [label_path]
         if kind == IMAGE_CLASSIFIER:
             writer = image_classifier.MetadataWriter.create_for_inference(
+                bytearray(tflite_model), input_norm_mean=[0.0], input_norm_std=[1.0],
+                label_file_paths=label_files)
+        elif kind == IMAGE_SEGMENTER:
+            writer = image_segmenter.MetadataWriter.create_for_inference(
                 bytearray(tflite_model), input_norm_mean=[0.0], input_norm_std=[1.0],
                 label_file_paths=label_files)
         else:
@@ -136,9 +153,10 @@ def add_metadata(tflite_model: bytes, labels: Optional[Sequence[str]] = None, *,
 
 
 def metadata_kind(tflite_path: str) -> str:
-    """The metadata kind written into a TFLite file by ``add_metadata``: ``image_classifier``
-    when its one output carries the labels (TENSOR_AXIS_LABELS), ``generic`` for other
-    metadata, "" for a file without metadata."""
+    """The metadata kind written into a TFLite file by ``add_metadata``: ``image_segmenter``
+    when its one output carries the labels (TENSOR_AXIS_LABELS) and is described as an image
+    (the ImageSegmenter's mask), ``image_classifier`` when it carries them otherwise,
+    ``generic`` for other metadata, "" for a file without metadata."""
     import json
 
     _metadata_writers()  # a clear error when the metadata library cannot load
@@ -152,7 +170,10 @@ def metadata_kind(tflite_path: str) -> str:
     outputs = graphs[0].get("output_tensor_metadata", []) if graphs else []
     labelled = [any(f.get("type") == "TENSOR_AXIS_LABELS" for f in out.get("associated_files", []))
                 for out in outputs]
-    return IMAGE_CLASSIFIER if labelled == [True] else GENERIC
+    if labelled != [True]:
+        return GENERIC
+    content = outputs[0].get("content", {}).get("content_properties_type", "")
+    return IMAGE_SEGMENTER if content == "ImageProperties" else IMAGE_CLASSIFIER
 
 
 def _metadata_writers():

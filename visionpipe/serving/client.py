@@ -91,13 +91,25 @@ class RestClient:
         return err.code == "UNAVAILABLE" or err.code in {f"HTTP {c}" for c in RETRYABLE_HTTP}
 
 
+def _channel(server: str, credentials=None, options=()):
+    import grpc
+
+    target = _split_server(server)
+    if credentials is None:
+        return grpc.insecure_channel(target, options=list(options))
+    return grpc.secure_channel(target, credentials, options=list(options))
+
+
 class GrpcClient:
-    def __init__(self, server: str, max_message_bytes: int = 64 * 1024 * 1024):
+    """``credentials``: grpc.ChannelCredentials for a TLS port (see
+    ``visionpipe.serving.tls.channel_credentials``); None speaks plaintext."""
+
+    def __init__(self, server: str, max_message_bytes: int = 64 * 1024 * 1024, credentials=None):
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
         self._grpc = grpc
-        self.channel = grpc.insecure_channel(_split_server(server), options=[
+        self.channel = _channel(server, credentials, [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes)])
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
@@ -133,7 +145,7 @@ class GrpcClient:
         self.channel.close()
 
 
-def health_check(server: str, service: str = "", timeout_s: float = 5.0) -> str:
+def health_check(server: str, service: str = "", timeout_s: float = 5.0, credentials=None) -> str:
     """grpc.health.v1.Health/Check as grpc_health_probe calls it: "SERVING", "NOT_SERVING", ...
 
     ``service`` "" asks about the whole server, a model name about that model. A service the
@@ -142,7 +154,7 @@ def health_check(server: str, service: str = "", timeout_s: float = 5.0) -> str:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(_split_server(server)) as channel:
+    with _channel(server, credentials) as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
@@ -173,13 +185,24 @@ def with_retries(call, retryable, deadline_s: float, retries: int, base_delay_s:
 
 def predict_images(server: str, model_name: str, paths: Sequence[str | Path], protocol: str = "rest",
                    signature_name: str = "serving_default", deadline_s: float = 30.0,
-                   retries: int = 3, version: Optional[int] = None) -> List[dict]:
+                   retries: int = 3, version: Optional[int] = None, ca_cert: Optional[str] = None,
+                   client_cert: Optional[str] = None, client_key: Optional[str] = None) -> List[dict]:
     """Send image files (as encoded bytes) to a TF Serving-compatible server, one request.
 
     Returns one dict per path: the signature's outputs for that image plus ``path`` (and
-    ``model_version`` over gRPC, where the response names it)."""
+    ``model_version`` over gRPC, where the response names it). ``ca_cert`` (PEM file of the CA
+    that signed the server's certificate), ``client_cert`` and ``client_key`` (for a server with
+    ``client_verify``) make the gRPC call over TLS."""
     if protocol not in ("rest", "grpc"):
         raise ValueError(f"protocol must be 'rest' or 'grpc', got {protocol!r}")
+    credentials = None
+    if ca_cert or client_cert or client_key:
+        if protocol != "grpc":
+            raise ValueError("--ca_cert/--client_cert/--client_key are for --protocol grpc "
+                             "(REST is plain HTTP, as in TF Serving)")
+        from visionpipe.serving.tls import channel_credentials
+
+        credentials = channel_credentials(ca_cert, client_cert, client_key)
     images = []
     for path in paths:
         path = Path(path)
@@ -188,7 +211,7 @@ def predict_images(server: str, model_name: str, paths: Sequence[str | Path], pr
         images.append(path.read_bytes())
     if not images:
         return []
-    client = RestClient(server) if protocol == "rest" else GrpcClient(server)
+    client = RestClient(server) if protocol == "rest" else GrpcClient(server, credentials=credentials)
     try:
         rows = with_retries(
             lambda timeout: client.predict(model_name, images, signature_name, timeout, version),

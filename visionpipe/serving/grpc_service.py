@@ -47,11 +47,57 @@ def _fill_spec(target, servable, signature_name: str) -> None:
     target.signature_name = signature_name
 
 
-def tensor_to_ndarray(name: str, proto) -> np.ndarray:
+_MAX_RANK = 32  # numpy's limit; TF Serving's models take far fewer
+
+
+def declared_bytes(name: str, proto) -> int:
+    """Bytes the ndarray of a TensorProto will take, from its declared dtype and shape alone.
+
+    A TensorProto may declare a huge shape and carry one value (TF fills the rest with it), so
+    the size is checked before anything is allocated. Strings count one object pointer each
+    (their bytes are already in the message)."""
+    shape = proto.tensor_shape
+    if shape.unknown_rank:
+        raise errors.invalid_argument(f"input {name!r}: TensorProto has an unknown rank")
+    if len(shape.dim) > _MAX_RANK:
+        raise errors.invalid_argument(f"input {name!r}: rank {len(shape.dim)} exceeds {_MAX_RANK}")
+    elements = 1
+    for dim in shape.dim:
+        if dim.size < 0:
+            raise errors.invalid_argument(f"input {name!r}: negative dimension {dim.size} in shape")
+        elements *= dim.size
+    try:
+        dtype = tf.as_dtype(proto.dtype)
+        itemsize = 8 if dtype == tf.string else np.dtype(dtype.as_numpy_dtype).itemsize
+    except Exception:  # DT_INVALID, resource, variant, out-of-range enum values
+        raise errors.invalid_argument(
+            f"input {name!r}: unsupported TensorProto dtype {proto.dtype}") from None
+    return elements * itemsize
+
+
+def tensor_to_ndarray(name: str, proto, max_bytes: Optional[int] = None) -> np.ndarray:
+    """TensorProto -> ndarray; INVALID_ARGUMENT when malformed, RESOURCE_EXHAUSTED when its
+    declared size exceeds ``max_bytes`` (checked before allocating)."""
+    size = declared_bytes(name, proto)
+    if max_bytes is not None and size > max_bytes:
+        raise errors.resource_exhausted(
+            f"input {name!r}: declared shape {[d.size for d in proto.tensor_shape.dim]} needs "
+            f"{size} bytes, more than the {max_bytes}-byte request limit (--max_request_bytes)")
     try:
         return tf.make_ndarray(proto)
     except Exception as err:  # malformed TensorProto (bad dtype, content size mismatch)
         raise errors.invalid_argument(f"input {name!r}: not a valid TensorProto: {err}") from None
+
+
+def request_inputs(request, max_bytes: Optional[int]) -> dict:
+    """A PredictRequest's inputs as ndarrays; their declared sizes together stay within ``max_bytes``."""
+    total = 0
+    for name, proto in request.inputs.items():
+        total += declared_bytes(name, proto)
+        if max_bytes is not None and total > max_bytes:
+            raise errors.resource_exhausted(
+                f"inputs need more than the {max_bytes}-byte request limit (--max_request_bytes)")
+    return {name: tensor_to_ndarray(name, proto, max_bytes) for name, proto in request.inputs.items()}
 
 
 def ndarray_to_tensor(value: np.ndarray):
@@ -111,7 +157,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_rpc("predict")
     def Predict(self, request, context, spec):
-        inputs = {name: tensor_to_ndarray(name, proto) for name, proto in request.inputs.items()}
+        inputs = request_inputs(request, self.service.limits.max_request_bytes)
         servable, signature, outputs = self.service.predict(
             spec, inputs, list(request.output_filter), _deadline(context))
         response = predict_pb2.PredictResponse()
@@ -215,10 +261,11 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def build_grpc_server(service: InferenceService, manager: ModelManager, address: str,
-                      max_workers: int, max_message_bytes: int, health=None):
+                      max_workers: int, max_message_bytes: int, health=None, credentials=None):
     """Bind the services to ``address`` ("host:port"); returns (server, bound port).
 
-    ``health`` (a visionpipe.serving.health.ModelHealth) adds grpc.health.v1.Health."""
+    ``health`` (a visionpipe.serving.health.ModelHealth) adds grpc.health.v1.Health;
+    ``credentials`` (grpc.ServerCredentials, see visionpipe.serving.tls) makes the port TLS-only."""
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes),
                ("grpc.so_reuseport", 0)]
@@ -229,7 +276,8 @@ def build_grpc_server(service: InferenceService, manager: ModelManager, address:
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service, manager), server)
     if health is not None:
         health.add_to_server(server)
-    port = server.add_insecure_port(address)
+    port = (server.add_secure_port(address, credentials) if credentials is not None
+            else server.add_insecure_port(address))
     if port == 0:
         raise OSError(f"cannot bind gRPC server to {address}")
     return server, port

@@ -28,6 +28,8 @@ class ServerOptions:
     grpc_max_threads: int = 32
     max_request_bytes: int = 64 * 1024 * 1024
     max_image_pixels: int = 4096 * 4096
+    ssl_config_file: str = ""  # tensorflow.serving.SSLConfig text proto: TLS on the gRPC port
+    allowed_ops: str = ""  # comma-separated ops the model scan lets through (model_scan.DENYLIST)
 
     def model_server_config(self):
         from visionpipe.serving import model_config

@@ -8,7 +8,7 @@ from typing import Optional
 
 import visionpipe  # noqa: F401
 
-from visionpipe.serving import model_config
+from visionpipe.serving import model_config, model_scan, tls
 from visionpipe.serving.batching import BatchScheduler
 from visionpipe.serving.grpc_service import build_grpc_server, tensor_to_ndarray
 from visionpipe.serving.health import ModelHealth
@@ -22,13 +22,18 @@ from visionpipe.serving.servable import LoadedVersion
 log = logging.getLogger(__name__)
 
 
-def load_and_warm(name: str, version: int, path: Path, warmup: bool = True) -> LoadedVersion:
-    """Load a version and replay its warm-up requests; any failure rejects the version."""
+def load_and_warm(name: str, version: int, path: Path, warmup: bool = True,
+                  allowed_ops=(), max_request_bytes: Optional[int] = None) -> LoadedVersion:
+    """Scan, load a version and replay its warm-up requests; any failure rejects the version.
+
+    Warm-up tensors are held to the request limit like requests (a record declaring a huge
+    shape fails the version instead of exhausting memory)."""
+    model_scan.check_saved_model(path, allowed_ops)  # before TensorFlow loads anything
     servable = LoadedVersion(name, version, path)
     if warmup:
         for i, request in enumerate(servable.warmup_requests()):
             signature = servable.signature(request.model_spec.signature_name)
-            inputs = {k: coerce_input(signature.inputs[k], tensor_to_ndarray(k, v))
+            inputs = {k: coerce_input(signature.inputs[k], tensor_to_ndarray(k, v, max_request_bytes))
                       for k, v in request.inputs.items()}
             try:
                 servable.run(signature, inputs)
@@ -45,10 +50,14 @@ class ModelServer:
         config = options.model_server_config()
         monitoring = model_config.load_monitoring_config(options.monitoring_config_file or None)
         batching = options.batching_options()
+        allowed_ops = model_scan.parse_allowed_ops(options.allowed_ops)
+        credentials = (tls.server_credentials(tls.load_ssl_config(options.ssl_config_file))
+                       if options.ssl_config_file else None)
         self.metrics = ServerMetrics()
         self.health = ModelHealth()
         self.manager = ModelManager(
-            config, lambda n, v, p: load_and_warm(n, v, p, options.enable_model_warmup),
+            config, lambda n, v, p: load_and_warm(n, v, p, options.enable_model_warmup, allowed_ops,
+                                          options.max_request_bytes),
             poll_wait_seconds=options.file_system_poll_wait_seconds, on_change=self._on_change,
             on_models_changed=self._refresh_health)
         self.scheduler = BatchScheduler(batching) if batching else None
@@ -58,7 +67,7 @@ class ModelServer:
         prometheus = monitoring.prometheus_config
         self.grpc_server, self.grpc_port = build_grpc_server(
             self.service, self.manager, f"{options.host}:{options.port}", options.grpc_max_threads,
-            options.max_request_bytes, self.health)
+            options.max_request_bytes, self.health, credentials)
         self.rest_server, self.rest_port = build_rest_server(
             self.service, self.manager, self.metrics, limits, options.host, options.rest_api_port,
             options.rest_api_timeout_in_ms / 1000.0, options.rest_api_num_threads,

@@ -38,6 +38,9 @@ class Task(abc.ABC):
     #: image-level labels the Examples must carry: "single" (exactly one), "multi" (any
     #: number), "" (none; e.g. detection's labels are per object)
     image_labels: str = ""
+    #: every image must carry a semantic mask (``image/segmentation/mask``); ingestion
+    #: quarantines one without as ``bad_mask``
+    needs_semantic_mask: bool = False
     #: config sections this task adds to the config ({section name: dataclass with validate()})
     config_sections: Mapping[str, type] = {}
     #: ``augment.*`` keys this task's augmenter honours; a non-default value of any other
@@ -53,7 +56,8 @@ class Task(abc.ABC):
     #: Regress APIs accept only signatures marked with their method)
     signature_methods: Mapping[str, str] = {}
     #: TFLite metadata written for phones: "image_classifier" (labels + one score per class,
-    #: what the Task Library's ImageClassifier reads) or "generic" (named outputs)
+    #: what the Task Library's ImageClassifier reads), "image_segmenter" (labels + a score
+    #: per pixel and class, the ImageSegmenter's) or "generic" (named outputs)
     tflite_metadata_kind: str = "generic"
     #: the TFLite modes ``convert_tflite`` supports
     tflite_modes: Sequence[str] = tflite_convert.PTQ_MODES

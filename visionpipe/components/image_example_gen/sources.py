@@ -1,5 +1,5 @@
-"""Sources: turn a folder tree, CSV manifest, COCO JSON, Pascal VOC tree, TFDS dataset or
-TFRecord files into a PCollection of ``SourceItem``.
+"""Sources: turn a folder tree, CSV manifest, COCO JSON, Pascal VOC tree, image + mask folder
+pairs, TFDS dataset or TFRecord files into a PCollection of ``SourceItem``.
 
 Annotation files are small next to the images, so folder/CSV/COCO/VOC sources read them on
 the launcher (which also fixes the class list before any image is read); images are read,
@@ -209,6 +209,51 @@ class CsvSource(_ListedSource):
         if not items:
             raise ConfigError(f"data.path: CSV manifest has no rows: {manifest}")
         return items, sorted(classes), (sorted(splits) if splits else None)
+
+
+class MaskFolderSource(_ListedSource):
+    """Image and mask folder pairs: ``<data.path>/<data.image_folder>/<stem>.<ext>`` with its
+    semantic mask ``<data.path>/<data.mask_folder>/<stem>.png`` (folder names default to
+    ``images``/``masks``). An image without a mask of the same stem is quarantined by name
+    (``bad_mask``); so is a mask without an image (``missing_file``). The classes are
+    ``data.class_names``, else the names of ``data.mask_values`` (which also maps stored
+    values such as a binary mask's 0/255 to ids 0/1); one of them is required."""
+
+    def _list(self):
+        gfile = _gfile()
+        root = self.data.path.rstrip("/")
+        image_dir, mask_dir = _join(root, self.data.image_folder), _join(root, self.data.mask_folder)
+        for key, folder in (("data.image_folder", image_dir), ("data.mask_folder", mask_dir)):
+            if not gfile.isdir(folder):
+                raise ConfigError(f"{key}: folder not found: {folder}")
+        names = list(self.data.class_names) or self.data.mask_class_names
+        if not names:
+            raise ConfigError("data.mask_values: source 'mask_folder' needs the class of each "
+                              "mask id: set data.mask_values ({pixel value: class name}) or "
+                              "data.class_names (in id order)")
+
+        def listing(folder):
+            return {posixpath.splitext(n)[0]: n for n in sorted(gfile.listdir(folder), key=_name_order)
+                    if not _is_hidden(n) and not gfile.isdir(_join(folder, n))}
+
+        images, masks = listing(image_dir), listing(mask_dir)
+        items = []
+        for stem in sorted(set(images) | set(masks)):
+            if stem not in images:
+                rel = f"{self.data.mask_folder}/{masks[stem]}"
+                items.append(it.SourceItem(filename=rel, problem=(
+                    it.MISSING_FILE, f"mask {rel} has no image {self.data.image_folder}/{stem}.*")))
+                continue
+            rel = f"{self.data.image_folder}/{images[stem]}"
+            item = it.SourceItem(filename=rel, path=_join(image_dir, images[stem]))
+            if stem in masks:
+                item.mask_path = _join(mask_dir, masks[stem])
+            else:
+                item.problem = (it.BAD_MASK, f"{rel} has no mask {self.data.mask_folder}/{stem}.png")
+            items.append(item)
+        if not items:
+            raise ConfigError(f"data.path: no images under {image_dir}")
+        return items, names, None
 
 
 class CocoSource(_ListedSource):
@@ -568,7 +613,7 @@ def _item_from_record(file_and_record: Tuple[str, bytes], class_names: List[str]
 
 
 _SOURCES = {"folder": FolderSource, "csv": CsvSource, "coco": CocoSource, "voc": VocSource,
-            "tfds": TfdsSource, "tfrecord": TfrecordSource}
+            "tfds": TfdsSource, "tfrecord": TfrecordSource, "mask_folder": MaskFolderSource}
 
 
 def make_source(data: DataConfig) -> ImageSource:

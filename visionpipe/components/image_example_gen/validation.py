@@ -27,18 +27,28 @@ class ImageRules:
     boxes is a background image and is kept. Otherwise it is quarantined as ``no_labels``.
     An empty ``task`` checks no labels. An image of more than ``max_image_pixels`` pixels
     is quarantined as ``too_large`` before it is decoded.
+
+    Semantic masks: with ``needs_semantic_mask`` (the task's declaration) an image without
+    one is quarantined as ``bad_mask``; ``mask_values`` (``data.mask_values``: pixel value ->
+    class name) maps the stored values to class ids in ascending value order (a 0/255 binary
+    mask becomes ids 0/1), and a mask holding a value not listed is quarantined.
     """
     image_labels: str = ""  # the task's declaration: "single", "multi" or "" (none needed)
     allow_unlabeled: bool = False
     max_image_pixels: int = 0  # 0: PIL's decompression-bomb limit only
+    needs_semantic_mask: bool = False
+    mask_values: Tuple[int, ...] = ()  # the stored values of ids 0, 1, ... (empty: value = id)
 
     @classmethod
     def from_config(cls, config) -> "ImageRules":
         from visionpipe.core.registry import task_class
 
-        return cls(image_labels=task_class(config.task).image_labels,
+        task = task_class(config.task)
+        return cls(image_labels=task.image_labels,
                    allow_unlabeled=config.data.allow_unlabeled,
-                   max_image_pixels=config.data.max_image_pixels)
+                   max_image_pixels=config.data.max_image_pixels,
+                   needs_semantic_mask=task.needs_semantic_mask,
+                   mask_values=tuple(config.data.mask_value_list))
 
     def labels_problem(self, item: it.SourceItem) -> Optional[str]:
         if item.labels or item.objects:  # image labels, or those of its objects
@@ -150,10 +160,13 @@ def rasterize_segmentation(segmentation, width: int, height: int) -> bytes:
 MASK_MODES = ("L", "P", "1", "I", "I;16")  # single-channel PIL modes: a class id per pixel
 
 
-def semantic_mask_png(data: bytes, width: int, height: int, name: str) -> bytes:
+def semantic_mask_png(data: bytes, width: int, height: int, name: str,
+                      mask_values: Sequence[int] = ()) -> bytes:
     """A semantic mask (PNG of class ids, one channel) checked against its image and
     re-encoded as an 8-bit grey PNG whose values are the ids (a palette PNG keeps its
-    indices, not its colours). ValueError naming ``name`` when it cannot be used."""
+    indices, not its colours). ``mask_values``: the stored value of id 0, 1, ... (e.g.
+    ``(0, 255)`` for a binary mask); a value not among them is an error. ValueError naming
+    ``name`` when it cannot be used."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
@@ -177,9 +190,33 @@ def semantic_mask_png(data: bytes, width: int, height: int, name: str) -> bytes:
         raise ValueError(f"mask {name} is {size[0]}x{size[1]} but its image is {width}x{height}")
     if ids.size and (ids.min() < 0 or ids.max() > 255):
         raise ValueError(f"mask {name} has class ids outside [0, 255] ({ids.min()}..{ids.max()})")
+    if mask_values:
+        lookup = np.full(256, -1, np.int64)
+        lookup[list(mask_values)] = np.arange(len(mask_values))
+        mapped = lookup[ids.astype(np.int64)]
+        if (mapped < 0).any():
+            unknown = sorted(set(ids[mapped < 0].tolist()))
+            raise ValueError(f"mask {name} has pixel values {unknown[:10]} that data.mask_values "
+                             f"does not list (it lists {list(mask_values)})")
+        ids = mapped
     buffer = io.BytesIO()
     Image.fromarray(ids.astype(np.uint8), mode="L").save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _mask_labels(mask_png: bytes, class_names: Sequence[str], name: str):
+    """(problem or None, the class names of the ids in a checked mask PNG); 255 is never a
+    class (the usual ignore index)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(mask_png)) as mask:
+        ids = sorted(int(i) for i in np.unique(np.asarray(mask)) if i != 255)
+    unknown = [i for i in ids if i >= len(class_names)]
+    if unknown:
+        return (f"mask {name} has class ids {unknown[:10]} but there are {len(class_names)} "
+                f"classes {list(class_names)[:10]} (ids 0..{len(class_names) - 1}; 255 is ignored)"), []
+    return None, [class_names[i] for i in ids]
 
 
 def _label_problem(label: str, class_names: Optional[Sequence[str]], what: str) -> Optional[str]:
@@ -246,6 +283,10 @@ def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]],
         return quarantine(it.BAD_MASK, f"{len(masks)} masks for {len(boxes)} objects: "
                                        "every object needs a mask or none may have one")
     segmentation_mask = None
+    labels = list(item.labels)
+    if rules.needs_semantic_mask and item.mask_path is None and item.mask_encoded is None:
+        return quarantine(it.BAD_MASK, "has no semantic mask (the task needs a mask of class ids "
+                                       "for every image)")
     if item.mask_path is not None or item.mask_encoded is not None:
         name = item.mask_path or f"the {item.filename} record's mask"
         mask_data = item.mask_encoded
@@ -257,12 +298,17 @@ def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]],
             except Exception as err:  # noqa: BLE001 - any I/O error is this file's problem
                 return quarantine(it.BAD_MASK, f"cannot read mask {item.mask_path}: {err}")
         try:
-            segmentation_mask = semantic_mask_png(mask_data, width, height, name)
+            segmentation_mask = semantic_mask_png(mask_data, width, height, name, rules.mask_values)
         except ValueError as err:
             return quarantine(it.BAD_MASK, str(err))
+        if not labels and class_names is not None:
+            # the classes the mask shows are the image's labels (the class tally, drift)
+            problem, labels = _mask_labels(segmentation_mask, class_names, name)
+            if problem:
+                return quarantine(it.BAD_MASK, problem)
     return it.ValidImage(
         sha256=hashlib.sha256(data).hexdigest(), encoded=data, image_format=image_format,
-        height=height, width=width, filename=item.filename, labels=list(item.labels),
+        height=height, width=width, filename=item.filename, labels=labels,
         boxes=boxes, object_labels=[o.label for o in item.objects], masks=masks,
         text=item.text, source_split=item.source_split, listing_index=item.listing_index,
         group_id=item.group_id, segmentation_mask=segmentation_mask)

@@ -29,16 +29,17 @@ class Executor(base_executor.BaseExecutor):
         if model_blessing and not model_utils.is_model_blessed(model_blessing[0]):
             return _mark(blessing, False, "the evaluator did not bless the model", skipped=True)
         export_dir = path_utils.serving_model_path(model.uri)
-        result = run_probe(export_dir, int(exec_properties.get("timeout_seconds") or 300))
+        result = run_probe(export_dir, int(exec_properties.get("timeout_seconds") or 300),
+                           exec_properties.get("allowed_ops") or "")
         _mark(blessing, result["ok"], result["error"] or
               f"loaded in a fresh process and answered {result['requests']} warm-up requests")
 
 
-def run_probe(export_dir: str, timeout_seconds: int) -> Dict[str, Any]:
+def run_probe(export_dir: str, timeout_seconds: int, allowed_ops: str = "") -> Dict[str, Any]:
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
     try:
         proc = subprocess.run([sys.executable, "-m", "visionpipe.components.load_check.probe",
-                               export_dir], capture_output=True, text=True,
+                               export_dir, allowed_ops], capture_output=True, text=True,
                               timeout=timeout_seconds, env=env)
     except subprocess.TimeoutExpired:
         return {"ok": False, "requests": 0, "error": f"timed out after {timeout_seconds}s"}

@@ -6,11 +6,18 @@ import json
 import sys
 
 
-def probe(export_dir: str) -> dict:
+def probe(export_dir: str, allowed_ops: str = "") -> dict:
     import visionpipe  # noqa: F401
     import tensorflow as tf
 
     from visionpipe.models import export
+    from visionpipe.serving import model_scan
+
+    findings = model_scan.scan_saved_model(export_dir, model_scan.parse_allowed_ops(allowed_ops))
+    if findings:  # refused before TensorFlow loads (and so runs) anything of the model
+        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+        return {"ok": False, "requests": 0,
+                "error": f"refused by the model scan: {findings[0]}{more} (push.allowed_ops)"}
 
     requests = export.read_warmup_requests(export_dir)
     if not requests:
@@ -36,7 +43,7 @@ def probe(export_dir: str) -> dict:
 
 def main(argv) -> int:
     try:
-        result = probe(argv[1])
+        result = probe(argv[1], argv[2] if len(argv) > 2 else "")
     except Exception as err:  # noqa: BLE001 - every failure is reported as a failed check
         result = {"ok": False, "requests": 0, "error": f"{type(err).__name__}: {err}"[:2000]}
     print(json.dumps(result))

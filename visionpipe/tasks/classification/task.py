@@ -67,7 +67,9 @@ class ClassificationTask(Task):
         if cfg.weights:
             self.weights_loaded = backbones.load_backbone_weights(backbone, cfg.weights)
         x = backbone(x)
-        x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        pool = (tf.keras.layers.GlobalMaxPooling2D if cfg.pooling == "max"
+                else tf.keras.layers.GlobalAveragePooling2D)
+        x = pool(name="pool")(x)
         x = tf.keras.layers.Dropout(cfg.dropout, name="dropout")(x)
         x = tf.keras.layers.Dense(self.num_classes, name="logits")(x)
         outputs = tf.keras.layers.Activation(self.activation, dtype="float32", name="probabilities")(x)

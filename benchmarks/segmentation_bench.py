@@ -1,0 +1,172 @@
+"""Membrane segmentation benchmark (ISBI 2012 EM stacks, ../shared/datasets/membrane): train the
+configured U-Net on 24 images, score the 6 held out (fixed: stems 24..29) at their own 512x512
+size, beside a classical baseline (a per-image Otsu threshold, skimage.filters.threshold_otsu:
+bright = interior), then int8 vs float32 TFLite (file size ratio, mIoU drop at model size) and
+the REST response of one image with the PNG class map vs the JSON class map + probabilities.
+
+    python -m benchmarks.segmentation_bench --steps 200            # a real run
+    python -m benchmarks.segmentation_bench --steps 10 model.image_size=128   # a smoke run
+
+The Examples are built as ImageExampleGen builds them (the mask_folder source, data.mask_values
+mapping 0/255 to membrane/interior, the same validation and encoder), without Beam.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import visionpipe  # noqa: E402,F401
+import keras_cv  # noqa: E402,F401  (before tensorflow_model_optimization)
+import tensorflow as tf  # noqa: E402
+
+DEFAULT_CONFIG = REPO / "configs" / "membrane_segmentation.yaml"
+HELD_OUT = {str(i) for i in range(24, 30)}
+
+
+def build_examples(config) -> Dict[str, List[bytes]]:
+    from visionpipe.components.image_example_gen.encoding import to_tf_example
+    from visionpipe.components.image_example_gen.items import Quarantined
+    from visionpipe.components.image_example_gen.sources import make_source
+    from visionpipe.components.image_example_gen.validation import ImageRules, validate_item
+
+    data = config.data
+    if not Path(data.path).is_dir():
+        raise SystemExit(f"membrane data not found at {data.path}")
+    source = make_source(data)
+    rules = ImageRules.from_config(config)
+    splits: Dict[str, List[bytes]] = {"train": [], "eval": []}
+    for item in source.items:
+        valid = validate_item(item, source.class_names, rules)
+        if isinstance(valid, Quarantined):
+            raise SystemExit(f"quarantined: {valid.file}: {valid.reason}")
+        split = "eval" if Path(item.filename).stem in HELD_OUT else "train"
+        splits[split].append(to_tf_example(valid, source.class_names))
+    return splits, source.class_names
+
+
+def write_split(records: List[bytes], path: Path) -> List[str]:
+    with tf.io.TFRecordWriter(str(path), tf.io.TFRecordOptions(compression_type="GZIP")) as writer:
+        for record in records:
+            writer.write(record)
+    return [str(path)]
+
+
+def otsu_baseline(task, eval_files) -> Dict[str, float]:
+    from skimage.filters import threshold_otsu
+
+    from visionpipe.core import features as F
+    from visionpipe.core.examples import records
+    from visionpipe.models.preprocessing import decode_image
+    from visionpipe.tasks.segmentation.task import decode_mask_png
+
+    interior = task.class_names.index("interior")
+    acc = task._accumulator()
+    for record in records(eval_files):
+        parsed = F.parse_single(record, [F.ENCODED, F.SEGMENTATION_MASK])
+        grey = decode_image(parsed[F.ENCODED]).numpy().mean(-1)
+        predicted = np.where(grey > threshold_otsu(grey), interior, 1 - interior)
+        acc.add(decode_mask_png(parsed[F.SEGMENTATION_MASK].numpy()), predicted)
+    return acc.metrics(task.class_names)
+
+
+def rest_sizes(loaded, image: bytes) -> Dict[str, int]:
+    from visionpipe.serving import rest_json
+
+    out = {k: v.numpy() for k, v in loaded.signatures["serving_default"](images=tf.constant([image])).items()}
+    full = json.dumps(rest_json.predict_response(out, True))
+    png = json.dumps(rest_json.predict_response({"class_map_png_bytes": out["class_map_png_bytes"]}, True))
+    ids = json.dumps(rest_json.predict_response({"class_map": out["class_map"]}, True))
+    return {"json_class_map_and_probabilities": len(full), "json_class_map": len(ids), "png_class_map": len(png)}
+
+
+def main(argv) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
+    parser.add_argument("--steps", type=int, default=800, help="training steps in all")
+    parser.add_argument("--json", help="write the numbers here too")
+    parser.add_argument("overrides", nargs="*",
+                        default=["model.image_size=128", "train.learning_rate=0.003"],
+                        help="config overrides (default: the measured run's)")
+    args = parser.parse_args(argv)
+
+    from visionpipe.core.config import load_config
+    from visionpipe.models import data, export, training
+    from visionpipe.runtime import tflite_convert
+    from visionpipe.tasks import get_task
+
+    config = load_config(args.config, [f"data.path={REPO.parent / 'shared' / 'datasets' / 'membrane'}",
+                                       *args.overrides])
+    epochs = max(1, min(config.train.epochs, args.steps))
+    config.train.epochs, config.train.steps_per_epoch = epochs, max(1, args.steps // epochs)
+    config.validate()
+    start = time.time()
+    splits, class_names = build_examples(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        train_files = write_split(splits["train"], tmp / "train.gz")
+        eval_files = write_split(splits["eval"], tmp / "eval.gz")
+        task = get_task(config, class_names)
+        result = training.train(config, task, train_files, eval_files, log_dir=str(tmp / "logs"))
+        train_seconds = time.time() - start
+        export_dir = str(tmp / "export")
+        export.export_saved_model(result.model, task, export_dir)
+        loaded = tf.saved_model.load(export_dir)
+        model_metrics = task.evaluate_loaded(loaded, eval_files)
+        otsu = otsu_baseline(task, eval_files)
+        trivial = task.trivial_metrics(eval_files, train_files)
+
+        images = data.pairs(train_files, task).map(lambda x, _: x).as_numpy_iterator()
+        representative = tflite_convert.representative_dataset(images, 16)
+        pairs = task.batch_dataset(data.pairs(eval_files, task), 2)
+        tflite = {}
+        for mode in ("float32", "int8"):
+            content = task.convert_tflite(result.model, mode, representative if mode == "int8" else None)
+            path = tflite_convert.write(str(tmp / f"model_{mode}.tflite"), content)
+            tflite[mode] = {"bytes": len(content), **task.evaluate_tflite(path, pairs)}
+        first_image = data.raw_images(eval_files, 1)[0]
+        sizes = rest_sizes(loaded, first_image)
+
+    keys = ("miou", "dice", "pixel_accuracy")
+    report = {
+        "steps": config.train.epochs * config.train.steps_per_epoch,
+        "model_image_size": config.model.image_size, "train_seconds": round(train_seconds, 1),
+        "model": {k: round(model_metrics[k], 4) for k in keys},
+        "otsu": {k: round(otsu[k], 4) for k in keys},
+        "trivial": {k: round(trivial[k], 4) for k in keys},
+        "tflite_int8_over_float32_size": round(tflite["int8"]["bytes"] / tflite["float32"]["bytes"], 3),
+        "tflite_float32_miou": round(tflite["float32"]["miou"], 4),
+        "tflite_int8_miou": round(tflite["int8"]["miou"], 4),
+        "tflite_int8_miou_drop": round(tflite["float32"]["miou"] - tflite["int8"]["miou"], 4),
+        "rest_bytes": sizes,
+        "rest_png_over_json_class_map": round(sizes["png_class_map"] / sizes["json_class_map"], 4),
+        "rest_png_over_json_full": round(sizes["png_class_map"] / sizes["json_class_map_and_probabilities"], 5),
+    }
+    print(f"held-out 6 images at 512x512 after {report['steps']} steps ({report['train_seconds']} s, "
+          f"model {config.model.image_size} px)")
+    print(f"{'':10} {'mIoU':>7} {'Dice':>7} {'pixel acc':>9}")
+    for name in ("model", "otsu", "trivial"):
+        row = report[name]
+        print(f"{name:10} {row['miou']:7.4f} {row['dice']:7.4f} {row['pixel_accuracy']:9.4f}")
+    print(f"TFLite int8/float32 size {report['tflite_int8_over_float32_size']}, mIoU float32 "
+          f"{report['tflite_float32_miou']} int8 {report['tflite_int8_miou']} "
+          f"(drop {report['tflite_int8_miou_drop']})")
+    print(f"REST bytes per 512x512 image: {sizes}; PNG/JSON class map "
+          f"{report['rest_png_over_json_class_map']}, PNG/JSON with probabilities "
+          f"{report['rest_png_over_json_full']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,66 @@
+"""The ``segmentation:`` config section (contributed to the config by the segmentation task)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List
+
+from visionpipe.core.config import require as _require
+
+ARCHITECTURES = ("unet", "fcn", "deeplabv3plus", "segnet")
+LOSSES = ("cross_entropy", "dice", "focal", "cross_entropy+dice")
+ENCODERS = ("paper", "backbone")
+
+
+@dataclass
+class SegmentationConfig:
+    # unet: encoder-decoder with skip connections; fcn: FCN-8s head on the backbone's stride
+    # 8/16/32 features; deeplabv3plus: ASPP on stride 32 + a stride-4 decoder; segnet:
+    # encoder-decoder that unpools with the encoder's max-pooling switches
+    architecture: str = "unet"
+    # unet only: "paper" (its own conv-conv-pool encoder, segmentation.depth/width) or
+    # "backbone" (model.backbone's multi-scale features as the encoder)
+    encoder: str = "paper"
+    depth: int = 4  # unet (paper encoder) and segnet: the number of 2x downsamplings
+    width: int = 16  # unet (paper encoder) and segnet: filters of the first stage (doubled per stage)
+    head_channels: int = 64  # fcn / deeplabv3plus head width; unet-on-backbone decoder width
+    aspp_dilation_rates: List[int] = field(default_factory=lambda: [6, 12, 18])
+    # a mask pixel of this value is not scored and adds nothing to the loss (0..255: masks
+    # are 8-bit PNGs); must not be a class id
+    ignore_index: int = 255
+    loss: str = "cross_entropy"  # cross_entropy | dice | focal | cross_entropy+dice
+    # one weight per class (class id order) for cross-entropy / focal; empty: all 1
+    class_weights: List[float] = field(default_factory=list)
+    focal_gamma: float = 2.0
+    dice_weight: float = 1.0  # the Dice term's weight in cross_entropy+dice
+    # serve the per-pixel probabilities [B, h, w, C] (at model size) beside the class map
+    serve_probabilities: bool = True
+
+    def validate(self) -> None:
+        _require(self.architecture in ARCHITECTURES, "segmentation.architecture",
+                 f"must be one of {list(ARCHITECTURES)}, got {self.architecture!r}")
+        _require(self.encoder in ENCODERS, "segmentation.encoder",
+                 f"must be one of {list(ENCODERS)}, got {self.encoder!r}")
+        _require(1 <= self.depth <= 6, "segmentation.depth", f"must be in [1, 6], got {self.depth}")
+        _require(self.width >= 4, "segmentation.width", f"must be >= 4, got {self.width}")
+        _require(self.head_channels >= 4, "segmentation.head_channels",
+                 f"must be >= 4, got {self.head_channels}")
+        _require(bool(self.aspp_dilation_rates) and all(int(r) >= 1 for r in self.aspp_dilation_rates),
+                 "segmentation.aspp_dilation_rates",
+                 f"must be a non-empty list of positive integers, got {self.aspp_dilation_rates}")
+        _require(0 <= self.ignore_index <= 255, "segmentation.ignore_index",
+                 f"must be in [0, 255] (masks are 8-bit PNGs of class ids), got {self.ignore_index}")
+        _require(self.loss in LOSSES, "segmentation.loss",
+                 f"must be one of {list(LOSSES)}, got {self.loss!r}")
+        _require(all(w >= 0 for w in self.class_weights) and
+                 (not self.class_weights or sum(self.class_weights) > 0),
+                 "segmentation.class_weights",
+                 f"must be non-negative and not all 0, got {self.class_weights}")
+        _require(self.focal_gamma >= 0, "segmentation.focal_gamma", "must be >= 0")
+        _require(self.dice_weight >= 0, "segmentation.dice_weight", "must be >= 0")
+
+    @property
+    def downsampling(self) -> int:
+        """The factor each side of ``model.image_size`` must divide by."""
+        if self.architecture in ("unet", "segnet") and (self.encoder == "paper" or self.architecture == "segnet"):
+            return 2 ** self.depth
+        return 32

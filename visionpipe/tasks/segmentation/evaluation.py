@@ -1,0 +1,66 @@
+"""Segmentation scores from a confusion matrix of pixels (rows: truth, columns: prediction).
+
+Pixels whose truth is ``ignore_index`` are not counted. Per class c:
+``IoU_c = TP / (TP + FP + FN)`` and ``Dice_c = 2 TP / (2 TP + FP + FN)``; a class absent
+from both the truth and the prediction has neither (it is left out of the means and gets no
+``iou/<name>`` entry). ``miou`` and ``dice`` are the means over the other classes;
+``pixel_accuracy`` is the trace over the total.
+"""
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+import numpy as np
+
+
+def confusion(truth: np.ndarray, predicted: np.ndarray, num_classes: int,
+              ignore_index: int = 255) -> np.ndarray:
+    """int64 ``[C, C]`` of the pixels of ``truth`` (ids) against ``predicted`` (ids), same shape."""
+    truth = np.asarray(truth).astype(np.int64).ravel()
+    predicted = np.asarray(predicted).astype(np.int64).ravel()
+    if truth.shape != predicted.shape:
+        raise ValueError(f"truth has {truth.size} pixels, the prediction {predicted.size}")
+    keep = truth != ignore_index
+    truth, predicted = truth[keep], predicted[keep]
+    bad = (truth < 0) | (truth >= num_classes)
+    if bad.any():
+        raise ValueError(f"mask ids {sorted(set(truth[bad].tolist()))[:10]} are neither a class id "
+                         f"(0..{num_classes - 1}) nor the ignore index {ignore_index}")
+    if ((predicted < 0) | (predicted >= num_classes)).any():
+        raise ValueError("predicted ids outside the class ids")
+    return np.bincount(truth * num_classes + predicted,
+                       minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def metrics_from_confusion(matrix: np.ndarray, class_names: Sequence[str]) -> Dict[str, float]:
+    matrix = np.asarray(matrix, np.float64)
+    tp = np.diag(matrix)
+    fp = matrix.sum(axis=0) - tp
+    fn = matrix.sum(axis=1) - tp
+    union = tp + fp + fn
+    present = union > 0
+    iou = np.where(present, tp / np.maximum(union, 1), np.nan)
+    dice = np.where(present, 2 * tp / np.maximum(2 * tp + fp + fn, 1), np.nan)
+    total = matrix.sum()
+    out = {"miou": float(np.nanmean(iou)) if present.any() else 0.0,
+           "dice": float(np.nanmean(dice)) if present.any() else 0.0,
+           "pixel_accuracy": float(tp.sum() / total) if total else 0.0,
+           "num_pixels": int(total)}
+    for name, value, is_present in zip(class_names, iou, present):
+        if is_present:
+            out[f"iou/{name}"] = float(value)
+    return out
+
+
+class ConfusionAccumulator:
+    """Sums the confusion of batches of (truth, predicted) id maps."""
+
+    def __init__(self, num_classes: int, ignore_index: int):
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.matrix = np.zeros((num_classes, num_classes), np.int64)
+
+    def add(self, truth, predicted) -> None:
+        self.matrix += confusion(truth, predicted, self.num_classes, self.ignore_index)
+
+    def metrics(self, class_names: Sequence[str]) -> Dict[str, float]:
+        return metrics_from_confusion(self.matrix, class_names)

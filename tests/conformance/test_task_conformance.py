@@ -374,6 +374,9 @@ def test_local_server_answers_rest_predict_as_the_export_does(server, signature_
     assert response.status_code == 200, response.text
     rows = response.json()["predictions"]
     default = signature_outputs["serving_default"]
+    if len(default) == 1:  # TF Serving's row format: a single output's values, not named
+        (only,) = default
+        rows = [{only: row} for row in rows]
     assert len(rows) == 2 and set(rows[0]) == set(default)
     for key, value in default.items():
         _assert_same(np.array([row[key] for row in rows]), value[:2], f"REST predict {key!r}")

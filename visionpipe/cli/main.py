@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "visionpipe.cli.pipeline_commands",
     "visionpipe.cli.serving_commands",
     "visionpipe.cli.anchors",
+    "visionpipe.cli.duplicates",
 ]
 
 

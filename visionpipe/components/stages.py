@@ -31,6 +31,8 @@ class StageInputs:
 
 StageBuilder = Callable[..., Tuple[object, Optional[types.BaseChannel]]]
 _STAGES: Dict[str, StageBuilder] = {}
+#: modules whose import registers the built-in stages (imported when a stage is first looked up)
+BUILTIN_STAGE_MODULES = ("visionpipe.components.index_builder.component",)
 
 
 def register_stage(name: str):
@@ -47,6 +49,10 @@ def register_stage(name: str):
 def build_stages(names: Sequence[str], config, inputs: StageInputs
                  ) -> Tuple[List[object], Optional[types.BaseChannel]]:
     """The components of the named stages, and the one PushFiles channel among them (if any)."""
+    import importlib
+
+    for module in BUILTIN_STAGE_MODULES:
+        importlib.import_module(module)
     components, push_files = [], []
     for name in names:
         if name not in _STAGES:

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 _MODEL_URL = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)"
     r"(?:/versions/(?P<version>\d{1,18})|/labels/(?P<label>[^/:]+))?"
-    r"(?:(?P<metadata>/metadata)|:(?P<verb>predict|classify|regress))?$")
+    r"(?:(?P<metadata>/metadata)|:(?P<verb>predict|classify|regress|search))?$")
 
 
 class _Routes:
@@ -195,6 +195,12 @@ class RestHandler(BaseHTTPRequestHandler):
         _, _, values = self.routes.service.regress(
             spec, rest_json.serialized_examples(body), self._deadline())
         return {"result": values}
+
+    def _search(self, spec: ModelSpec, body: dict) -> dict:
+        """VisionPipe's extension: nearest gallery images from the version's pushed index."""
+        from visionpipe.serving import search
+
+        return search.search(self.routes.service, spec, body, self._deadline())
 
     def _health(self) -> None:
         models = {name: self.routes.manager.available_versions(name)

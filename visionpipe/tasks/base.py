@@ -68,6 +68,9 @@ class Task(abc.ABC):
     generated_sources: Sequence[str] = ()
     #: True when ``finalize`` needs held-out predictions after training (e.g. thresholds)
     finalizes: bool = False
+    #: what ``finalize`` is handed: "held_out" (the calibration split, else eval) or "train"
+    #: (the training split, e.g. a retrieval gallery of the training images)
+    finalize_split: str = "held_out"
     #: names of extra pipeline stages (``components.stages.register_stage``) to run after the
     #: Evaluator; a stage may hand the Pusher files to ship with the model (a retrieval index)
     pipeline_stages: Sequence[str] = ()
@@ -141,7 +144,8 @@ class Task(abc.ABC):
         return model.get_layer(self.transfer_layer)
 
     def finalize(self, model: tf.keras.Model, held_out: tf.data.Dataset) -> None:
-        """After training, before export: fit what needs held-out predictions (``finalizes``)."""
+        """After training, before export: fit what needs held-out predictions (``finalizes``);
+        ``held_out`` is the split ``finalize_split`` names, batched (image, target) pairs."""
 
     # --- export ---------------------------------------------------------------------------
     @abc.abstractmethod

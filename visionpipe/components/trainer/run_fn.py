@@ -43,7 +43,7 @@ def run_fn(fn_args) -> None:
                             backup_dir=backup_dir)
     calibration_files = calibration_split_files(fn_args.train_files, config.model.calibration_split)
     calibrated_on = finalize_and_export(task, result, eval_files, fn_args.serving_model_dir,
-                                        config.model_name, calibration_files)
+                                        config.model_name, calibration_files, train_files)
     summary = result.summary()
     if calibrated_on:
         summary["calibrated_on"] = calibrated_on
@@ -59,13 +59,18 @@ def calibration_split_files(train_patterns, split: str):
 
 
 def finalize_and_export(task, result, eval_files, export_dir: str, model_name: str,
-                        calibration_files=None) -> str:
-    """The task's ``finalize`` on held-out data (e.g. multi-label thresholds), then export.
+                        calibration_files=None, train_files=None) -> str:
+    """The task's ``finalize`` on held-out data (e.g. multi-label thresholds), or on the
+    training split for a task whose ``finalize_split`` is "train" (a search gallery), then
+    export.
 
-    Returns the split finalized on ("calibration", "eval"), or "" when the task has
+    Returns the split finalized on ("calibration", "eval", "train"), or "" when the task has
     nothing to finalize."""
     calibrated_on = ""
-    if task.finalizes:
+    if task.finalizes and task.finalize_split == "train" and train_files:
+        calibrated_on = "train"
+        task.finalize(result.model, data.make_dataset(train_files, task, 64, training=False))
+    elif task.finalizes:
         calibrated_on = task.config.model.calibration_split if calibration_files else "eval"
         if not calibration_files:
             log.warning("no '%s' split in the Examples: %s calibrates on the eval split, so the "

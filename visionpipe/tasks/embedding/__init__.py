@@ -1,0 +1,1 @@
+from visionpipe.tasks.embedding.task import EmbeddingTask  # noqa: F401

@@ -42,11 +42,16 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/visionpipe demo
 
+# Two pytest-xdist workers (CI has 2 cores): whole test files go to one worker, so a file's
+# module-scoped pipeline run is made once. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+TEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest $(TEST_PARALLEL)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not e2e"
+	$(PY) -m pytest $(TEST_PARALLEL) -m "not e2e"
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -199,3 +199,18 @@ def _assign_weights(backbone: tf.keras.Model, weights, source: str) -> None:
             f"model.weights: {source} does not fit the backbone: {len(got)} tensors, "
             f"expected {len(expected)} (check model.backbone, model.width and model.image_size)")
     backbone.set_weights(weights)
+
+
+def pooled_backbone(model_config, image_size, pooling: str = "avg"):
+    """What every image-level head starts from: float32 pixels ``[h, w, 3]`` in [0, 255] ->
+    input normalisation -> the configured backbone (``model.weights`` loaded) -> global
+    ``pooling`` ("avg" or "max"). Returns (inputs, pooled features, what was loaded)."""
+    inputs = tf.keras.Input((*preprocessing.hw(image_size), 3), name="pixels")
+    x = input_normalization(model_config.backbone)(inputs)
+    backbone = build_backbone(model_config)
+    weights_loaded = (load_backbone_weights(backbone, model_config.weights)
+                      if model_config.weights else "")
+    x = backbone(x)
+    pool = (tf.keras.layers.GlobalMaxPooling2D if pooling == "max"
+            else tf.keras.layers.GlobalAveragePooling2D)
+    return inputs, pool(name="pool")(x), weights_loaded

@@ -61,15 +61,8 @@ class ClassificationTask(Task):
     # --- model ------------------------------------------------------------------------
     def build_model(self) -> tf.keras.Model:
         cfg = self.config.model
-        inputs = tf.keras.Input((*self.image_size, 3), name="pixels")
-        x = backbones.input_normalization(cfg.backbone)(inputs)
-        backbone = backbones.build_backbone(cfg)
-        if cfg.weights:
-            self.weights_loaded = backbones.load_backbone_weights(backbone, cfg.weights)
-        x = backbone(x)
-        pool = (tf.keras.layers.GlobalMaxPooling2D if cfg.pooling == "max"
-                else tf.keras.layers.GlobalAveragePooling2D)
-        x = pool(name="pool")(x)
+        inputs, x, self.weights_loaded = backbones.pooled_backbone(
+            cfg, self.image_size, cfg.pooling)
         x = tf.keras.layers.Dropout(cfg.dropout, name="dropout")(x)
         x = tf.keras.layers.Dense(self.num_classes, name="logits")(x)
         outputs = tf.keras.layers.Activation(self.activation, dtype="float32", name="probabilities")(x)

@@ -21,13 +21,7 @@ class L2Normalize(tf.keras.layers.Layer):
 
 def build_embedder(task) -> tf.keras.Model:
     cfg, ecfg = task.config.model, task.config.embedding
-    inputs = tf.keras.Input((*task.image_size, 3), name="pixels")
-    x = backbones.input_normalization(cfg.backbone)(inputs)
-    backbone = backbones.build_backbone(cfg)
-    if cfg.weights:
-        task.weights_loaded = backbones.load_backbone_weights(backbone, cfg.weights)
-    x = backbone(x)
-    x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    inputs, x, task.weights_loaded = backbones.pooled_backbone(cfg, task.image_size, cfg.pooling)
     x = tf.keras.layers.Dense(ecfg.dim, name="projection")(x)
     x = L2Normalize(dtype="float32", name=EMBEDDING_LAYER)(x)
     if ecfg.loss == "arcface":

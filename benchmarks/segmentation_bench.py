@@ -89,6 +89,22 @@ def rest_sizes(loaded, image: bytes) -> Dict[str, int]:
     return {"json_class_map_and_probabilities": len(full), "json_class_map": len(ids), "png_class_map": len(png)}
 
 
+def tflite_ms_per_image(path: str, pairs, repeats: int = 3) -> float:
+    """Median milliseconds per image of the TFLite interpreter (batch 1, after one warm-up)."""
+    from visionpipe.runtime.tflite_runtime import TFLiteModel
+
+    model = TFLiteModel(path)
+    images = [image[None] for batch, _ in pairs.as_numpy_iterator() for image in batch]
+    model.scores(images[0])
+    times = []
+    for _ in range(repeats):
+        for image in images:
+            start = time.perf_counter()
+            model.scores(image)
+            times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
 def main(argv) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(DEFAULT_CONFIG))
@@ -132,7 +148,8 @@ def main(argv) -> int:
         for mode in ("float32", "int8"):
             content = task.convert_tflite(result.model, mode, representative if mode == "int8" else None)
             path = tflite_convert.write(str(tmp / f"model_{mode}.tflite"), content)
-            tflite[mode] = {"bytes": len(content), **task.evaluate_tflite(path, pairs)}
+            tflite[mode] = {"bytes": len(content), **task.evaluate_tflite(path, pairs),
+                            "ms_per_image": tflite_ms_per_image(path, pairs)}
         first_image = data.raw_images(eval_files, 1)[0]
         sizes = rest_sizes(loaded, first_image)
 
@@ -147,6 +164,10 @@ def main(argv) -> int:
         "tflite_float32_miou": round(tflite["float32"]["miou"], 4),
         "tflite_int8_miou": round(tflite["int8"]["miou"], 4),
         "tflite_int8_miou_drop": round(tflite["float32"]["miou"] - tflite["int8"]["miou"], 4),
+        "tflite_float32_ms": round(tflite["float32"]["ms_per_image"], 2),
+        "tflite_int8_ms": round(tflite["int8"]["ms_per_image"], 2),
+        "tflite_int8_over_float32_latency": round(
+            tflite["int8"]["ms_per_image"] / tflite["float32"]["ms_per_image"], 3),
         "rest_bytes": sizes,
         "rest_png_over_json_class_map": round(sizes["png_class_map"] / sizes["json_class_map"], 4),
         "rest_png_over_json_full": round(sizes["png_class_map"] / sizes["json_class_map_and_probabilities"], 5),
@@ -159,7 +180,9 @@ def main(argv) -> int:
         print(f"{name:10} {row['miou']:7.4f} {row['dice']:7.4f} {row['pixel_accuracy']:9.4f}")
     print(f"TFLite int8/float32 size {report['tflite_int8_over_float32_size']}, mIoU float32 "
           f"{report['tflite_float32_miou']} int8 {report['tflite_int8_miou']} "
-          f"(drop {report['tflite_int8_miou_drop']})")
+          f"(drop {report['tflite_int8_miou_drop']}); latency int8 {report['tflite_int8_ms']} ms / "
+          f"float32 {report['tflite_float32_ms']} ms per image = "
+          f"{report['tflite_int8_over_float32_latency']}")
     print(f"REST bytes per 512x512 image: {sizes}; PNG/JSON class map "
           f"{report['rest_png_over_json_class_map']}, PNG/JSON with probabilities "
           f"{report['rest_png_over_json_full']}")

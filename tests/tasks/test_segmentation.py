@@ -353,6 +353,12 @@ def test_evaluation_details_slice_by_image_size_and_class_and_draw_truth_beside_
     assert per_class["square"]["images"] == 1 and per_class["square"]["image_miou"] == pytest.approx(3 / 4)
     assert per_class["background"]["images"] == 3
 
+    # boundary pixels (right/lower neighbour differs, ignored pixels none): truth 2 + 0 + 2,
+    # all within 2 px of a predicted one; predicted 3 + 2 + 2, the 2 around the background
+    # image's stray circle pixel near no truth boundary
+    edges = details["boundary_f1"]
+    assert edges["tolerance_px"] == 2 and edges["recall"] == 1.0
+    assert edges["precision"] == pytest.approx(5 / 7)
     assert details["overlays"] == ["overlays/eval_000.png", "overlays/eval_001.png",
                                    "overlays/eval_002.png"]
     drawn = np.asarray(Image.open(tmp_path / "evaluation" / "overlays" / "eval_002.png"))
@@ -390,3 +396,30 @@ def test_predict_prints_class_shares_by_the_exports_class_names(tmp_path, capsys
     ids = np.asarray(Image.open(tmp_path / "out" / "one.class_map.png"))
     expected = {CLASSES[c]: round(float(np.mean(ids == c)), 4) for c in np.unique(ids)}
     assert row["class_shares"] == expected
+
+
+def test_boundary_f1_matches_boundary_pixels_within_the_tolerance():
+    truth = np.zeros((6, 6), int)
+    truth[:, 3:] = 1  # boundary pixels: column 2 (its right neighbour differs)
+    shifted = np.zeros((6, 6), int)
+    shifted[:, 4:] = 1  # one pixel off
+    for tolerance, expected in [(0, 0.0), (1, 1.0)]:
+        acc = evaluation.BoundaryAccumulator(tolerance)
+        acc.add(truth, shifted)
+        assert acc.metrics()["f1"] == pytest.approx(expected)
+    spurious = truth.copy()
+    spurious[0, 0] = 1  # one extra predicted boundary pixel, far from the truth's
+    acc = evaluation.BoundaryAccumulator(0)
+    acc.add(truth, spurious)
+    scores = acc.metrics()
+    assert scores["precision"] == pytest.approx(6 / 7) and scores["recall"] == 1.0
+    assert scores["f1"] == pytest.approx(2 * 6 / 7 / (1 + 6 / 7))
+    # an ignored truth pixel makes no boundary on either side
+    ignored = truth.copy()
+    ignored[:, 2] = 255
+    acc = evaluation.BoundaryAccumulator(0)
+    acc.add(ignored, truth)
+    assert acc.truth == 0 and acc.predicted == 0 and acc.metrics()["f1"] == 1.0
+    blank = evaluation.BoundaryAccumulator(2)
+    blank.add(truth, np.zeros_like(truth))
+    assert blank.metrics()["f1"] == 0.0

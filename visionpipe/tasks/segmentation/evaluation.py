@@ -111,3 +111,52 @@ def side_by_side(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray,
     spacer = np.full((image.shape[0], gap, 3), 255, np.uint8)
     return np.concatenate([image, spacer, overlay(image, truth, ignore_index=ignore_index), spacer,
                            overlay(image, predicted, ignore_index=ignore_index)], axis=1)
+
+
+def boundaries(ids: np.ndarray, ignore_index: int = 255) -> np.ndarray:
+    """bool ``[H, W]``: pixels whose right or lower neighbour has another id (neither of the
+    two ``ignore_index``)."""
+    ids = np.asarray(ids).astype(np.int64)
+    edge = np.zeros(ids.shape, bool)
+    valid = ids != ignore_index
+    right = (ids[:, :-1] != ids[:, 1:]) & valid[:, :-1] & valid[:, 1:]
+    down = (ids[:-1] != ids[1:]) & valid[:-1] & valid[1:]
+    edge[:, :-1] |= right
+    edge[:-1] |= down
+    return edge
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Square (Chebyshev) dilation by ``radius`` pixels."""
+    out = mask.copy()
+    h, w = mask.shape
+    padded = np.pad(mask, radius)
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            out |= padded[dy:dy + h, dx:dx + w]
+    return out
+
+
+class BoundaryAccumulator:
+    """Class-agnostic boundary F1: a predicted boundary pixel matches when a truth boundary
+    pixel lies within ``tolerance`` pixels (Chebyshev), and vice versa; sums over images.
+    Truth boundaries are taken where the truth is not ignored, predicted ones there too."""
+
+    def __init__(self, tolerance: int = 2, ignore_index: int = 255):
+        self.tolerance, self.ignore_index = tolerance, ignore_index
+        self.predicted = self.predicted_matched = self.truth = self.truth_matched = 0
+
+    def add(self, truth, predicted) -> None:
+        truth = np.asarray(truth).astype(np.int64)
+        predicted = np.where(truth == self.ignore_index, self.ignore_index, np.asarray(predicted))
+        t, p = boundaries(truth, self.ignore_index), boundaries(predicted, self.ignore_index)
+        self.truth += int(t.sum())
+        self.predicted += int(p.sum())
+        self.truth_matched += int((t & _dilate(p, self.tolerance)).sum())
+        self.predicted_matched += int((p & _dilate(t, self.tolerance)).sum())
+
+    def metrics(self) -> Dict[str, float]:
+        precision = self.predicted_matched / self.predicted if self.predicted else float(not self.truth)
+        recall = self.truth_matched / self.truth if self.truth else float(not self.predicted)
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {"tolerance_px": self.tolerance, "precision": precision, "recall": recall, "f1": f1}

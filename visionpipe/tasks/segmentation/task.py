@@ -38,6 +38,7 @@ BACKGROUND = "background"
 PAD_ID = -1
 OVERLAYS = 4  # eval images drawn by evaluation_details (with an output folder)
 OVERLAY_FOLDER = "overlays"
+BOUNDARY_TOLERANCE = 2  # pixels (at the image's own size) for evaluation_details' boundary F1
 
 
 @register_task
@@ -223,6 +224,8 @@ class SegmentationTask(Task):
         - ``by_image_size``: per slice of the images' own ``(h, w)`` (``"HxW"``, or longer-side
           buckets when there are many sizes, see ``evaluation.size_slice_keys``): ``examples``,
           ``miou``, ``dice``, ``pixel_accuracy``;
+        - ``boundary_f1``: class-agnostic boundary precision / recall / F1 within
+          ``BOUNDARY_TOLERANCE`` pixels (``evaluation.BoundaryAccumulator``);
         - ``overlays``: with ``output_dir``, the first ``num_overlays`` eval images written as
           ``overlays/eval_NNN.png`` there (image | truth overlaid | prediction overlaid); the
           file names relative to ``output_dir``."""
@@ -234,12 +237,14 @@ class SegmentationTask(Task):
         from visionpipe.tasks.segmentation import evaluation
 
         total = self._accumulator()
+        edges = evaluation.BoundaryAccumulator(BOUNDARY_TOLERANCE, self.seg.ignore_index)
         overlays: List[str] = []
         image_iou: Dict[str, List[float]] = {name: [] for name in self.class_names}
         rows = []
         for encoded, truth, predicted in self._predicted(self.load_export(export_dir), eval_files):
             matrix = evaluation.confusion(truth, predicted, self.num_classes, self.seg.ignore_index)
             total.matrix += matrix
+            edges.add(truth, predicted)
             rows.append((truth.shape, matrix))
             for name, values in evaluation.per_class_from_confusion(matrix, self.class_names).items():
                 if values["truth_pixels"]:
@@ -268,7 +273,8 @@ class SegmentationTask(Task):
             scores = evaluation.metrics_from_confusion(matrices[key], self.class_names)
             by_size[key] = {"examples": counts[key],
                             **{k: scores[k] for k in ("miou", "dice", "pixel_accuracy")}}
-        return {"per_class": per_class, "by_image_size": by_size, "overlays": overlays}
+        return {"per_class": per_class, "by_image_size": by_size, "boundary_f1": edges.metrics(),
+                "overlays": overlays}
 
     def score(self, predictions, targets):
         acc = self._accumulator()

@@ -174,6 +174,11 @@ def format_summary(summary: Dict[str, Any]) -> str:
         if by_size:
             lines.append(row("mIoU by image size", ", ".join(
                 f"{key} {v['miou']:.3f} (n={v['examples']})" for key, v in by_size.items())))
+        edges = details.get("boundary_f1") or {}
+        if edges.get("f1") is not None:
+            lines.append(row(f"boundary F1 ({edges.get('tolerance_px')} px)",
+                             f"{edges['f1']:.3f} (precision {edges['precision']:.3f}, "
+                             f"recall {edges['recall']:.3f})"))
         if details.get("overlays") and ev.get("report"):
             folder = os.path.dirname(ev["report"])
             lines.append(row("overlays", f"{len(details['overlays'])} (image | truth | prediction) "

@@ -122,6 +122,7 @@ def main(argv) -> int:
         export.export_saved_model(result.model, task, export_dir)
         loaded = tf.saved_model.load(export_dir)
         model_metrics = task.evaluate_loaded(loaded, eval_files)
+        details = task.evaluation_details(export_dir, eval_files)
         otsu = otsu_baseline(task, eval_files)
         trivial = task.trivial_metrics(eval_files, train_files)
 
@@ -141,6 +142,8 @@ def main(argv) -> int:
         "steps": config.train.epochs * config.train.steps_per_epoch,
         "model_image_size": config.model.image_size, "train_seconds": round(train_seconds, 1),
         "model": {k: round(model_metrics[k], 4) for k in keys},
+        "model_iou_per_class": {name: round(v["iou"], 4) for name, v in details["per_class"].items()},
+        "model_boundary_f1": round(details["boundary_f1"]["f1"], 4),
         "otsu": {k: round(otsu[k], 4) for k in keys},
         "trivial": {k: round(trivial[k], 4) for k in keys},
         "tflite_int8_over_float32_size": round(tflite["int8"]["bytes"] / tflite["float32"]["bytes"], 3),
@@ -157,6 +160,8 @@ def main(argv) -> int:
     for name in ("model", "otsu", "trivial"):
         row = report[name]
         print(f"{name:10} {row['miou']:7.4f} {row['dice']:7.4f} {row['pixel_accuracy']:9.4f}")
+    print(f"model IoU per class {report['model_iou_per_class']}, boundary F1 "
+          f"({details['boundary_f1']['tolerance_px']} px) {report['model_boundary_f1']}")
     print(f"TFLite int8/float32 size {report['tflite_int8_over_float32_size']}, mIoU float32 "
           f"{report['tflite_float32_miou']} int8 {report['tflite_int8_miou']} "
           f"(drop {report['tflite_int8_miou_drop']})")

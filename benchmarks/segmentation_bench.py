@@ -4,7 +4,7 @@ size, beside a classical baseline (a per-image Otsu threshold, skimage.filters.t
 bright = interior), then int8 vs float32 TFLite (file size ratio, mIoU drop at model size) and
 the REST response of one image with the PNG class map vs the JSON class map + probabilities.
 
-    python -m benchmarks.segmentation_bench --steps 200            # a real run
+    python -m benchmarks.segmentation_bench                        # the measured run (400 steps, 256 px)
     python -m benchmarks.segmentation_bench --steps 10 model.image_size=128   # a smoke run
 
 The Examples are built as ImageExampleGen builds them (the mask_folder source, data.mask_values
@@ -108,11 +108,11 @@ def tflite_ms_per_image(path: str, pairs, repeats: int = 3) -> float:
 def main(argv) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(DEFAULT_CONFIG))
-    parser.add_argument("--steps", type=int, default=800, help="training steps in all")
+    parser.add_argument("--steps", type=int, default=400, help="training steps in all")
     parser.add_argument("--json", help="write the numbers here too")
     parser.add_argument("overrides", nargs="*",
-                        default=["model.image_size=128", "train.learning_rate=0.003"],
-                        help="config overrides (default: the measured run's)")
+                        default=[],
+                        help="config overrides (default none: the config is the measured run's)")
     args = parser.parse_args(argv)
 
     from visionpipe.core.config import load_config
@@ -138,6 +138,7 @@ def main(argv) -> int:
         export.export_saved_model(result.model, task, export_dir)
         loaded = tf.saved_model.load(export_dir)
         model_metrics = task.evaluate_loaded(loaded, eval_files)
+        details = task.evaluation_details(export_dir, eval_files)
         otsu = otsu_baseline(task, eval_files)
         trivial = task.trivial_metrics(eval_files, train_files)
 
@@ -158,6 +159,8 @@ def main(argv) -> int:
         "steps": config.train.epochs * config.train.steps_per_epoch,
         "model_image_size": config.model.image_size, "train_seconds": round(train_seconds, 1),
         "model": {k: round(model_metrics[k], 4) for k in keys},
+        "model_iou_per_class": {name: round(v["iou"], 4) for name, v in details["per_class"].items()},
+        "model_boundary_f1": round(details["boundary_f1"]["f1"], 4),
         "otsu": {k: round(otsu[k], 4) for k in keys},
         "trivial": {k: round(trivial[k], 4) for k in keys},
         "tflite_int8_over_float32_size": round(tflite["int8"]["bytes"] / tflite["float32"]["bytes"], 3),
@@ -178,6 +181,8 @@ def main(argv) -> int:
     for name in ("model", "otsu", "trivial"):
         row = report[name]
         print(f"{name:10} {row['miou']:7.4f} {row['dice']:7.4f} {row['pixel_accuracy']:9.4f}")
+    print(f"model IoU per class {report['model_iou_per_class']}, boundary F1 "
+          f"({details['boundary_f1']['tolerance_px']} px) {report['model_boundary_f1']}")
     print(f"TFLite int8/float32 size {report['tflite_int8_over_float32_size']}, mIoU float32 "
           f"{report['tflite_float32_miou']} int8 {report['tflite_int8_miou']} "
           f"(drop {report['tflite_int8_miou_drop']}); latency int8 {report['tflite_int8_ms']} ms / "

@@ -39,3 +39,17 @@ def test_summary_states_quarantined_and_duplicates_as_separate_facts_and_a_skipp
     failed = summary.format_summary({"pipeline": "p", "task": "classification", "load_check": {
         "passed": False, "skipped": False, "detail": "probe exited 1"}})
     assert "load check             FAILED: probe exited 1" in failed
+
+
+def test_summary_shows_segmentation_details_per_class_by_size_and_where_the_overlays_are():
+    text = summary.format_summary({"pipeline": "p", "task": "segmentation", "evaluation": {
+        "gate": [], "blessed": True, "report": "/a/evaluation/report.json",
+        "details": {"per_class": {"membrane": {"iou": 0.5, "dice": 0.667},
+                                  "interior": {"iou": 0.9, "dice": 0.947}},
+                    "by_image_size": {"512x512": {"examples": 6, "miou": 0.7}},
+                    "boundary_f1": {"tolerance_px": 2, "precision": 0.5, "recall": 0.25, "f1": 1 / 3},
+                    "overlays": ["overlays/eval_000.png", "overlays/eval_001.png"]}}})
+    assert "membrane 0.500/0.667, interior 0.900/0.947" in text
+    assert "512x512 0.700 (n=6)" in text
+    assert "boundary F1 (2 px)     0.333 (precision 0.500, recall 0.250)" in text
+    assert "2 (image | truth | prediction) in /a/evaluation/overlays" in text

@@ -5,6 +5,7 @@ majority class, masks move with their images (nearest, ids kept), every architec
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -279,3 +280,146 @@ def test_quantization_aware_training_and_pruning_apply_to_segmentation_models(ar
     pruned = pruning.prune(model, batches, compile_fn, sparsity=0.5, structure="unstructured",
                            epochs=1)
     assert pruned.overall_sparsity == pytest.approx(0.5, abs=0.1)
+
+
+# --- evaluation details: per class, per image size, overlays --------------------------------
+
+class _FakeExport:
+    """A loaded export whose ``serving_default`` answers hand-made class maps, keyed by the
+    encoded image (padded to the batch's largest with -1, as the real one)."""
+
+    def __init__(self, answers):
+        self.answers = answers
+
+        def serve(images):
+            maps = [self.answers[bytes(x)] for x in images.numpy()]
+            h, w = max(m.shape[0] for m in maps), max(m.shape[1] for m in maps)
+            padded = np.full((len(maps), h, w), -1, np.int32)
+            for i, m in enumerate(maps):
+                padded[i, :m.shape[0], :m.shape[1]] = m
+            return {"class_map": tf.constant(padded),
+                    "image_shape": tf.constant([m.shape for m in maps], tf.int32)}
+
+        self.signatures = {"serving_default": serve}
+
+
+def _image_mask_file(path, pairs):
+    from visionpipe.core import features as F
+
+    with tf.io.TFRecordWriter(str(path), tf.io.TFRecordOptions(compression_type="GZIP")) as writer:
+        for image, mask in pairs:
+            feature = {F.ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
+                       F.SEGMENTATION_MASK: tf.train.Feature(bytes_list=tf.train.BytesList(
+                           value=[_png(mask)]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return [str(path)]
+
+
+def test_evaluation_details_slice_by_image_size_and_class_and_draw_truth_beside_prediction(tmp_path):
+    task = seg_task()
+    rng = np.random.default_rng(0)
+    images = [_png(rng.integers(0, 255, shape)) for shape in [(2, 4, 3), (2, 4, 3), (3, 2, 3)]]
+    truths = [np.array([[0, 0, 1, 1], [0, 0, 1, 255]]),   # 2x4 (one pixel ignored)
+              np.array([[0, 0, 0, 0], [0, 0, 0, 0]]),     # 2x4, background only
+              np.array([[2, 2], [2, 0], [0, 0]])]         # 3x2
+    predicted = [np.array([[0, 1, 1, 1], [0, 0, 0, 2]]),
+                 np.array([[0, 0, 0, 0], [0, 0, 0, 1]]),
+                 np.array([[2, 2], [2, 2], [0, 0]])]
+    eval_files = _image_mask_file(tmp_path / "eval.tfrecord.gz", list(zip(images, truths)))
+    task.__dict__["_loaded_exports"] = {"export": _FakeExport(dict(zip(images, predicted)))}
+    details = task.evaluation_details("export", eval_files, output_dir=str(tmp_path / "evaluation"))
+
+    # the 2x4 slice, 2 images: confusion [[10, 2, 0], [1, 2, 0], [0, 0, 0]] (the square
+    # predicted on the ignored pixel does not count): square absent, not in the mean
+    small = details["by_image_size"]["2x4"]
+    assert small["examples"] == 2
+    assert small["pixel_accuracy"] == pytest.approx(12 / 15)
+    assert small["miou"] == pytest.approx((10 / 13 + 2 / 5) / 2)
+    tall = details["by_image_size"]["3x2"]  # confusion [[2, 0, 1], [0, 0, 0], [0, 0, 3]]
+    assert tall["examples"] == 1 and tall["pixel_accuracy"] == pytest.approx(5 / 6)
+    assert tall["miou"] == pytest.approx((2 / 3 + 3 / 4) / 2)
+    assert set(details["by_image_size"]) == {"2x4", "3x2"}
+
+    per_class = details["per_class"]
+    assert set(per_class) == set(CLASSES)
+    # circle over all images: TP 2, FP 2 (1 + 1), FN 1
+    assert per_class["circle"]["iou"] == pytest.approx(2 / 5)
+    assert per_class["circle"]["dice"] == pytest.approx(4 / 7)
+    assert per_class["circle"]["precision"] == pytest.approx(2 / 4)
+    assert per_class["circle"]["recall"] == pytest.approx(2 / 3)
+    assert per_class["circle"]["truth_pixels"] == 3 and per_class["circle"]["images"] == 1
+    # square: TP 3, FP 1 (the 3x2 image), FN 0
+    assert per_class["square"]["iou"] == pytest.approx(3 / 4)
+    assert per_class["square"]["images"] == 1 and per_class["square"]["image_miou"] == pytest.approx(3 / 4)
+    assert per_class["background"]["images"] == 3
+
+    # boundary pixels (right/lower neighbour differs, ignored pixels none): truth 2 + 0 + 2,
+    # all within 2 px of a predicted one; predicted 3 + 2 + 2, the 2 around the background
+    # image's stray circle pixel near no truth boundary
+    edges = details["boundary_f1"]
+    assert edges["tolerance_px"] == 2 and edges["recall"] == 1.0
+    assert edges["precision"] == pytest.approx(5 / 7)
+    assert details["overlays"] == ["overlays/eval_000.png", "overlays/eval_001.png",
+                                   "overlays/eval_002.png"]
+    drawn = np.asarray(Image.open(tmp_path / "evaluation" / "overlays" / "eval_002.png"))
+    assert drawn.shape == (3, 3 * 2 + 2 * 4, 3)  # image | truth | prediction, 4 px gaps
+    np.testing.assert_array_equal(drawn[:, :2], np.asarray(Image.open(io.BytesIO(images[2]))))
+    # the truth and the prediction differ at (1, 1) only (0 vs 2): so do their overlays
+    truth_side, predicted_side = drawn[:, 6:8].astype(int), drawn[:, 12:14].astype(int)
+    differs = (truth_side != predicted_side).any(-1)
+    assert differs.tolist() == [[False, False], [False, True], [False, False]]
+    # without a folder nothing is drawn
+    assert task.evaluation_details("export", eval_files)["overlays"] == []
+
+
+def test_many_image_sizes_are_sliced_by_longer_side_buckets():
+    sizes = [(h, 100) for h in range(10, 20)] + [(300, 200)]
+    keys = evaluation.size_slice_keys(sizes)
+    assert keys[:10] == ["long side 65-128"] * 10 and keys[10] == "long side 257-512"
+    assert evaluation.size_slice_keys([(2, 4), (3, 2)]) == ["2x4", "3x2"]
+
+
+def test_predict_prints_class_shares_by_the_exports_class_names(tmp_path, capsys):
+    from visionpipe.cli.main import main
+    from visionpipe.models import export
+
+    task = seg_task()
+    export_dir = export.export_saved_model(task.build_model(), task, str(tmp_path / "export"))
+    image = tmp_path / "one.png"
+    image.write_bytes(_png(np.random.default_rng(0).integers(0, 255, (20, 30, 3))))
+    assert main(["predict", "--model", export_dir, "--output_dir", str(tmp_path / "out"),
+                 "--json", str(image)]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["size"] == [20, 30]
+    assert set(row["class_shares"]) <= set(CLASSES) and row["class_shares"]
+    assert sum(row["class_shares"].values()) == pytest.approx(1.0, abs=1e-3)
+    ids = np.asarray(Image.open(tmp_path / "out" / "one.class_map.png"))
+    expected = {CLASSES[c]: round(float(np.mean(ids == c)), 4) for c in np.unique(ids)}
+    assert row["class_shares"] == expected
+
+
+def test_boundary_f1_matches_boundary_pixels_within_the_tolerance():
+    truth = np.zeros((6, 6), int)
+    truth[:, 3:] = 1  # boundary pixels: column 2 (its right neighbour differs)
+    shifted = np.zeros((6, 6), int)
+    shifted[:, 4:] = 1  # one pixel off
+    for tolerance, expected in [(0, 0.0), (1, 1.0)]:
+        acc = evaluation.BoundaryAccumulator(tolerance)
+        acc.add(truth, shifted)
+        assert acc.metrics()["f1"] == pytest.approx(expected)
+    spurious = truth.copy()
+    spurious[0, 0] = 1  # one extra predicted boundary pixel, far from the truth's
+    acc = evaluation.BoundaryAccumulator(0)
+    acc.add(truth, spurious)
+    scores = acc.metrics()
+    assert scores["precision"] == pytest.approx(6 / 7) and scores["recall"] == 1.0
+    assert scores["f1"] == pytest.approx(2 * 6 / 7 / (1 + 6 / 7))
+    # an ignored truth pixel makes no boundary on either side
+    ignored = truth.copy()
+    ignored[:, 2] = 255
+    acc = evaluation.BoundaryAccumulator(0)
+    acc.add(ignored, truth)
+    assert acc.truth == 0 and acc.predicted == 0 and acc.metrics()["f1"] == 1.0
+    blank = evaluation.BoundaryAccumulator(2)
+    blank.add(truth, np.zeros_like(truth))
+    assert blank.metrics()["f1"] == 0.0

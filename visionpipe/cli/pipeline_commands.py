@@ -191,10 +191,23 @@ def cmd_predict(args) -> int:
         return 0
     outputs = predict_saved_model(args.model, images)
     options = argparse.Namespace(as_json=args.json, output_dir=args.output_dir,
-                                 min_score=args.min_score)
+                                 min_score=args.min_score, class_names=_export_class_names(args.model))
     for line in _presenter(args.model).present(args.images, images, outputs, options):
         print(line)
     return 0
+
+
+def _export_class_names(model_dir: str) -> List[str]:
+    """The export's ``assets/labels.txt`` (class names by id), or [] for an export without it."""
+    import visionpipe  # noqa: F401
+    import tensorflow as tf
+
+    from visionpipe.models import export
+
+    try:
+        return export.read_class_names(model_dir)
+    except tf.errors.NotFoundError:
+        return []
 
 
 def _presenter(model_dir: str):

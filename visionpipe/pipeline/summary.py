@@ -165,6 +165,24 @@ def format_summary(summary: Dict[str, Any]) -> str:
                                   kv[0].split("/")[0].replace("occluded_", "")))
                               if k.endswith("/map_50") and v is not None)
             lines.append(row("occlusion mAP@.5", shown))
+        details = ev.get("details") or {}
+        per_class = details.get("per_class") or {}
+        if per_class:  # segmentation: IoU / Dice by class name over the eval pixels
+            lines.append(row("IoU / Dice per class", ", ".join(
+                f"{name} {v['iou']:.3f}/{v['dice']:.3f}" for name, v in per_class.items())))
+        by_size = details.get("by_image_size") or {}
+        if by_size:
+            lines.append(row("mIoU by image size", ", ".join(
+                f"{key} {v['miou']:.3f} (n={v['examples']})" for key, v in by_size.items())))
+        edges = details.get("boundary_f1") or {}
+        if edges.get("f1") is not None:
+            lines.append(row(f"boundary F1 ({edges.get('tolerance_px')} px)",
+                             f"{edges['f1']:.3f} (precision {edges['precision']:.3f}, "
+                             f"recall {edges['recall']:.3f})"))
+        if details.get("overlays") and ev.get("report"):
+            folder = os.path.dirname(ev["report"])
+            lines.append(row("overlays", f"{len(details['overlays'])} (image | truth | prediction) "
+                                         f"in {os.path.join(folder, os.path.dirname(details['overlays'][0]))}"))
         verdict = "BLESSED" if ev.get("blessed") else "NOT BLESSED"
         lines.append(row("evaluation", verdict))
         for failure in ev.get("failures", [])[:10]:

@@ -229,8 +229,11 @@ class Task(abc.ABC):
         split: the floor the gate asks a model to beat. An untrained model must not beat it
         (tests/conformance checks that for every task)."""
 
-    def evaluation_details(self, export_dir: str, eval_files: Sequence[str]) -> Dict[str, Any]:
-        """Extra, ungated results for the evaluation report (e.g. robustness)."""
+    def evaluation_details(self, export_dir: str, eval_files: Sequence[str],
+                           output_dir: str = "") -> Dict[str, Any]:
+        """Extra, ungated results for the evaluation report (e.g. robustness). ``output_dir``
+        (the evaluation artifact's folder, "" for none) is where a task may write files for
+        the report (e.g. drawn images), named in what it returns relative to that folder."""
         return {}
 
     # --- TFLite ---------------------------------------------------------------------------
@@ -252,7 +255,8 @@ class Task(abc.ABC):
     def present(cls, paths: Sequence[str], images: Sequence[bytes], outputs: Dict[str, np.ndarray],
                 options) -> List[str]:
         """Lines ``visionpipe predict`` prints for ``serving_default`` outputs (``options``:
-        ``as_json``, ``output_dir``, ``min_score``); may write drawn images."""
+        ``as_json``, ``output_dir``, ``min_score``, ``class_names``: the export's
+        ``assets/labels.txt`` by id, [] without one); may write drawn images."""
         import json
 
         lines = []

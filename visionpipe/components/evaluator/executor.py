@@ -54,7 +54,8 @@ class Executor(base_executor.BaseExecutor):
             "min_margin_over_trivial": ev.min_margin_over_trivial,
             "metrics": _json_safe(metrics["candidate"]), "trivial": _json_safe(trivial),
             "baseline": _json_safe(metrics["baseline"]) if "baseline" in metrics else None,
-            "details": task.evaluation_details(exports["candidate"], eval_files),
+            "details": task.evaluation_details(exports["candidate"], eval_files,
+                                               output_dir=evaluation.uri),
         }
         logging.info("Evaluator: %s", "\n".join(gate.format_table(result.rows)))
         io_utils.write_string_file(os.path.join(evaluation.uri, spec.REPORT_FILE),

@@ -170,7 +170,7 @@ class DetectionTask(Task):
         return evaluation.evaluate_examples(evaluation.no_detections, records(eval_files),
                                             self.class_names)
 
-    def evaluation_details(self, export_dir, eval_files):
+    def evaluation_details(self, export_dir, eval_files, output_dir=""):
         """mAP on the eval split with synthetic occluders over 10/25/50% of each box, through
         the exported ``serving_tensor`` signature (the summary's robustness numbers)."""
         from visionpipe.models import data

@@ -36,6 +36,9 @@ from visionpipe.tasks.segmentation.config import SegmentationConfig
 
 BACKGROUND = "background"
 PAD_ID = -1
+OVERLAYS = 4  # eval images drawn by evaluation_details (with an output folder)
+OVERLAY_FOLDER = "overlays"
+BOUNDARY_TOLERANCE = 2  # pixels (at the image's own size) for evaluation_details' boundary F1
 
 
 @register_task
@@ -189,18 +192,89 @@ class SegmentationTask(Task):
         """The mask of class ids at the image's own size, uint8 ``[H, W]``."""
         return decode_mask_png(parsed[features.SEGMENTATION_MASK])
 
-    def evaluate_loaded(self, loaded, eval_files, batch_size: int = 16) -> Dict[str, float]:
-        """mIoU etc. of ``serving_default`` on the eval split, at each image's own size."""
+    def _predicted(self, loaded, eval_files, batch_size: int = 16):
+        """(encoded image, truth ids, predicted ids) of each eval Example, both maps at the
+        image's own size, from ``serving_default``."""
         from visionpipe.core.examples import records
 
-        serve, acc = loaded.signatures["serving_default"], self._accumulator()
+        serve = loaded.signatures["serving_default"]
         for batch in records(eval_files).batch(batch_size):
             parsed = features.parse_examples(batch, list(self.feature_keys))
             out = serve(images=parsed[features.ENCODED])
             maps, shapes = out["class_map"].numpy(), out["image_shape"].numpy()
-            for ids, (h, w), mask in zip(maps, shapes, parsed[features.SEGMENTATION_MASK].numpy()):
-                acc.add(decode_mask_png(mask), ids[:h, :w])
+            for encoded, ids, (h, w), mask in zip(parsed[features.ENCODED].numpy(), maps, shapes,
+                                                  parsed[features.SEGMENTATION_MASK].numpy()):
+                yield encoded, decode_mask_png(mask), ids[:h, :w]
+
+    def evaluate_loaded(self, loaded, eval_files, batch_size: int = 16) -> Dict[str, float]:
+        """mIoU etc. of ``serving_default`` on the eval split, at each image's own size."""
+        acc = self._accumulator()
+        for _, truth, predicted in self._predicted(loaded, eval_files, batch_size):
+            acc.add(truth, predicted)
         return acc.metrics(self.class_names)
+
+    def evaluation_details(self, export_dir, eval_files, output_dir: str = "",
+                           num_overlays: int = OVERLAYS) -> Dict[str, object]:
+        """Ungated, for the evaluation report, from one pass of ``serving_default`` over the
+        eval split at each image's own size:
+
+        - ``per_class``: by class name, IoU, Dice, precision, recall and pixel counts over
+          all eval pixels, plus ``images`` (eval images whose truth shows the class) and
+          ``image_miou`` (the mean over those images of the class's per-image IoU);
+        - ``by_image_size``: per slice of the images' own ``(h, w)`` (``"HxW"``, or longer-side
+          buckets when there are many sizes, see ``evaluation.size_slice_keys``): ``examples``,
+          ``miou``, ``dice``, ``pixel_accuracy``;
+        - ``boundary_f1``: class-agnostic boundary precision / recall / F1 within
+          ``BOUNDARY_TOLERANCE`` pixels (``evaluation.BoundaryAccumulator``);
+        - ``overlays``: with ``output_dir``, the first ``num_overlays`` eval images written as
+          ``overlays/eval_NNN.png`` there (image | truth overlaid | prediction overlaid); the
+          file names relative to ``output_dir``."""
+        import io
+        import os
+
+        from PIL import Image
+
+        from visionpipe.tasks.segmentation import evaluation
+
+        total = self._accumulator()
+        edges = evaluation.BoundaryAccumulator(BOUNDARY_TOLERANCE, self.seg.ignore_index)
+        overlays: List[str] = []
+        image_iou: Dict[str, List[float]] = {name: [] for name in self.class_names}
+        rows = []
+        for encoded, truth, predicted in self._predicted(self.load_export(export_dir), eval_files):
+            matrix = evaluation.confusion(truth, predicted, self.num_classes, self.seg.ignore_index)
+            total.matrix += matrix
+            edges.add(truth, predicted)
+            rows.append((truth.shape, matrix))
+            for name, values in evaluation.per_class_from_confusion(matrix, self.class_names).items():
+                if values["truth_pixels"]:
+                    image_iou[name].append(values["iou"])
+            if output_dir and len(overlays) < num_overlays:
+                pixels = np.asarray(Image.open(io.BytesIO(bytes(encoded))).convert("RGB"))
+                drawn = evaluation.side_by_side(pixels, truth, predicted, self.seg.ignore_index)
+                name = os.path.join(OVERLAY_FOLDER, f"eval_{len(overlays):03d}.png")
+                buffer = io.BytesIO()
+                Image.fromarray(drawn).save(buffer, format="PNG")
+                tf.io.gfile.makedirs(os.path.join(output_dir, OVERLAY_FOLDER))
+                with tf.io.gfile.GFile(os.path.join(output_dir, name), "wb") as f:
+                    f.write(buffer.getvalue())
+                overlays.append(name)
+        per_class = evaluation.per_class_from_confusion(total.matrix, self.class_names)
+        for name, values in per_class.items():
+            values["images"] = len(image_iou[name])
+            values["image_miou"] = float(np.mean(image_iou[name])) if image_iou[name] else None
+        counts: Dict[str, int] = {}
+        matrices: Dict[str, np.ndarray] = {}
+        for key, (_, matrix) in zip(evaluation.size_slice_keys([shape for shape, _ in rows]), rows):
+            counts[key] = counts.get(key, 0) + 1
+            matrices[key] = matrices.get(key, 0) + matrix
+        by_size = {}
+        for key in sorted(counts):
+            scores = evaluation.metrics_from_confusion(matrices[key], self.class_names)
+            by_size[key] = {"examples": counts[key],
+                            **{k: scores[k] for k in ("miou", "dice", "pixel_accuracy")}}
+        return {"per_class": per_class, "by_image_size": by_size, "boundary_f1": edges.metrics(),
+                "overlays": overlays}
 
     def score(self, predictions, targets):
         acc = self._accumulator()
@@ -260,7 +334,8 @@ class SegmentationTask(Task):
 
     @classmethod
     def present(cls, paths, images, outputs, options):
-        """Per image: the share of pixels of each class id; with ``options.output_dir`` the
+        """Per image: the share of pixels of each class (by name from ``options.class_names``,
+        the export's labels, else by id); with ``options.output_dir`` the
         image with its class map overlaid, ``<stem>.segmentation.png``, and the class map
         itself as an 8-bit PNG of ids, ``<stem>.class_map.png``."""
         import io

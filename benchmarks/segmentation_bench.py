@@ -108,7 +108,7 @@ def tflite_ms_per_image(path: str, pairs, repeats: int = 3) -> float:
 def main(argv) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(DEFAULT_CONFIG))
-    parser.add_argument("--steps", type=int, default=400, help="training steps in all")
+    parser.add_argument("--steps", type=int, default=760, help="training steps in all")
     parser.add_argument("--json", help="write the numbers here too")
     parser.add_argument("overrides", nargs="*",
                         default=[],

@@ -49,11 +49,13 @@ def near_duplicate_pairs(embeddings: np.ndarray, threshold: float, block: int = 
 
 
 def latest_version(base: Path) -> Path:
-    versions = sorted((int(p.name) for p in base.iterdir() if p.name.isdigit()), reverse=True) \
-        if base.is_dir() else []
+    """The newest complete pushed version under ``base`` (as the server picks versions)."""
+    from visionpipe.serving.model_manager import list_versions
+
+    versions = list_versions(base) or {}
     if not versions:
         raise UserError(f"no pushed model version under {base} (run the pipeline, or pass --model)")
-    return base / str(versions[0])
+    return versions[max(versions)]
 
 
 def image_files(folder: Path) -> List[Path]:

@@ -17,6 +17,7 @@ BASE = [
     "scikit-learn",
     "pycocotools",
     "tflite-support",
+    "croniter",
 ]
 EXTRAS = {
     "serving": ["tensorflow-serving-api==2.16.1", "grpcio", "grpcio-health-checking", "prometheus-client"],

@@ -1,4 +1,5 @@
 """Whole TFX runs (LocalDagRunner, SQLite MLMD) on real digits: gate, load check, push."""
+import json
 import os
 from pathlib import Path
 
@@ -99,6 +100,20 @@ def test_a_rerun_with_nothing_new_pushes_no_new_version(runs):
     assert runs["after_again"] == runs["after_better"] == ["1", "2"]
     from visionpipe.pipeline import summary
     assert summary.pushed_path(again).endswith(os.path.join("digits_e2e", "2"))
+
+
+def test_run_history_lists_every_run_with_its_verdict_and_pushed_version(runs, capsys):
+    overrides = ["name=digits_e2e", f"runner.output_dir={runs['tmp']}/runs"]
+    assert main(["runs", "--config", "configs/digits.yaml", *overrides, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["blessed"] for r in rows] == [True, False, True, True]
+    assert [r["pushed_version"] for r in rows] == ["1", None, "2", None]
+    assert rows[3]["not_pushed_reason"].startswith("identical to version 2")
+    assert rows[0]["splits"]["train"] + rows[0]["splits"]["eval"] == 400
+    assert rows[0]["gate_metric"] == "accuracy" and rows[0]["gate_value"] >= 0.6
+    assert main(["runs", "--config", "configs/digits.yaml", *overrides]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 5 and "version 2" in table[3] and "evaluator did not bless" in table[2]
 
 
 def test_summary_is_saved_next_to_the_resolved_config(runs):

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "visionpipe.cli.anchors",
     "visionpipe.cli.duplicates",
     "visionpipe.cli.schedule",
+    "visionpipe.cli.runs",
 ]
 
 

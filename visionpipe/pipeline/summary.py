@@ -21,17 +21,18 @@ def _store(metadata_path: str):
     return metadata_store.MetadataStore(config)
 
 
-def latest_run_artifacts(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
-    """{artifact type name: newest artifact of that type in the newest run of the pipeline}."""
-    store = _store(metadata_path)
+def pipeline_runs(store, pipeline_name: str) -> List[Any]:
+    """The pipeline_run contexts of a pipeline, oldest first."""
     pipeline_ids = {c.id for c in store.get_contexts_by_type("pipeline") if c.name == pipeline_name}
     all_runs = store.get_contexts_by_type("pipeline_run")
     runs = [c for c in all_runs
             if any(p.id in pipeline_ids for p in store.get_parent_contexts_by_context(c.id))]
     runs = runs or all_runs  # older stores without parent links: one pipeline per store
-    if not runs:
-        return {}
-    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    return sorted(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+
+
+def run_artifacts(store, run) -> Dict[str, Any]:
+    """{artifact type name: newest artifact of that type in one run}."""
     types = {t.id: t.name for t in store.get_artifact_types()}
     newest: Dict[str, Any] = {}
     for artifact in store.get_artifacts_by_context(run.id):
@@ -39,6 +40,13 @@ def latest_run_artifacts(metadata_path: str, pipeline_name: str) -> Dict[str, An
         if name not in newest or artifact.id > newest[name].id:
             newest[name] = artifact
     return newest
+
+
+def latest_run_artifacts(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
+    """{artifact type name: newest artifact of that type in the newest run of the pipeline}."""
+    store = _store(metadata_path)
+    runs = pipeline_runs(store, pipeline_name)
+    return run_artifacts(store, runs[-1]) if runs else {}
 
 
 def _prop(artifact, key: str, default=None):
@@ -49,8 +57,10 @@ def _prop(artifact, key: str, default=None):
     return getattr(value, kind) if kind else default
 
 
-def build_summary(paths, config) -> Dict[str, Any]:
-    art = latest_run_artifacts(paths.metadata_path, config.name)
+def build_summary(paths, config, art: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The summary of the newest run, or of the run whose artifacts ``art`` are."""
+    if art is None:
+        art = latest_run_artifacts(paths.metadata_path, config.name)
     summary: Dict[str, Any] = {"pipeline": config.name, "task": config.task,
                                "run_dir": paths.run_dir, "metadata": paths.metadata_path}
     examples = art.get("Examples")

@@ -31,8 +31,10 @@ def runs(tmp_path_factory):
     versions_after_bad = sorted(os.listdir(tmp / "serving" / "digits_e2e"))
     better = commands._run(_config(tmp, "train.seed=43", "train.epochs=7"))[1]
     versions_after_better = sorted(os.listdir(tmp / "serving" / "digits_e2e"))
-    # the same run again, nothing new: TFX's cache reuses the Trainer's model
-    again = commands._run(_config(tmp, "train.seed=43", "train.epochs=7"))[1]
+    # the same run again with only an evaluate.* key changed: TFX's cache reuses the
+    # Trainer's model, the Evaluator re-runs
+    again = commands._run(_config(tmp, "train.seed=43", "train.epochs=7",
+                                  "evaluate.max_drops={accuracy: 0.15}"))[1]
     return {"tmp": tmp, "good": good, "bad": bad, "better": better, "again": again,
             "after_good": versions_after_good, "after_bad": versions_after_bad,
             "after_better": versions_after_better,
@@ -98,6 +100,8 @@ def test_a_rerun_with_nothing_new_pushes_no_new_version(runs):
     assert again["push"]["pushed"] is False
     assert again["push"]["reason"].startswith("identical to version 2")
     assert runs["after_again"] == runs["after_better"] == ["1", "2"]
+    assert {"ImageExampleGen", "StatisticsGen", "DataGate", "Trainer"} <= set(again["cached_components"])
+    assert "Evaluator" not in again["cached_components"]
     from visionpipe.pipeline import summary
     assert summary.pushed_path(again).endswith(os.path.join("digits_e2e", "2"))
 

@@ -682,3 +682,34 @@ def config_from_dict(values: Dict[str, Any]) -> PipelineConfig:
     config = PipelineConfig()
     _merge(config, values)
     return config
+
+
+# What each pipeline stage is given: the sections it cannot read are reset to their defaults,
+# so a change there leaves its TFX cache key alone (changing optimize.* re-runs the optimizer
+# and what follows, evaluate.* the evaluator onward, data.* everything). Kept keys survive
+# the reset: the Trainer calibrates on the gate metric; every stage names the model.
+_STAGE_RESET = {
+    "ingest": ("augment", "model", "train", "evaluate", "optimize", "push", "serve", "runner"),
+    "train": ("evaluate", "optimize", "push", "serve", "runner"),
+    "evaluate": ("optimize", "push", "serve", "runner"),
+    "optimize": ("push", "serve", "runner"),
+}
+_STAGE_KEEP = {
+    "ingest": {"runner": ("beam_direct_num_workers",), "push": ("model_name",)},
+    "train": {"evaluate": ("gate_metric",), "push": ("model_name",)},
+    "evaluate": {"push": ("model_name",)},
+    "optimize": {"push": ("model_name",)},
+}
+STAGES = tuple(_STAGE_RESET)
+
+
+def stage_config(config: PipelineConfig, stage: str) -> PipelineConfig:
+    """The config as the ``stage`` component sees it (see ``_STAGE_RESET``)."""
+    if stage not in _STAGE_RESET:
+        raise ValueError(f"unknown stage {stage!r}; one of {STAGES}")
+    values = config.to_dict()
+    defaults = PipelineConfig().to_dict()
+    for section in _STAGE_RESET[stage]:
+        kept = {k: values[section][k] for k in _STAGE_KEEP[stage].get(section, ())}
+        values[section] = {**defaults[section], **kept}
+    return config_from_dict(values)

@@ -22,6 +22,7 @@ from visionpipe.components.model_optimizer.component import ModelOptimizer
 from visionpipe.components.pusher.component import VisionPusher
 from visionpipe.components.stages import StageInputs, build_stages
 from visionpipe.components.trainer import run_fn as trainer_module
+from visionpipe.core.config import stage_config
 from visionpipe.core.registry import task_class
 
 TRAINER_RUN_FN = f"{trainer_module.__name__}.run_fn"
@@ -32,17 +33,15 @@ def create_pipeline(config, pipeline_root: str, metadata_path: str, run_dir: str
                     stop_after_data: bool = False) -> tfx.dsl.Pipeline:
     """Pure wiring. ``config`` reads files (``data_source.resolve_data_source`` has written any
     generated data) and ``class_names`` is the class list the gates are built with."""
-    config_json = json.dumps(config.to_dict(), sort_keys=True)
     class_names = list(class_names)
-    example_gen = ImageExampleGen(config=config)
+    example_gen = ImageExampleGen(config=stage_config(config, "ingest"))
     baseline_stats = previous_accepted_statistics()
     validation = validation_components(
         example_gen.outputs["examples"], config, baseline_stats.outputs["statistics"],
         schema_dir=os.path.join(run_dir, "schema"), class_names=class_names)
     components = [example_gen, baseline_stats, *validation]
     if not stop_after_data:
-        components.extend(_model_components(config, config_json, example_gen, validation,
-                                            pipeline_root))
+        components.extend(_model_components(config, example_gen, validation, pipeline_root))
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.name,
@@ -55,7 +54,11 @@ def create_pipeline(config, pipeline_root: str, metadata_path: str, run_dir: str
     )
 
 
-def _model_components(config, config_json, example_gen, validation, pipeline_root):
+def _model_components(config, example_gen, validation, pipeline_root):
+    """Each component is given only the config it reads (``stage_config``): TFX's cache then
+    re-runs only what a change can affect."""
+    config_json = json.dumps(stage_config(config, "train").to_dict(), sort_keys=True)
+    evaluate_config = stage_config(config, "evaluate")
     examples = example_gen.outputs["examples"]
     trainer = tfx.components.Trainer(
         run_fn=TRAINER_RUN_FN,
@@ -72,16 +75,17 @@ def _model_components(config, config_json, example_gen, validation, pipeline_roo
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
     evaluator = Evaluator(examples=examples, model=trainer.outputs["model"],
-                          baseline_model=baseline_model.outputs["model"], config=config)
+                          baseline_model=baseline_model.outputs["model"], config=evaluate_config)
     components = [trainer, baseline_model, evaluator]
     stages, push_files = build_stages(
-        task_class(config.task).pipeline_stages, config,
+        task_class(config.task).pipeline_stages, evaluate_config,
         StageInputs(examples=examples, model=trainer.outputs["model"],
                     blessing=evaluator.outputs["blessing"]))
     components.extend(stages)
     optimized = None
     if config.optimize.enabled:
-        optimizer = ModelOptimizer(examples=examples, model=trainer.outputs["model"], config=config,
+        optimizer = ModelOptimizer(examples=examples, model=trainer.outputs["model"],
+                                   config=stage_config(config, "optimize"),
                                    model_blessing=evaluator.outputs["blessing"])
         optimized = optimizer.outputs["optimized"]
         components.append(optimizer)

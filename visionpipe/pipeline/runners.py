@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import visionpipe  # noqa: F401
 
@@ -28,6 +28,8 @@ class RunPaths:
     config_path: str
     #: seconds per component of the last run (from the progress lines), in run order
     durations: Dict[str, float] = dataclasses.field(default_factory=dict)
+    #: the components of the last run that TFX's cache answered
+    cached: List[str] = dataclasses.field(default_factory=list)
 
     @classmethod
     def of(cls, config) -> "RunPaths":
@@ -130,6 +132,7 @@ def run_pipeline(config, runner: Optional[str] = None, stop_after_data: bool = F
             del absl_logger.setLevel
             absl_logger.propagate = True
             paths.durations = dict(handler.durations)
+            paths.cached = sorted(name for name, hit in handler.cached.items() if hit)
     return paths
 
 

@@ -63,6 +63,8 @@ def build_summary(paths, config, art: Optional[Dict[str, Any]] = None) -> Dict[s
         art = latest_run_artifacts(paths.metadata_path, config.name)
     summary: Dict[str, Any] = {"pipeline": config.name, "task": config.task,
                                "run_dir": paths.run_dir, "metadata": paths.metadata_path}
+    if getattr(paths, "cached", None):
+        summary["cached_components"] = list(paths.cached)
     examples = art.get("Examples")
     if examples is not None:
         summary["data"] = {

@@ -163,9 +163,14 @@ class FolderSource(_ListedSource):
         return items, sorted(classes), (top_dirs if has_splits else None)
 
 
+MASK_COLUMNS = ("mask", "mask_path")  # CSV columns naming an image's semantic mask PNG
+
+
 class CsvSource(_ListedSource):
-    """A manifest with columns ``path,label`` (optional ``split``, ``text``, ``mask``: a PNG
-    of class ids per image, and the group column ``data.group_key``, default ``group``)."""
+    """A manifest with columns ``path,label`` (optional ``split``, ``text``, ``mask`` or
+    ``mask_path``: a PNG of class ids per image, and the group column ``data.group_key``,
+    default ``group``). A header with both mask columns is refused: which one holds the
+    mask would be a guess."""
 
     def _list(self):
         gfile = _gfile()
@@ -183,6 +188,10 @@ class CsvSource(_ListedSource):
             # extra cells beyond the header land under the key None: ignored
             rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
                     for row in reader]
+        mask_columns = [c for c in MASK_COLUMNS if c in columns]
+        if len(mask_columns) > 1:
+            raise ConfigError(f"{manifest}: has both mask columns {mask_columns}; keep one")
+        mask_column = mask_columns[0] if mask_columns else None
         group_column = self.data.group_key or "group"
         if self.data.group_key and group_column not in columns:
             raise ConfigError(f"data.group_key: {manifest} has no column {group_column!r}; "
@@ -191,7 +200,7 @@ class CsvSource(_ListedSource):
         items, classes, splits = [], set(), set()
         for line, row in enumerate(rows, start=2):  # line 1 is the header
             path = row["path"]
-            mask = row.get("mask") or None
+            mask = (row.get(mask_column) or None) if mask_column else None
             item = it.SourceItem(filename=path or f"{manifest}:{line}", path=_join(base, path) if path else None,
                                  text=row.get("text") or None, source_split=row.get("split") or None,
                                  group_id=row.get(group_column) or None,

@@ -173,12 +173,12 @@ def build_ingest(pipeline: beam.Pipeline, config: PipelineConfig, examples_uri: 
                  report_dir: str) -> List[str]:
     """Adds the ingest transforms to ``pipeline``; returns the output split names."""
     data = config.data
-    source = make_source(data)
+    rules = ImageRules.from_config(config)
+    source = make_source(data, rules.needs_semantic_mask)
     plan = SplitPlan(data, source.split_names)
     known_classes = list(data.class_names) or source.class_names
 
     items = source.read(pipeline)
-    rules = ImageRules.from_config(config)
     checked = items | "DecodeAndCheck" >> beam.ParDo(
         _ValidateFn(known_classes, plan.use_source_splits, rules, plan.by_group)).with_outputs(
             _QUARANTINED, main="valid")

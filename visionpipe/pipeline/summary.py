@@ -64,6 +64,9 @@ def build_summary(paths, config) -> Dict[str, Any]:
         summary.setdefault("data", {})["quarantined"] = int(_prop(report, "quarantined_count", 0))
         summary["data"]["duplicates"] = int(_prop(report, "duplicate_count", 0))
         summary["data"]["quarantine_report"] = os.path.join(report.uri, "quarantine.json")
+        shares = _pixel_shares(summary["data"]["quarantine_report"])
+        if shares:
+            summary["data"]["pixel_share_by_class"] = shares
     warnings = _report_warnings(report, "quarantine.json", "ingest")
     warnings += _report_warnings(art.get("visionpipe.DataValidationReport"), "report.json",
                                  "data validation")
@@ -106,6 +109,14 @@ def build_summary(paths, config) -> Dict[str, Any]:
     return summary
 
 
+def _pixel_shares(path: str) -> Dict[str, Dict[str, float]]:
+    """Per split, each class's share of the labelled mask pixels (semantic masks only)."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f).get("pixel_share_by_class") or {}
+
+
 def _report_warnings(artifact, filename: str, stage: str) -> List[str]:
     """The ``warnings`` of a JSON report in ``artifact``'s folder, each prefixed by ``stage``."""
     path = os.path.join(artifact.uri, filename) if artifact is not None else ""
@@ -137,6 +148,10 @@ def format_summary(summary: Dict[str, Any]) -> str:
         lines.append(row("inputs set aside", f"quarantined {data.get('quarantined', 0)}, "
                                              f"duplicates {data.get('duplicates', 0)}  "
                                              f"{data.get('quarantine_report', '')}"))
+    for split, shares in sorted(data.get("pixel_share_by_class", {}).items()):
+        shown = sorted(((n, v) for n, v in shares.items() if v), key=lambda nv: -nv[1])
+        lines.append(row(f"pixel share ({split})", ", ".join(
+            f"{name} {value:.1%}" for name, value in shown[:12]) + (" ..." if len(shown) > 12 else "")))
     for i, warning in enumerate(summary.get("warnings", [])):
         lines.append(row("warnings" if i == 0 else "", f"- {warning}"))
     training = summary.get("training")

@@ -115,6 +115,10 @@ def cmd_ingest(args) -> int:
         print(f"  {split:<10} {count} examples")
     print(f"  quarantined {data.get('quarantined', 0)}, duplicates {data.get('duplicates', 0)}; "
           f"report: {data.get('quarantine_report', '-')}")
+    for split, shares in sorted(data.get("pixel_share_by_class", {}).items()):
+        from visionpipe.pipeline.summary import pixel_share_text
+
+        print(f"  pixel share ({split}): {pixel_share_text(shares)}")
     for warning in result.get("warnings", []):
         print(f"  warning: {warning}")
     print(f"  examples artifact: {data.get('examples_uri', '-')}")

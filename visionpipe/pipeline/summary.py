@@ -117,6 +117,13 @@ def _pixel_shares(path: str) -> Dict[str, Dict[str, float]]:
         return json.load(f).get("pixel_share_by_class") or {}
 
 
+def pixel_share_text(shares: Dict[str, float], shown: int = 12) -> str:
+    """``background 71.2%, cat 20.1%, ...``: the classes with pixels, largest share first."""
+    present = sorted(((n, v) for n, v in shares.items() if v), key=lambda nv: -nv[1])
+    return (", ".join(f"{name} {value:.1%}" for name, value in present[:shown])
+            + (" ..." if len(present) > shown else "")) or "-"
+
+
 def _report_warnings(artifact, filename: str, stage: str) -> List[str]:
     """The ``warnings`` of a JSON report in ``artifact``'s folder, each prefixed by ``stage``."""
     path = os.path.join(artifact.uri, filename) if artifact is not None else ""
@@ -149,9 +156,7 @@ def format_summary(summary: Dict[str, Any]) -> str:
                                              f"duplicates {data.get('duplicates', 0)}  "
                                              f"{data.get('quarantine_report', '')}"))
     for split, shares in sorted(data.get("pixel_share_by_class", {}).items()):
-        shown = sorted(((n, v) for n, v in shares.items() if v), key=lambda nv: -nv[1])
-        lines.append(row(f"pixel share ({split})", ", ".join(
-            f"{name} {value:.1%}" for name, value in shown[:12]) + (" ..." if len(shown) > 12 else "")))
+        lines.append(row(f"pixel share ({split})", pixel_share_text(shares)))
     for i, warning in enumerate(summary.get("warnings", [])):
         lines.append(row("warnings" if i == 0 else "", f"- {warning}"))
     training = summary.get("training")

@@ -115,6 +115,10 @@ def cmd_ingest(args) -> int:
         print(f"  {split:<10} {count} examples")
     print(f"  quarantined {data.get('quarantined', 0)}, duplicates {data.get('duplicates', 0)}; "
           f"report: {data.get('quarantine_report', '-')}")
+    for split, shares in sorted(data.get("pixel_share_by_class", {}).items()):
+        from visionpipe.pipeline.summary import pixel_share_text
+
+        print(f"  pixel share ({split}): {pixel_share_text(shares)}")
     for warning in result.get("warnings", []):
         print(f"  warning: {warning}")
     print(f"  examples artifact: {data.get('examples_uri', '-')}")
@@ -231,7 +235,7 @@ def cmd_augment_preview(args) -> int:
 
     from visionpipe.core import features
     from visionpipe.components.image_example_gen import encoding, items as source_items, validation
-    from visionpipe.components.image_example_gen.sources import make_source
+    from visionpipe.components.image_example_gen.sources import source_for
     from visionpipe.models import augment
     from visionpipe.tasks import get_task
     from visionpipe.pipeline.data_source import class_names_for_wiring, resolve_data_source
@@ -242,7 +246,7 @@ def cmd_augment_preview(args) -> int:
         raise UserError("augmentation is disabled in this config (augment.enabled=false)")
     resolved = resolve_data_source(config, RunPaths.of(config).run_dir)
     names = class_names_for_wiring(resolved)
-    listed = getattr(make_source(resolved.data), "items", None)
+    listed = getattr(source_for(resolved), "items", None)
     if not listed:
         raise UserError("augment-preview needs a listed image source (folder, csv, coco, voc)")
     valid = [v for v in (validation.validate_item(i, names) for i in listed[:4 * args.count])

@@ -27,9 +27,9 @@ def class_names_for_wiring(config) -> List[str]:
     """The class list the gate is built with: data.class_names, the generator's classes, or
     what a listed source (folder, CSV, COCO, VOC) declares. The run re-checks it."""
     from visionpipe.components.data_validation.wiring import expected_class_names
-    from visionpipe.components.image_example_gen.sources import make_source
+    from visionpipe.components.image_example_gen.sources import source_for
 
-    names = expected_class_names(config) or make_source(config.data).class_names
+    names = expected_class_names(config) or source_for(config).class_names
     if not names:
         raise ConfigError(
             f"data.class_names: required for source {config.data.source!r}, whose classes are only "

@@ -76,6 +76,9 @@ def build_summary(paths, config, art: Optional[Dict[str, Any]] = None) -> Dict[s
         summary.setdefault("data", {})["quarantined"] = int(_prop(report, "quarantined_count", 0))
         summary["data"]["duplicates"] = int(_prop(report, "duplicate_count", 0))
         summary["data"]["quarantine_report"] = os.path.join(report.uri, "quarantine.json")
+        shares = _pixel_shares(summary["data"]["quarantine_report"])
+        if shares:
+            summary["data"]["pixel_share_by_class"] = shares
     warnings = _report_warnings(report, "quarantine.json", "ingest")
     warnings += _report_warnings(art.get("visionpipe.DataValidationReport"), "report.json",
                                  "data validation")
@@ -119,6 +122,21 @@ def build_summary(paths, config, art: Optional[Dict[str, Any]] = None) -> Dict[s
     return summary
 
 
+def _pixel_shares(path: str) -> Dict[str, Dict[str, float]]:
+    """Per split, each class's share of the labelled mask pixels (semantic masks only)."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f).get("pixel_share_by_class") or {}
+
+
+def pixel_share_text(shares: Dict[str, float], shown: int = 12) -> str:
+    """``background 71.2%, cat 20.1%, ...``: the classes with pixels, largest share first."""
+    present = sorted(((n, v) for n, v in shares.items() if v), key=lambda nv: -nv[1])
+    return (", ".join(f"{name} {value:.1%}" for name, value in present[:shown])
+            + (" ..." if len(present) > shown else "")) or "-"
+
+
 def _report_warnings(artifact, filename: str, stage: str) -> List[str]:
     """The ``warnings`` of a JSON report in ``artifact``'s folder, each prefixed by ``stage``."""
     path = os.path.join(artifact.uri, filename) if artifact is not None else ""
@@ -150,6 +168,8 @@ def format_summary(summary: Dict[str, Any]) -> str:
         lines.append(row("inputs set aside", f"quarantined {data.get('quarantined', 0)}, "
                                              f"duplicates {data.get('duplicates', 0)}  "
                                              f"{data.get('quarantine_report', '')}"))
+    for split, shares in sorted(data.get("pixel_share_by_class", {}).items()):
+        lines.append(row(f"pixel share ({split})", pixel_share_text(shares)))
     for i, warning in enumerate(summary.get("warnings", [])):
         lines.append(row("warnings" if i == 0 else "", f"- {warning}"))
     training = summary.get("training")

@@ -103,6 +103,12 @@ class Task(abc.ABC):
     def validate_config(cls, config) -> None:
         """Cross-section checks of a config whose ``task`` is this task (raise ConfigError)."""
 
+    @classmethod
+    def mask_ignore_value(cls, config) -> int:
+        """The semantic-mask value of pixels neither trained on nor scored; ingestion writes a
+        source's own "not labelled" value (VOC's 255) as this."""
+        return 255
+
     # --- data -----------------------------------------------------------------------------
     @abc.abstractmethod
     def example_to_inputs(self, parsed: Dict[str, tf.Tensor]):

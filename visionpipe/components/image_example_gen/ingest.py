@@ -125,6 +125,25 @@ def _class_hits(keyed):
         yield name, (split, image.filename)
 
 
+def _mask_pixels(keyed):
+    """(split, pixels per mask value 0..255) of an image with a semantic mask."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    split, image = keyed
+    if image.segmentation_mask:
+        with Image.open(io.BytesIO(image.segmentation_mask)) as mask:
+            yield split, np.bincount(np.asarray(mask).ravel(), minlength=256).astype(np.int64)
+
+
+def _sum_counts(counts):
+    import numpy as np
+
+    return np.sum(list(counts), axis=0)
+
+
 class _ClassTally(beam.CombineFn):
     """Images per split of one class, and the first few of its file names."""
 
@@ -154,7 +173,7 @@ class _ClassTally(beam.CombineFn):
 
 
 def _finish(_, examples_uri, report_dir, plan_description, total, quarantined, duplicates,
-            split_counts, class_names, class_tally, min_examples_per_class):
+            split_counts, class_names, class_tally, min_examples_per_class, mask_pixels):
     import tensorflow as tf
 
     names = plan_description["splits"]
@@ -163,7 +182,8 @@ def _finish(_, examples_uri, report_dir, plan_description, total, quarantined, d
         images_by_split={s: split_counts.get(s, (0, 0))[0] for s in names},
         objects_by_split={s: split_counts.get(s, (0, 0))[1] for s in names},
         class_names=class_names, split_plan=plan_description, class_tally=class_tally,
-        min_examples_per_class=min_examples_per_class)
+        min_examples_per_class=min_examples_per_class,
+        mask_pixels={s: [int(n) for n in counts] for s, counts in mask_pixels.items()})
     write_report(report, report_dir)
     tf.io.gfile.makedirs(examples_uri)
     examples_contract.write_class_names(examples_uri, class_names)
@@ -173,12 +193,12 @@ def build_ingest(pipeline: beam.Pipeline, config: PipelineConfig, examples_uri: 
                  report_dir: str) -> List[str]:
     """Adds the ingest transforms to ``pipeline``; returns the output split names."""
     data = config.data
-    source = make_source(data)
+    rules = ImageRules.from_config(config)
+    source = make_source(data, rules.needs_semantic_mask)
     plan = SplitPlan(data, source.split_names)
     known_classes = list(data.class_names) or source.class_names
 
     items = source.read(pipeline)
-    rules = ImageRules.from_config(config)
     checked = items | "DecodeAndCheck" >> beam.ParDo(
         _ValidateFn(known_classes, plan.use_source_splits, rules, plan.by_group)).with_outputs(
             _QUARANTINED, main="valid")
@@ -212,6 +232,9 @@ def build_ingest(pipeline: beam.Pipeline, config: PipelineConfig, examples_uri: 
     class_tally = (by_split
                    | "ClassHits" >> beam.FlatMap(_class_hits)
                    | "TallyPerClass" >> beam.CombinePerKey(_ClassTally(SHOWN_IN_ERROR)))
+    mask_pixels = (by_split
+                   | "MaskPixels" >> beam.FlatMap(_mask_pixels)
+                   | "SumMaskPixels" >> beam.CombinePerKey(_sum_counts))
     total = items | "CountInputs" >> beam.combiners.Count.Globally()
     _ = (pipeline
          | "ReportTrigger" >> beam.Create([None])
@@ -220,7 +243,7 @@ def build_ingest(pipeline: beam.Pipeline, config: PipelineConfig, examples_uri: 
              pvalue.AsSingleton(total), pvalue.AsList(checked[_QUARANTINED]),
              pvalue.AsList(deduped[_DUPLICATES]), pvalue.AsDict(split_counts),
              pvalue.AsSingleton(class_names), pvalue.AsDict(class_tally),
-             data.min_examples_per_class))
+             data.min_examples_per_class, pvalue.AsDict(mask_pixels)))
     return plan.names
 
 

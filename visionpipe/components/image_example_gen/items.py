@@ -59,6 +59,11 @@ class SourceItem:
     # semantic mask of class ids (image/segmentation/mask): a PNG file, or its bytes
     mask_path: Optional[str] = None
     mask_encoded: Optional[bytes] = None
+    # the mask value this source uses for "not labelled" (VOC: 255); ingestion writes it as
+    # the task's ignore value (``Task.mask_ignore_value``)
+    mask_ignore_value: Optional[int] = None
+    # the semantic mask is painted from ``objects``' segmentations (COCO outlines)
+    mask_from_objects: bool = False
 
 
 @dataclass

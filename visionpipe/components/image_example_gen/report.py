@@ -5,6 +5,9 @@ kind, exact duplicates (``{file, duplicate_of, sha256}``), and the ingest's coun
 file explains where every input went: kept (per split), quarantined, or a duplicate. It
 also counts the images of every class per split (``images_by_class``, with a few of each
 class's files) for the per-class minimum, and lists ``warnings`` that do not stop the run.
+With semantic masks it holds each split's pixels per class (``mask_pixels_by_class``),
+its pixels of the ignore value (``ignored_pixels``) and each class's share of the labelled
+(not ignored) pixels (``pixel_share_by_class``).
 """
 from __future__ import annotations
 
@@ -64,7 +67,8 @@ def build_report(total: int, quarantined: List[dict], duplicates: List[dict],
                  images_by_split: Dict[str, int], objects_by_split: Dict[str, int],
                  class_names: List[str], split_plan: Dict[str, object],
                  class_tally: Optional[Dict[str, dict]] = None,
-                 min_examples_per_class: int = 0) -> dict:
+                 min_examples_per_class: int = 0,
+                 mask_pixels: Optional[Dict[str, List[int]]] = None) -> dict:
     quarantined = sorted(quarantined, key=lambda q: (q["file"], q["reason"]))
     duplicates = sorted(duplicates, key=lambda d: d["file"])
     tally = class_tally or {}
@@ -76,6 +80,7 @@ def build_report(total: int, quarantined: List[dict], duplicates: List[dict],
             warnings.append(f"class(es) {unseen} have no training image but are kept "
                             "(data.min_examples_per_class=0): the model may predict them")
     return {
+        **(pixel_statistics(list(class_names), mask_pixels) if mask_pixels else {}),
         "total_inputs": total,
         "kept": sum(images_by_split.values()),
         "quarantined_count": len(quarantined),
@@ -93,6 +98,19 @@ def build_report(total: int, quarantined: List[dict], duplicates: List[dict],
         "min_examples_per_class": min_examples_per_class,
         "warnings": warnings,
     }
+
+
+def pixel_statistics(class_names: List[str], mask_pixels: Dict[str, List[int]]) -> dict:
+    """Per split, pixels per mask value (0..255) -> by class name (id order), the ignored
+    pixels (values beyond the class ids: validation lets only the task's ignore value
+    through) and each class's share of the labelled pixels."""
+    by_class, ignored, shares = {}, {}, {}
+    for split, counts in sorted(mask_pixels.items()):
+        by_class[split] = {name: int(counts[i]) for i, name in enumerate(class_names)}
+        ignored[split] = int(sum(counts[len(class_names):]))
+        labelled = sum(by_class[split].values())
+        shares[split] = {name: n / labelled if labelled else 0.0 for name, n in by_class[split].items()}
+    return {"mask_pixels_by_class": by_class, "ignored_pixels": ignored, "pixel_share_by_class": shares}
 
 
 def write_report(report: dict, report_dir: str) -> str:

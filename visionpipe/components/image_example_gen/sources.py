@@ -25,6 +25,7 @@ import apache_beam as beam
 import visionpipe  # noqa: F401
 from visionpipe.core import features as F
 from visionpipe.components.image_example_gen import items as it
+from visionpipe.components.image_example_gen import validation as vd
 from visionpipe.core.config import ConfigError, DataConfig
 
 
@@ -43,10 +44,15 @@ def _is_hidden(name: str) -> bool:
 
 
 class ImageSource(abc.ABC):
-    """What a source tells the ingest pipeline, and how to read it."""
+    """What a source tells the ingest pipeline, and how to read it.
 
-    def __init__(self, data: DataConfig):
+    ``semantic_masks``: the task needs a semantic mask per image (``Task.needs_semantic_mask``);
+    a source that can give one (VOC's ``SegmentationClass/``, COCO's object outlines painted
+    into a class map) then does."""
+
+    def __init__(self, data: DataConfig, semantic_masks: bool = False):
         self.data = data
+        self.semantic_masks = semantic_masks
 
     @property
     def class_names(self) -> Optional[List[str]]:
@@ -71,8 +77,8 @@ class _ListedSource(ImageSource):
     the config (a graph holding a million items would exceed Dataflow's size limit).
     """
 
-    def __init__(self, data: DataConfig):
-        super().__init__(data)
+    def __init__(self, data: DataConfig, semantic_masks: bool = False):
+        super().__init__(data, semantic_masks)
         self._items, self._class_names, self._split_names = self._list()
         for index, item in enumerate(self._items):
             item.listing_index = (index,)
@@ -96,12 +102,12 @@ class _ListedSource(ImageSource):
     def read(self, pipeline):
         return (pipeline
                 | "SourceConfig" >> beam.Create([self.data])
-                | "ListItems" >> beam.FlatMap(_list_items, type(self))
+                | "ListItems" >> beam.FlatMap(_list_items, type(self), self.semantic_masks)
                 | "SpreadItems" >> beam.Reshuffle())
 
 
-def _list_items(data: DataConfig, source_class) -> List[it.SourceItem]:
-    return source_class(data).items
+def _list_items(data: DataConfig, source_class, semantic_masks: bool) -> List[it.SourceItem]:
+    return source_class(data, semantic_masks).items
 
 
 def _name_order(name: str):
@@ -163,9 +169,14 @@ class FolderSource(_ListedSource):
         return items, sorted(classes), (top_dirs if has_splits else None)
 
 
+MASK_COLUMNS = ("mask", "mask_path")  # CSV columns naming an image's semantic mask PNG
+
+
 class CsvSource(_ListedSource):
-    """A manifest with columns ``path,label`` (optional ``split``, ``text``, ``mask``: a PNG
-    of class ids per image, and the group column ``data.group_key``, default ``group``)."""
+    """A manifest with columns ``path,label`` (optional ``split``, ``text``, ``mask`` or
+    ``mask_path``: a PNG of class ids per image, and the group column ``data.group_key``,
+    default ``group``). A header with both mask columns is refused: which one holds the
+    mask would be a guess."""
 
     def _list(self):
         gfile = _gfile()
@@ -183,6 +194,10 @@ class CsvSource(_ListedSource):
             # extra cells beyond the header land under the key None: ignored
             rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
                     for row in reader]
+        mask_columns = [c for c in MASK_COLUMNS if c in columns]
+        if len(mask_columns) > 1:
+            raise ConfigError(f"{manifest}: has both mask columns {mask_columns}; keep one")
+        mask_column = mask_columns[0] if mask_columns else None
         group_column = self.data.group_key or "group"
         if self.data.group_key and group_column not in columns:
             raise ConfigError(f"data.group_key: {manifest} has no column {group_column!r}; "
@@ -191,7 +206,7 @@ class CsvSource(_ListedSource):
         items, classes, splits = [], set(), set()
         for line, row in enumerate(rows, start=2):  # line 1 is the header
             path = row["path"]
-            mask = row.get("mask") or None
+            mask = (row.get(mask_column) or None) if mask_column else None
             item = it.SourceItem(filename=path or f"{manifest}:{line}", path=_join(base, path) if path else None,
                                  text=row.get("text") or None, source_split=row.get("split") or None,
                                  group_id=row.get(group_column) or None,
@@ -257,7 +272,14 @@ class MaskFolderSource(_ListedSource):
 
 
 class CocoSource(_ListedSource):
-    """COCO instances JSON: boxes, polygon/RLE masks; classes are the categories by id."""
+    """COCO instances JSON: boxes, polygon/RLE masks; classes are the categories by id.
+
+    With ``semantic_masks`` each image's object outlines (polygons, RLE, ``iscrowd`` RLE
+    too) are painted into one class map (``validation.paint_class_map``): class id k is
+    the k-th class, ``background`` first (id 0) and then the categories by ascending
+    category id, unless a category is itself named ``background`` (then no class is
+    added and uncovered pixels get its id); larger objects are painted first so small ones
+    stay visible. An object without a segmentation quarantines its image."""
 
     def _list(self):
         gfile = _gfile()
@@ -278,6 +300,12 @@ class CocoSource(_ListedSource):
             raise ConfigError(f"{path}: category names are not unique: {names}")
         name_by_id = {c["id"]: str(c["name"]) for c in categories}
         base = self.data.images_dir or posixpath.dirname(path)
+        if self.semantic_masks:
+            if self.data.class_names and vd.BACKGROUND not in self.data.class_names:
+                raise ConfigError(f"data.class_names: a class map painted from {path}'s outlines "
+                                  f"needs a {vd.BACKGROUND!r} class for uncovered pixels")
+            if vd.BACKGROUND not in names:
+                names = [vd.BACKGROUND] + names
 
         if self.data.group_key and not any(self.data.group_key in image for image in coco["images"]):
             raise ConfigError(f"data.group_key: no image of {path} has the field "
@@ -298,7 +326,8 @@ class CocoSource(_ListedSource):
             group = image.get(self.data.group_key or "video_id")
             item = it.SourceItem(filename=file_name or f"{path}#image-{image.get('id')}",
                                  path=_join(base, file_name) if file_name else None,
-                                 group_id=None if group in (None, "") else str(group))
+                                 group_id=None if group in (None, "") else str(group),
+                                 mask_from_objects=self.semantic_masks)
             try:
                 item.declared_size = (int(image.get("width") or 0), int(image.get("height") or 0))
                 item.objects = [self._object(ann, name_by_id) for ann in annotations[image.get("id")]]
@@ -332,7 +361,7 @@ class VocSource(_ListedSource):
         ann_dir = _join(root, "Annotations")
         if not gfile.isdir(ann_dir):
             raise ConfigError(f"data.path: {root} is not a Pascal VOC folder (no Annotations/)")
-        split_of = self._split_membership(root)
+        split_of = self._split_membership(root, "ImageSets/Main")
         xml_ids = {posixpath.splitext(n)[0] for n in gfile.listdir(ann_dir) if n.endswith(".xml")}
         items, classes = [], set()
         for image_id in sorted(xml_ids | set(split_of)):
@@ -356,9 +385,9 @@ class VocSource(_ListedSource):
         splits = sorted({s for s, _ in split_of.values()}) or None
         return items, sorted(classes), splits
 
-    def _split_membership(self, root: str) -> Dict[str, Tuple[str, Optional[str]]]:
+    def _split_membership(self, root: str, sets_rel: str) -> Dict[str, Tuple[str, Optional[str]]]:
         gfile = _gfile()
-        sets_dir = _join(root, "ImageSets/Main")
+        sets_dir = _join(root, sets_rel)
         present = [s for s in self.SPLIT_FILES if gfile.exists(_join(sets_dir, f"{s}.txt"))]
         if not {"train", "val"} & set(present) and gfile.exists(_join(sets_dir, "trainval.txt")):
             present.insert(0, "trainval")
@@ -368,7 +397,7 @@ class VocSource(_ListedSource):
                 for image_id in f.read().split():
                     if image_id in membership and membership[image_id][0] != split:
                         membership[image_id] = (membership[image_id][0], (
-                            f"listed in both ImageSets/Main/{membership[image_id][0]}.txt and {split}.txt"))
+                            f"listed in both {sets_rel}/{membership[image_id][0]}.txt and {split}.txt"))
                     else:
                         membership[image_id] = (split, None)
         return membership
@@ -393,6 +422,59 @@ class VocSource(_ListedSource):
             objects.append(it.ObjectAnnotation(label=name, box=coords))
         rel = f"JPEGImages/{file_name}"
         return it.SourceItem(filename=rel, path=_join(root, rel), objects=objects, declared_size=size)
+
+
+# Pascal VOC's 20 object classes after the background, in SegmentationClass's palette order
+VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
+               "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
+               "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+VOC_IGNORE = 255  # SegmentationClass's "void": object outlines and unlabelled regions
+
+
+class VocSegmentationSource(VocSource):
+    """Pascal VOC's semantic masks (``data.source: voc`` for a task that needs them):
+    the ids in ``ImageSets/Segmentation/<split>.txt``, each ``JPEGImages/<id>.*`` with
+    ``SegmentationClass/<id>.png``, a palette PNG whose palette index is the class id.
+    Index 255 (void: the band along object outlines) becomes the task's ignore value.
+    Classes: ``data.class_names``, else ``data.mask_values``' names, else VOC's 21
+    (``VOC_CLASSES``). A listed id without its PNG or its image is quarantined by name."""
+
+    SETS = "ImageSets/Segmentation"
+    MASKS = "SegmentationClass"
+
+    def _list(self):
+        gfile = _gfile()
+        root = self.data.path.rstrip("/")
+        for folder in ("JPEGImages", self.MASKS, self.SETS):
+            if not gfile.isdir(_join(root, folder)):
+                raise ConfigError(f"data.path: {root} is not a Pascal VOC segmentation folder "
+                                  f"(no {folder}/)")
+        split_of = self._split_membership(root, self.SETS)
+        if not split_of:
+            raise ConfigError(f"data.path: {_join(root, self.SETS)} lists no image id "
+                              f"(expected {', '.join(f'{s}.txt' for s in self.SPLIT_FILES)} or trainval.txt)")
+        images = {posixpath.splitext(n)[0]: n for n in sorted(gfile.listdir(_join(root, "JPEGImages")),
+                                                              key=_name_order)}
+        masks = set(gfile.listdir(_join(root, self.MASKS)))
+        items = []
+        for image_id in sorted(split_of):
+            split, split_problem = split_of[image_id]
+            listed = f"listed in {self.SETS}/{split}.txt"
+            rel = f"JPEGImages/{images.get(image_id, image_id + '.jpg')}"
+            item = it.SourceItem(filename=rel, path=_join(root, rel), source_split=split,
+                                 mask_ignore_value=VOC_IGNORE)
+            mask_rel = f"{self.MASKS}/{image_id}.png"
+            if image_id not in images:
+                item.problem = (it.MISSING_FILE, f"{listed} but JPEGImages/{image_id}.* is missing")
+            elif f"{image_id}.png" not in masks:
+                item.problem = (it.BAD_MASK, f"{listed} but its mask {mask_rel} is missing")
+            elif split_problem:
+                item.problem = (it.BAD_ANNOTATION, split_problem)
+            else:
+                item.mask_path = _join(root, mask_rel)
+            items.append(item)
+        names = list(self.data.class_names) or self.data.mask_class_names or list(VOC_CLASSES)
+        return items, names, sorted({s for s, _ in split_of.values()})
 
 
 @dataclass(frozen=True)
@@ -451,8 +533,8 @@ class TfdsSource(ImageSource):
     first one), scalar or a sequence for multi-label. Each split is read by one Beam worker.
     """
 
-    def __init__(self, data: DataConfig):
-        super().__init__(data)
+    def __init__(self, data: DataConfig, semantic_masks: bool = False):
+        super().__init__(data, semantic_masks)
         import tensorflow_datasets as tfds
 
         try:
@@ -534,8 +616,8 @@ class TfrecordSource(ImageSource):
     their source split. Gzip is detected from the ``.gz`` suffix.
     """
 
-    def __init__(self, data: DataConfig):
-        super().__init__(data)
+    def __init__(self, data: DataConfig, semantic_masks: bool = False):
+        super().__init__(data, semantic_masks)
         self.files = sorted(_gfile().glob(data.path))
         if not self.files:
             raise ConfigError(f"data.path: no TFRecord files match {data.path}")
@@ -614,13 +696,24 @@ def _item_from_record(file_and_record: Tuple[str, bytes], class_names: List[str]
 
 _SOURCES = {"folder": FolderSource, "csv": CsvSource, "coco": CocoSource, "voc": VocSource,
             "tfds": TfdsSource, "tfrecord": TfrecordSource, "mask_folder": MaskFolderSource}
+# what a source gives instead when the task needs semantic masks
+_SEMANTIC_SOURCES = {"voc": VocSegmentationSource}
 
 
-def make_source(data: DataConfig) -> ImageSource:
+def make_source(data: DataConfig, semantic_masks: bool = False) -> ImageSource:
     if data.source not in _SOURCES:
         generated = " (generate it first: its images are written as a folder tree)" \
             if data.source in ("shapes", "digits") else ""
         raise ConfigError(f"data.source: ImageExampleGen reads {sorted(_SOURCES)}, "
                           f"not {data.source!r}{generated}")
-    return _SOURCES[data.source](data)
+    if semantic_masks and data.source in _SEMANTIC_SOURCES:
+        return _SEMANTIC_SOURCES[data.source](data, semantic_masks)
+    return _SOURCES[data.source](data, semantic_masks)
+
+
+def source_for(config) -> ImageSource:
+    """``config.data``'s source, giving semantic masks when ``config.task`` needs them."""
+    from visionpipe.core.registry import task_class
+
+    return make_source(config.data, task_class(config.task).needs_semantic_mask)
 

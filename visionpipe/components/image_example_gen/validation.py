@@ -5,6 +5,7 @@ and the reason, never an exception, so one bad file cannot stop a large ingest.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import math
@@ -32,12 +33,15 @@ class ImageRules:
     one is quarantined as ``bad_mask``; ``mask_values`` (``data.mask_values``: pixel value ->
     class name) maps the stored values to class ids in ascending value order (a 0/255 binary
     mask becomes ids 0/1), and a mask holding a value not listed is quarantined.
+    ``mask_ignore`` is the task's ignore value (``Task.mask_ignore_value``): never a class,
+    and what a source's own "not labelled" value (VOC's 255) is written as.
     """
     image_labels: str = ""  # the task's declaration: "single", "multi" or "" (none needed)
     allow_unlabeled: bool = False
     max_image_pixels: int = 0  # 0: PIL's decompression-bomb limit only
     needs_semantic_mask: bool = False
     mask_values: Tuple[int, ...] = ()  # the stored values of ids 0, 1, ... (empty: value = id)
+    mask_ignore: int = 255
 
     @classmethod
     def from_config(cls, config) -> "ImageRules":
@@ -48,7 +52,8 @@ class ImageRules:
                    allow_unlabeled=config.data.allow_unlabeled,
                    max_image_pixels=config.data.max_image_pixels,
                    needs_semantic_mask=task.needs_semantic_mask,
-                   mask_values=tuple(config.data.mask_value_list))
+                   mask_values=tuple(config.data.mask_value_list),
+                   mask_ignore=task.mask_ignore_value(config))
 
     def labels_problem(self, item: it.SourceItem) -> Optional[str]:
         if item.labels or item.objects:  # image labels, or those of its objects
@@ -133,6 +138,16 @@ def rasterize_segmentation(segmentation, width: int, height: int) -> bytes:
     """COCO polygon list or RLE (compressed or not) -> PNG mask with values 0/255."""
     import numpy as np
     from PIL import Image
+
+    mask = segmentation_bitmap(segmentation, width, height).astype(np.uint8) * 255
+    buffer = io.BytesIO()
+    Image.fromarray(mask, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def segmentation_bitmap(segmentation, width: int, height: int):
+    """COCO polygon list or RLE (compressed or not, e.g. an ``iscrowd`` region) -> bool
+    ``[height, width]``; ValueError when malformed."""
     from pycocotools import mask as mask_utils
 
     if isinstance(segmentation, list):
@@ -151,22 +166,36 @@ def rasterize_segmentation(segmentation, width: int, height: int) -> bytes:
                    "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
     else:
         raise ValueError("expected a polygon list or an RLE dict with 'counts' and 'size'")
-    mask = mask_utils.decode(rle).astype(np.uint8) * 255
-    buffer = io.BytesIO()
-    Image.fromarray(mask, mode="L").save(buffer, format="PNG")
-    return buffer.getvalue()
+    return mask_utils.decode(rle).astype(bool)
+
+
+BACKGROUND = "background"  # the class of pixels no object covers in a painted class map
+
+
+def paint_class_map(bitmaps, class_ids: Sequence[int], background_id: int, height: int, width: int):
+    """Object bitmaps -> one uint8 class map: pixels no object covers get ``background_id``;
+    objects are painted largest first (by pixel count, ties in annotation order), so a
+    small object lying on a large one stays visible."""
+    import numpy as np
+
+    canvas = np.full((height, width), background_id, np.uint8)
+    for index in sorted(range(len(bitmaps)), key=lambda i: -int(bitmaps[i].sum())):
+        canvas[bitmaps[index]] = class_ids[index]
+    return canvas
 
 
 MASK_MODES = ("L", "P", "1", "I", "I;16")  # single-channel PIL modes: a class id per pixel
 
 
 def semantic_mask_png(data: bytes, width: int, height: int, name: str,
-                      mask_values: Sequence[int] = ()) -> bytes:
+                      mask_values: Sequence[int] = (), ignore: int = 255,
+                      source_ignore: Optional[int] = None) -> bytes:
     """A semantic mask (PNG of class ids, one channel) checked against its image and
     re-encoded as an 8-bit grey PNG whose values are the ids (a palette PNG keeps its
     indices, not its colours). ``mask_values``: the stored value of id 0, 1, ... (e.g.
-    ``(0, 255)`` for a binary mask); a value not among them is an error. ValueError naming
-    ``name`` when it cannot be used."""
+    ``(0, 255)`` for a binary mask); a value not among them is an error. Pixels of
+    ``source_ignore`` (the source's "not labelled" value) are written as ``ignore``.
+    ValueError naming ``name`` when it cannot be used."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
@@ -190,33 +219,52 @@ def semantic_mask_png(data: bytes, width: int, height: int, name: str,
         raise ValueError(f"mask {name} is {size[0]}x{size[1]} but its image is {width}x{height}")
     if ids.size and (ids.min() < 0 or ids.max() > 255):
         raise ValueError(f"mask {name} has class ids outside [0, 255] ({ids.min()}..{ids.max()})")
+    ignored = ids == source_ignore if source_ignore is not None else np.zeros(ids.shape, bool)
     if mask_values:
         lookup = np.full(256, -1, np.int64)
         lookup[list(mask_values)] = np.arange(len(mask_values))
         mapped = lookup[ids.astype(np.int64)]
-        if (mapped < 0).any():
-            unknown = sorted(set(ids[mapped < 0].tolist()))
-            raise ValueError(f"mask {name} has pixel values {unknown[:10]} that data.mask_values "
+        unknown = (mapped < 0) & ~ignored
+        if unknown.any():
+            values = sorted(set(ids[unknown].tolist()))
+            raise ValueError(f"mask {name} has pixel values {values[:10]} that data.mask_values "
                              f"does not list (it lists {list(mask_values)})")
         ids = mapped
+    ids = np.where(ignored, ignore, ids)
     buffer = io.BytesIO()
     Image.fromarray(ids.astype(np.uint8), mode="L").save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def _mask_labels(mask_png: bytes, class_names: Sequence[str], name: str):
-    """(problem or None, the class names of the ids in a checked mask PNG); 255 is never a
-    class (the usual ignore index)."""
+def _mask_labels(mask_png: bytes, class_names: Sequence[str], name: str, ignore: int = 255):
+    """(problem or None, the class names of the ids in a checked mask PNG); ``ignore`` (the
+    task's ignore value) is never a class."""
     import numpy as np
     from PIL import Image
 
     with Image.open(io.BytesIO(mask_png)) as mask:
-        ids = sorted(int(i) for i in np.unique(np.asarray(mask)) if i != 255)
+        ids = sorted(int(i) for i in np.unique(np.asarray(mask)) if i != ignore)
     unknown = [i for i in ids if i >= len(class_names)]
     if unknown:
         return (f"mask {name} has class ids {unknown[:10]} but there are {len(class_names)} "
-                f"classes {list(class_names)[:10]} (ids 0..{len(class_names) - 1}; 255 is ignored)"), []
+                f"classes {list(class_names)[:10]} (ids 0..{len(class_names) - 1}; "
+                f"{ignore} is ignored)"), []
     return None, [class_names[i] for i in ids]
+
+
+def _class_map_problem(class_names: Optional[Sequence[str]]) -> Optional[str]:
+    if class_names is None or BACKGROUND not in class_names:
+        return (f"a class map painted from object outlines needs a {BACKGROUND!r} class for the "
+                f"pixels no object covers; the class list is {list(class_names or [])[:10]}")
+    return None
+
+
+def _png(ids) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(ids, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _label_problem(label: str, class_names: Optional[Sequence[str]], what: str) -> Optional[str]:
@@ -260,6 +308,7 @@ def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]],
 
     boxes: List[Tuple[float, float, float, float]] = []
     masks: List[bytes] = []
+    bitmaps = []  # of the objects painted into the class map (item.mask_from_objects)
     for index, obj in enumerate(item.objects):
         problem = _label_problem(obj.label, class_names, f"object {index} label")
         if problem:
@@ -272,7 +321,15 @@ def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]],
             return quarantine(it.BAD_BOX, problem)
         boxes.append(tuple(min(max(v, 0.0), 1.0) for v in
                            (ymin / height, xmin / width, ymax / height, xmax / width)))
-        if obj.segmentation is not None:
+        if item.mask_from_objects:
+            if obj.segmentation is None:
+                return quarantine(it.BAD_MASK, f"object {index} ({obj.label!r}) has no segmentation: "
+                                               "the class map needs every object's outline")
+            try:
+                bitmaps.append(segmentation_bitmap(obj.segmentation, width, height))
+            except Exception as err:  # noqa: BLE001 - malformed annotations vary widely
+                return quarantine(it.BAD_MASK, f"object {index} segmentation: {err}")
+        elif obj.segmentation is not None:
             try:
                 masks.append(rasterize_segmentation(obj.segmentation, width, height))
             except Exception as err:  # noqa: BLE001 - malformed annotations vary widely
@@ -284,11 +341,19 @@ def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]],
                                        "every object needs a mask or none may have one")
     segmentation_mask = None
     labels = list(item.labels)
+    if item.mask_from_objects:
+        problem = _class_map_problem(class_names)
+        if problem:
+            return quarantine(it.BAD_MASK, problem)
+        class_map = paint_class_map(bitmaps, [class_names.index(o.label) for o in item.objects],
+                                    class_names.index(BACKGROUND), height, width)
+        item = dataclasses.replace(item, mask_encoded=_png(class_map))
     if rules.needs_semantic_mask and item.mask_path is None and item.mask_encoded is None:
         return quarantine(it.BAD_MASK, "has no semantic mask (the task needs a mask of class ids "
                                        "for every image)")
     if item.mask_path is not None or item.mask_encoded is not None:
-        name = item.mask_path or f"the {item.filename} record's mask"
+        name = item.mask_path or (f"the class map painted from {item.filename}'s objects"
+                                  if item.mask_from_objects else f"the {item.filename} record's mask")
         mask_data = item.mask_encoded
         if mask_data is None:
             if not file_exists(item.mask_path):
@@ -298,12 +363,14 @@ def validate_item(item: it.SourceItem, class_names: Optional[Sequence[str]],
             except Exception as err:  # noqa: BLE001 - any I/O error is this file's problem
                 return quarantine(it.BAD_MASK, f"cannot read mask {item.mask_path}: {err}")
         try:
-            segmentation_mask = semantic_mask_png(mask_data, width, height, name, rules.mask_values)
+            segmentation_mask = semantic_mask_png(
+                mask_data, width, height, name, () if item.mask_from_objects else rules.mask_values,
+                rules.mask_ignore, item.mask_ignore_value)
         except ValueError as err:
             return quarantine(it.BAD_MASK, str(err))
         if not labels and class_names is not None:
             # the classes the mask shows are the image's labels (the class tally, drift)
-            problem, labels = _mask_labels(segmentation_mask, class_names, name)
+            problem, labels = _mask_labels(segmentation_mask, class_names, name, rules.mask_ignore)
             if problem:
                 return quarantine(it.BAD_MASK, problem)
     return it.ValidImage(

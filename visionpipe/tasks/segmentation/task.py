@@ -71,6 +71,10 @@ class SegmentationTask(Task):
                 f"{factor.bit_length() - 1} times: height and width must be multiples of "
                 f"{factor}, got {config.model.image_size!r}")
 
+    @classmethod
+    def mask_ignore_value(cls, config) -> int:
+        return config.segmentation.ignore_index
+
     def __init__(self, config, class_names):
         super().__init__(config, class_names)
         self.seg = config.segmentation

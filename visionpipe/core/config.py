@@ -78,6 +78,10 @@ class DataConfig:
     group_key: str = ""  # csv: the column (default 'group'); coco: the image field (default 'video_id')
     group_path_level: int = 0  # folder: images sit this many folders below their class; the first is the group
     split_by: str = "hash"  # hash: of the image bytes | group: of image/group_id (a group never straddles splits)
+    # spans: data.path with {SPAN} (and {VERSION}), e.g. incoming/span-{SPAN}/
+    span: int = -1  # -1: the latest span; N: that span
+    span_window: int = 1  # ingest this many spans, ending at data.span
+    span_paths: List[str] = field(default_factory=list)  # set by the run: the spans' paths
     # generated data (source: shapes | digits)
     num_images: int = 240
     image_size: int = 64
@@ -107,6 +111,13 @@ class DataConfig:
             require(bool(self.tfds_data_dir), "data.tfds_data_dir",
                      "is required for source 'tfds' (no downloads: point it at a local data_dir)")
         require(0.0 <= self.max_bad_fraction <= 1.0, "data.max_bad_fraction", "must be in [0, 1]")
+        require(self.span_window >= 1, "data.span_window", "must be >= 1")
+        if "{SPAN}" in self.path or self.span_window > 1:
+            require(self.source in ("folder", "csv", "coco", "voc", "mask_folder"), "data.path",
+                    f"spans ({{SPAN}} and data.span_window) apply to listed sources (folder, csv, "
+                    f"coco, voc, mask_folder), not {self.source!r}")
+        if self.span_window > 1:
+            require("{SPAN}" in self.path, "data.span_window", "needs a {SPAN} pattern in data.path")
         if self.mask_values:
             require(all(str(v).isdigit() and 0 <= int(v) <= 255 for v in self.mask_values),
                     "data.mask_values",
@@ -259,6 +270,9 @@ class TrainConfig:
     seed: int = 42
     steps_per_epoch: int = 0  # 0: one pass over the data
     eval_steps: int = 0
+    # latest_blessed: start from all weights of the latest blessed model of this pipeline
+    # (continuous training on new spans); the first run, with none yet, starts from scratch
+    warm_start: str = "none"  # none | latest_blessed
 
     def validate(self) -> None:
         require(self.epochs >= 0, "train.epochs", "must be >= 0")
@@ -272,6 +286,8 @@ class TrainConfig:
                  "must be 'none' or 'balanced'")
         require(self.mixed_precision in ("auto", "on", "off"), "train.mixed_precision",
                  "must be auto, on or off")
+        require(self.warm_start in ("none", "latest_blessed"), "train.warm_start",
+                 "must be 'none' or 'latest_blessed'")
 
 
 DEFAULT_MAX_DROP = 0.02

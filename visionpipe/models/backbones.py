@@ -191,6 +191,27 @@ def load_backbone_weights(backbone: tf.keras.Model, source: str) -> str:
     return f"backbone weights from file {source}"
 
 
+def load_model_weights(model: tf.keras.Model, source: str) -> str:
+    """Every weight of ``model`` from a SavedModel of the same architecture written by
+    VisionPipe (train.warm_start); a model that does not fit is a one-line error."""
+    path = Path(source)
+    if not (path / "saved_model.pb").exists():
+        raise WeightsError(f"train.warm_start: {source} is not a SavedModel directory")
+    try:
+        donor = tf.keras.models.load_model(str(path), compile=False)
+    except (ValueError, TypeError, OSError) as err:
+        raise WeightsError(f"train.warm_start: {source} cannot be loaded as a Keras model "
+                           f"({type(err).__name__}); set train.warm_start=none") from None
+    expected = [tuple(w.shape) for w in model.weights]
+    got = [tuple(w.shape) for w in donor.weights]
+    if expected != got:
+        raise WeightsError(
+            f"train.warm_start: {source} does not fit this model ({len(got)} tensors, expected "
+            f"{len(expected)}): model.* changed since it was trained; set train.warm_start=none")
+    model.set_weights(donor.get_weights())
+    return f"all weights from the latest blessed model {source}"
+
+
 def _assign_weights(backbone: tf.keras.Model, weights, source: str) -> None:
     expected = [w.shape for w in backbone.weights]
     got = [tuple(w.shape) for w in weights]

@@ -162,8 +162,10 @@ def _unfreeze_top(backbone: tf.keras.Model, n: int) -> int:
 
 def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], log_dir: str,
           backup_dir: Optional[str] = None, strategy: Optional[tf.distribute.Strategy] = None,
-          extra_callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> TrainResult:
-    """Train ``task``'s model; returns the trained model and what happened."""
+          extra_callbacks: Sequence[tf.keras.callbacks.Callback] = (),
+          warm_start_from: Optional[str] = None) -> TrainResult:
+    """Train ``task``'s model; returns the trained model and what happened.
+    ``warm_start_from``: a SavedModel of the same architecture whose weights it starts from."""
     start = time.time()
     tcfg = config.train
     tf.keras.utils.set_random_seed(tcfg.seed)
@@ -190,9 +192,12 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
     phase1_lr = learning_rate(tcfg, tcfg.learning_rate, tcfg.epochs, steps)
     with strategy.scope():
         model = task.build_model()
+        if warm_start_from:
+            task.weights_loaded = backbones.load_model_weights(model, warm_start_from)
         task.compile_model(model, phase1_lr)
     backbone = task.backbone_of(model)
-    transfer = bool(task.weights_loaded)
+    # a warm start continues the whole model: no frozen-backbone phase
+    transfer = bool(task.weights_loaded) and not warm_start_from
 
     callbacks: List[tf.keras.callbacks.Callback] = [tf.keras.callbacks.TensorBoard(log_dir=log_dir)]
     if tcfg.early_stopping_patience:

@@ -60,20 +60,22 @@ def _model_components(config, example_gen, validation, pipeline_root):
     config_json = json.dumps(stage_config(config, "train").to_dict(), sort_keys=True)
     evaluate_config = stage_config(config, "evaluate")
     examples = example_gen.outputs["examples"]
+    baseline_model = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
     trainer = tfx.components.Trainer(
         run_fn=TRAINER_RUN_FN,
         examples=examples,
+        # train.warm_start: the latest blessed model (none on a first run)
+        base_model=baseline_model.outputs["model"] if config.train.warm_start != "none" else None,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=None),
         custom_config={trainer_module.CONFIG_KEY: config_json,
                        trainer_module.BACKUP_ROOT_KEY: os.path.join(pipeline_root, "_train_backup")},
     )
     trainer.add_upstream_node(validation.data_gate)
-    baseline_model = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
     evaluator = Evaluator(examples=examples, model=trainer.outputs["model"],
                           baseline_model=baseline_model.outputs["model"], config=evaluate_config)
     components = [trainer, baseline_model, evaluator]

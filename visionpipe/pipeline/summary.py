@@ -71,6 +71,8 @@ def build_summary(paths, config, art: Optional[Dict[str, Any]] = None) -> Dict[s
             "examples_uri": examples.uri,
             "splits": {k[len("num_examples_"):]: int(_prop(examples, k))
                        for k in examples.custom_properties if k.startswith("num_examples_")}}
+        if "{SPAN}" in config.data.path and "span" in examples.properties:
+            summary["data"]["span"] = int(examples.properties["span"].int_value)
     report = art.get("visionpipe.QuarantineReport")
     if report is not None:
         summary.setdefault("data", {})["quarantined"] = int(_prop(report, "quarantined_count", 0))
@@ -164,7 +166,8 @@ def format_summary(summary: Dict[str, Any]) -> str:
     data = summary.get("data", {})
     if data:
         splits = ", ".join(f"{k}={v}" for k, v in sorted(data.get("splits", {}).items()))
-        lines.append(row("examples", splits or "-"))
+        span = f"  (span {data['span']})" if "span" in data else ""
+        lines.append(row("examples", (splits or "-") + span))
         lines.append(row("inputs set aside", f"quarantined {data.get('quarantined', 0)}, "
                                              f"duplicates {data.get('duplicates', 0)}  "
                                              f"{data.get('quarantine_report', '')}"))
@@ -176,6 +179,7 @@ def format_summary(summary: Dict[str, Any]) -> str:
     if training:
         lines.append(row("training", f"{training.get('num_train')} images, {training.get('replicas')} "
                                      f"replica(s), {training.get('precision')}, {training.get('seconds')}s"))
+        lines.append(row("started from", training.get("weights_loaded") or "scratch (random weights)"))
     ev = summary.get("evaluation")
     if ev:
         from visionpipe.components.evaluator.gate import format_table

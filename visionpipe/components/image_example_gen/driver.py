@@ -10,7 +10,8 @@ from tfx.orchestration.portable import data_types
 from tfx.proto.orchestration import driver_output_pb2
 
 from visionpipe.components.image_example_gen.fingerprint import input_fingerprint
-from visionpipe.components.image_example_gen.spec import CONFIG_KEY, INPUT_FINGERPRINT_KEY
+from visionpipe.components.image_example_gen import spans
+from visionpipe.components.image_example_gen.spec import CONFIG_KEY, INPUT_FINGERPRINT_KEY, SPANS_KEY
 from visionpipe.core.config import config_from_dict
 
 
@@ -23,6 +24,10 @@ class Driver(base_driver.BaseDriver, portable_base_driver.BaseDriver):
     def run(self, execution_info: data_types.ExecutionInfo) -> driver_output_pb2.DriverOutput:
         config = config_from_dict(json.loads(execution_info.exec_properties[CONFIG_KEY]))
         output = driver_output_pb2.DriverOutput()
+        # spans are chosen when the component runs, so a scheduled run sees the new ones
+        data, choice = spans.resolve(config.data)
+        data_types_utils.set_metadata_value(output.exec_properties[SPANS_KEY],
+                                            choice.to_json() if choice else "")
         data_types_utils.set_metadata_value(output.exec_properties[INPUT_FINGERPRINT_KEY],
-                                            input_fingerprint(config.data))
+                                            input_fingerprint(data))
         return output

@@ -15,6 +15,7 @@ from visionpipe.components.image_example_gen import spec
 from visionpipe.components.image_example_gen.ingest import IngestResult, check_result, run_ingest
 from visionpipe.components.image_example_gen.report import IngestError, write_report
 from visionpipe.components.rejected import rejected_report_dir
+from visionpipe.components.image_example_gen import spans
 from visionpipe.core.config import config_from_dict
 
 
@@ -41,6 +42,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         self._log_startup(input_dict, output_dict, exec_properties)
         config = config_from_dict(json.loads(exec_properties[spec.CONFIG_KEY])).validate()
         examples = artifact_utils.get_single_instance(output_dict[spec.EXAMPLES_KEY])
+        if exec_properties.get(spec.SPANS_KEY):
+            choice = spans.SpanChoice.from_json(exec_properties[spec.SPANS_KEY])
+            config.data = spans.with_spans(config.data, choice)
+            examples.span = choice.span
+            if choice.version is not None:
+                examples.version = choice.version
         report_artifact = artifact_utils.get_single_instance(output_dict[spec.QUARANTINE_REPORT_KEY])
         result, report = run_ingest(self._make_beam_pipeline, config, examples.uri, report_artifact.uri)
         record_result(examples, report_artifact, result)

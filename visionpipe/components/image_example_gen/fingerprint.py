@@ -21,9 +21,18 @@ def _tree(root: str) -> Iterator[str]:
 
 
 def source_files(data: DataConfig) -> List[str]:
+    import dataclasses
+
+    if len(data.span_paths) > 1:  # a window of spans
+        return [f for path in data.span_paths
+                for f in source_files(dataclasses.replace(data, path=path, span_paths=[]))]
+    return _source_files(data)
+
+
+def _source_files(data: DataConfig) -> List[str]:
     import tensorflow as tf
 
-    if data.source in ("folder", "voc"):
+    if data.source in ("folder", "voc", "mask_folder"):
         return list(_tree(data.path))
     if data.source in ("csv", "coco"):
         files = [data.path] if tf.io.gfile.exists(data.path) else []

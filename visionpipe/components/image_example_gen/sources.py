@@ -10,6 +10,7 @@ with a ``problem`` and are quarantined like any bad image.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import csv
 import io
 import json
@@ -79,13 +80,34 @@ class _ListedSource(ImageSource):
 
     def __init__(self, data: DataConfig, semantic_masks: bool = False):
         super().__init__(data, semantic_masks)
-        self._items, self._class_names, self._split_names = self._list()
+        if len(data.span_paths) > 1:
+            self._items, self._class_names, self._split_names = self._list_spans()
+        else:
+            self._items, self._class_names, self._split_names = self._list()
         for index, item in enumerate(self._items):
             item.listing_index = (index,)
 
     @abc.abstractmethod
     def _list(self) -> Tuple[List[it.SourceItem], Optional[List[str]], Optional[List[str]]]:
         """Returns (items, declared class names, source split names)."""
+
+    def _list_spans(self):
+        """A window of spans (data.span_paths): every span's items, each file named by its span
+        folder (``span-2/cat/1.jpg``); the classes of all spans, in first-seen order."""
+        common = posixpath.commonpath([p.rstrip("/") for p in self.data.span_paths])
+        items, names, splits = [], [], []
+        for path in self.data.span_paths:
+            span_data = dataclasses.replace(self.data, path=path, span_paths=[])
+            span_source = type(self)(span_data, self.semantic_masks)
+            span_items, span_names, span_splits = (span_source.items, span_source.class_names,
+                                                   span_source.split_names)
+            prefix = posixpath.relpath(path.rstrip("/"), common) if common else path
+            for item in span_items:
+                item.filename = f"{prefix}/{item.filename}"
+            items.extend(span_items)
+            names.extend(n for n in span_names or [] if n not in names)
+            splits.extend(n for n in span_splits or [] if n not in splits)
+        return items, (names or None), (splits or None)
 
     @property
     def class_names(self):
@@ -701,6 +723,11 @@ _SEMANTIC_SOURCES = {"voc": VocSegmentationSource}
 
 
 def make_source(data: DataConfig, semantic_masks: bool = False) -> ImageSource:
+    """The source of ``data``; a ``{SPAN}`` pattern in data.path is resolved first (the
+    executor passes the driver's choice already resolved)."""
+    from visionpipe.components.image_example_gen import spans
+
+    data, _ = spans.resolve(data)
     if data.source not in _SOURCES:
         generated = " (generate it first: its images are written as a folder tree)" \
             if data.source in ("shapes", "digits") else ""

@@ -8,6 +8,7 @@ EXAMPLES_KEY = "examples"
 QUARANTINE_REPORT_KEY = "quarantine_report"
 CONFIG_KEY = "config_json"  # json.dumps(PipelineConfig.to_dict())
 INPUT_FINGERPRINT_KEY = "input_fingerprint"  # set by the driver (file paths, sizes, mtimes)
+SPANS_KEY = "spans"  # set by the driver: the spans of a {SPAN} data.path (JSON), else ""
 
 # Custom properties recorded on the artifacts.
 QUARANTINED_COUNT_PROPERTY = "quarantined_count"
@@ -27,6 +28,7 @@ class ImageExampleGenSpec(ComponentSpec):
     PARAMETERS = {
         CONFIG_KEY: ExecutionParameter(type=str),
         INPUT_FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True),
+        SPANS_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {}
     OUTPUTS = {

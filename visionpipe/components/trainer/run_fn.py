@@ -39,8 +39,9 @@ def run_fn(fn_args) -> None:
         key = hashlib.sha256((fn_args.custom_config[CONFIG_KEY] + "".join(train_files)).encode())
         backup_dir = os.path.join(backup_root, key.hexdigest()[:16])
 
+    warm_start = fn_args.base_model if config.train.warm_start != "none" else None
     result = training.train(config, task, train_files, eval_files, log_dir=fn_args.model_run_dir,
-                            backup_dir=backup_dir)
+                            backup_dir=backup_dir, warm_start_from=warm_start)
     calibration_files = calibration_split_files(fn_args.train_files, config.model.calibration_split)
     calibrated_on = finalize_and_export(task, result, eval_files, fn_args.serving_model_dir,
                                         config.model_name, calibration_files, train_files)

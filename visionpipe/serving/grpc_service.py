@@ -276,8 +276,11 @@ def build_grpc_server(service: InferenceService, manager: ModelManager, address:
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service, manager), server)
     if health is not None:
         health.add_to_server(server)
-    port = (server.add_secure_port(address, credentials) if credentials is not None
-            else server.add_insecure_port(address))
+    try:
+        port = (server.add_secure_port(address, credentials) if credentials is not None
+                else server.add_insecure_port(address))
+    except RuntimeError:  # grpc >= 1.60 raises instead of returning 0
+        port = 0
     if port == 0:
         raise OSError(f"cannot bind gRPC server to {address}")
     return server, port

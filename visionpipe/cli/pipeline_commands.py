@@ -32,6 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--target", choices=["kubeflow"], default="kubeflow")
     p.add_argument("--output", default="pipeline_spec.json", help="spec file to write")
     p.add_argument("--image", default="visionpipe:latest", help="container image of the components")
+    p.add_argument("--pipeline_root", help="URI the workers read and write, e.g. gs://bucket/root "
+                                           "(default: runner.output_dir/<name>/pipeline_root)")
     p.set_defaults(handler=cmd_compile)
 
     p = subparsers.add_parser("config", help="print the resolved config (defaults → YAML → overrides)")
@@ -127,8 +129,10 @@ def cmd_compile(args) -> int:
     from visionpipe.pipeline import runners
 
     config = load_config_from_args(args)
-    path = runners.compile_kubeflow(config, args.output, args.image)
-    print(f"wrote {args.target} pipeline spec to {path} (image {args.image})")
+    local_schema, schema_uri = runners.compile_kubeflow(config, args.output, args.image,
+                                                        args.pipeline_root)
+    print(f"wrote {args.target} pipeline spec to {args.output} (image {args.image})")
+    print(f"copy the schema to where the spec reads it: {local_schema} -> {schema_uri}")
     return 0
 
 

@@ -37,33 +37,23 @@ class LatestOrNoArtifactStrategy(LatestArtifactStrategy):
         return self._resolve(input_dict)
 
 
-def previous_accepted_statistics():
+def previous_accepted_statistics(portable: bool = False):
     """A Resolver node for the drift baseline: the newest statistics a DataGate accepted.
 
     Not the newest ExampleStatistics: a rejected run's statistics are published too, and
     comparing against them would let a bad run become the reference for the next one. On
     the first run it resolves nothing and the gate skips the drift check. Use
-    ``.outputs["statistics"]``. (``portable_resolver_strategy`` gives the strategy a
-    Kubeflow/Vertex spec can hold.)
+    ``.outputs["statistics"]``. ``portable``: TFX's own LatestArtifactStrategy, the only
+    one (with LatestBlessedModelStrategy) the Kubeflow V2 compiler turns into a query.
     """
     from tfx import v1 as tfx
 
     return tfx.dsl.Resolver(
-        strategy_class=LatestOrNoArtifactStrategy,
+        strategy_class=LatestArtifactStrategy if portable else LatestOrNoArtifactStrategy,
         statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
                                    producer_component_id=DATA_GATE_ID,
                                    output_key="accepted_statistics"),
     ).with_id(PREVIOUS_STATISTICS_ID)
-
-
-def portable_resolver_strategy(pipeline) -> None:
-    """Swap the baseline resolver's strategy for TFX's own LatestArtifactStrategy, the one
-    the Kubeflow V2 compiler knows (it compiles the strategy to a query, not to our code)."""
-    from tfx.dsl.components.common.resolver import RESOLVER_STRATEGY_CLASS
-
-    for node in pipeline.components:
-        if node.id == PREVIOUS_STATISTICS_ID:
-            node.exec_properties[RESOLVER_STRATEGY_CLASS] = LatestArtifactStrategy
 
 
 def expected_class_names(config) -> list:

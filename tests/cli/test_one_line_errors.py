@@ -84,7 +84,7 @@ def test_debug_flag_prints_the_traceback_before_the_line(files, capsys):
 
 
 @pytest.mark.parametrize("taken", ["--port", "--rest_api_port"])
-def test_serve_names_the_port_that_is_taken(tmp_path, capsys, taken):
+def test_serve_names_the_port_that_is_taken(tmp_path, capfd, taken):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
@@ -95,7 +95,7 @@ def test_serve_names_the_port_that_is_taken(tmp_path, capsys, taken):
         other = "--rest_api_port" if taken == "--port" else "--port"
         assert main(["serve", "--model_name", "m", "--model_base_path", str(tmp_path),
                      taken, str(busy), other, str(free)]) == 2
-    _one_error_line(capsys, f"127.0.0.1:{busy}", "cannot bind")
+    _one_error_line(capfd, f"127.0.0.1:{busy}", "cannot bind", "in use")  # fd 2: gRPC's C logs too
 
 
 def test_one_class_folder_is_refused_before_ingestion(tmp_path, capsys):

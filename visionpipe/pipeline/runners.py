@@ -56,7 +56,7 @@ class ProgressPrinter(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith("visionpipe"):
             self._print(f"    {record.getMessage()}")
-        elif record.levelno >= logging.ERROR and "returned None" not in str(record.msg):
+        elif record.levelno >= logging.ERROR:
             self._print(f"ERROR {record.getMessage()[:2000]}")
         elif record.msg in self.STARTED and record.args:
             name = str(record.args[0])

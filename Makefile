@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 LOCK := constraints/py310.txt
 STAMP := $(VENV)/.installed
 export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL := 3
+export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
 .PHONY: setup demo test test-fast bench lock clean help

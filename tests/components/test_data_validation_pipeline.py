@@ -114,6 +114,17 @@ def _pipeline(config, root: Path):
         enable_cache=False)
 
 
+def _failed_executions(metadata_path: Path):
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = str(metadata_path)
+    store = metadata_store.MetadataStore(connection)
+    return [e.name or e.id for e in store.get_executions()
+            if e.last_known_state == metadata_store_pb2.Execution.FAILED]
+
+
 def _gate_reports(root: Path, folder: str = "report"):
     return sorted((root / "pipeline" / "DataGate" / folder).glob("*/report.json"),
                   key=lambda p: int(p.parent.name))
@@ -140,6 +151,7 @@ def test_drifted_run_is_stopped_and_never_becomes_the_next_baseline(tmp_path):
     (first,) = _gate_reports(tmp_path)
     report = json.loads(first.read_text())
     assert report["passed"] and report["drift"]["train"]["skipped"].startswith("no baseline")
+    assert _failed_executions(tmp_path / "metadata.db") == []  # the empty baseline resolves
 
     # Run 2: all but one image of every class except circle are gone, so circles go from a
     # fifth of the labels to most of them.

@@ -1,4 +1,7 @@
 import json
+import os
+
+import pytest
 
 from visionpipe.cli.main import main
 
@@ -6,13 +9,32 @@ COMPONENTS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleVal
               "Trainer", "Evaluator", "LoadCheck", "VisionPusher"}
 
 
+def _strings(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+    elif isinstance(node, str):
+        yield node
+        if node[:1] in "{[":  # exec properties hold JSON (the config) as strings
+            try:
+                yield from _strings(json.loads(node))
+            except ValueError:
+                pass
+
+
 def test_kubeflow_compile_writes_a_spec_with_every_component_on_the_given_image(tmp_path):
     spec_file = tmp_path / "spec.json"
     code = main(["compile", "--config", "configs/digits.yaml", "--target", "kubeflow",
                  "--output", str(spec_file), "--image", "gcr.io/acme/visionpipe:1.0",
-                 f"runner.output_dir={tmp_path}", "data.num_images=40"])
+                 "--pipeline_root", "gs://bucket/root", "push.serving_root=gs://bucket/serving",
+                 "data.num_images=40"])
     assert code == 0
-    spec = json.loads(spec_file.read_text())["pipelineSpec"]
+    document = json.loads(spec_file.read_text())
+    spec = document["pipelineSpec"]
     tasks = set(spec["root"]["dag"]["tasks"])
     assert COMPONENTS <= tasks
     executors = spec["deploymentSpec"]["executors"]
@@ -24,3 +46,24 @@ def test_kubeflow_compile_writes_a_spec_with_every_component_on_the_given_image(
     assert "visionpipe.components.load_check.executor.Executor" in classes
     trainer = spec["components"]["Trainer"]
     assert "custom_config" in json.dumps(trainer) or "custom_config" in json.dumps(spec["root"])
+
+    text = spec_file.read_text()
+    assert document["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/root"
+    assert str(tmp_path) not in text and os.getcwd() not in text
+    # no string (nor one inside the JSON config strings) is a path of this machine
+    host_paths = [s for s in _strings(document) if s.startswith("/") and os.path.exists(s.split()[0])]
+    assert host_paths == []
+    assert "gs://bucket/root/schema/schema-" in text
+    assert list((tmp_path / "schema").glob("schema-*.pbtxt"))
+
+
+@pytest.mark.parametrize("argv, named", [
+    ([], "--pipeline_root runs/digits/pipeline_root: a path on this machine"),
+    (["--pipeline_root", "gs://b/r"], "push.serving_root serving_models: a path on this machine"),
+    (["--pipeline_root", "gs://b/r", "push.serving_root=gs://b/s", "data.source=folder",
+      "data.path=/data/digits", "data.class_names=[a,b]"], "data.path /data/digits"),
+])
+def test_kubeflow_compile_refuses_a_path_of_this_machine(tmp_path, capsys, argv, named):
+    assert main(["compile", "--config", "configs/digits.yaml", "--output", str(tmp_path / "s.json"),
+                 *argv]) == 2
+    assert named in capsys.readouterr().err

@@ -31,6 +31,13 @@ def test_unknown_key_is_rejected_with_the_closest_key_suggested(tmp_path):
         load_config(path)
 
 
+def test_misspelt_section_is_matched_first_then_the_key_within_it():
+    for typo, meant in [("trian.epochs", "train.epochs"), ("modle.backbone", "model.backbone"),
+                        ("optimise.enabled", "optimize.enabled"), ("train.epoch", "train.epochs")]:
+        with pytest.raises(ConfigError, match=rf"'{typo}'; did you mean '{meant}'\?"):
+            load_config(overrides=[f"{typo}=1"])
+
+
 def test_values_are_type_checked_and_never_evaluated():
     with pytest.raises(ConfigError, match="train.epochs: expected an integer"):
         load_config(overrides=["train.epochs=__import__('os').getcwd()"])

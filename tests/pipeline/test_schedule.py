@@ -17,7 +17,9 @@ def test_files_for_airflow_kubernetes_and_kubeflow_name_the_pipeline_and_its_sch
     out = tmp_path / "schedule"
     rc = main(["schedule", "--config", "configs/digits.yaml", "--cron", "0 2 * * *",
                "--output_dir", str(out), "--config_uri", "gs://bucket/configs/digits.yaml",
-               f"runner.output_dir={tmp_path}/runs", "data.num_images=40"])
+               "--pipeline_root", "gs://bucket/digits",
+               f"runner.output_dir={tmp_path}/runs", "data.num_images=40",
+               "push.serving_root=gs://bucket/serving"])
     assert rc == 0
     dag = (out / "digits_airflow_dag.py").read_text()
     compile(dag, "digits_airflow_dag.py", "exec")  # Airflow is not installed: it must compile

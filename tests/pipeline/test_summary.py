@@ -9,20 +9,29 @@ def test_summary_prints_the_warnings_of_the_ingest_and_of_the_data_gate(tmp_path
     ingest_dir, gate_dir = tmp_path / "quarantine", tmp_path / "gate"
     ingest_dir.mkdir()
     gate_dir.mkdir()
-    (ingest_dir / "quarantine.json").write_text(json.dumps({"warnings": ["class(es) ['zebra'] "
-                                                                         "have no training image"]}))
+    (ingest_dir / "quarantine.json").write_text(json.dumps({
+        "total_inputs": 40, "quarantined_count": 3, "duplicate_count": 2,
+        "counts_by_reason": {"bad_image": 2, "too_small": 1},
+        "images_by_class": {"cat": {"train": 25, "eval": 5}, "dog": {"train": 4, "eval": 1},
+                            "zebra": {"train": 0, "eval": 0}},
+        "warnings": ["class(es) ['zebra'] have no training image"]}))
     (gate_dir / "report.json").write_text(json.dumps({"warnings": [
         "split 'train': classes with no example: ['zebra']"]}))
 
-    warnings = (summary._report_warnings(SimpleNamespace(uri=str(ingest_dir)), "quarantine.json", "ingest")
-                + summary._report_warnings(SimpleNamespace(uri=str(gate_dir)), "report.json",
-                                           "data validation"))
+    warnings = summary.gather_warnings(
+        summary._read_report(SimpleNamespace(uri=str(ingest_dir)), "quarantine.json"),
+        summary._read_report(SimpleNamespace(uri=str(gate_dir)), "report.json"), "/r/quarantine.json")
     text = summary.format_summary({"pipeline": "p", "task": "classification", "warnings": warnings})
 
     lines = [line.strip() for line in text.splitlines()]
-    assert "warnings               - ingest: class(es) ['zebra'] have no training image" in lines
+    assert ("warnings               - ingest: 3 of 40 inputs quarantined (bad_image: 2, "
+            "too_small: 1) (see /r/quarantine.json)") in lines
+    assert "- ingest: 2 duplicate image(s) set aside (see /r/quarantine.json)" in lines
+    assert "- ingest: class(es) with fewer than 10 training images: 'dog' 4" in lines
+    assert "- ingest: class(es) ['zebra'] have no training image" in lines
     assert "- data validation: split 'train': classes with no example: ['zebra']" in lines
-    assert summary._report_warnings(None, "report.json", "data validation") == []
+    assert summary._read_report(None, "report.json") is None
+    assert summary.gather_warnings(None, None) == []
 
 
 def test_summary_states_quarantined_and_duplicates_as_separate_facts_and_a_skipped_load_check():

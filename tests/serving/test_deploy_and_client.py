@@ -31,6 +31,7 @@ def test_generated_files_parse_with_tf_serving_protos(tmp_path):
 
     for name in ("flowers", "digits", ".tmp-ignored"):
         (tmp_path / "root" / name).mkdir(parents=True)
+    (tmp_path / "root" / "flowers" / "3").mkdir()  # the labelled version
     out = generate(tmp_path, "--num_versions", "2", "--label", "flowers:stable=3", "--max_batch_size", "16")
     config = text_format.Parse((out / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
     models = {m.name: m for m in config.model_config_list.config}
@@ -61,6 +62,19 @@ def test_bad_label_and_empty_root_are_one_line_errors(tmp_path, capsys):
     assert serving_main(["serving-config", "--serving_root", str(tmp_path / "root"), "--model_name", "m",
                          "--label", "nonsense"]) == 2
     assert "MODEL:LABEL=VERSION" in capsys.readouterr().err
+
+
+def test_model_or_labelled_version_missing_from_the_root_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "root" / "flowers" / "1").mkdir(parents=True)
+    config = ["serving-config", "--serving_root", str(tmp_path / "root"),
+              "--output_dir", str(tmp_path / "out")]
+    assert serving_main([*config, "--model_name", "tulips"]) == 2
+    assert "--model_name tulips: no model folder" in capsys.readouterr().err
+    assert serving_main([*config, "--label", "flowers:stable=2"]) == 2
+    assert "--label flowers:stable=2: no version folder" in capsys.readouterr().err
+    assert serving_main([*config, "--model_name", "flowers", "--label", "roses:stable=1"]) == 2
+    assert "model 'roses' is not among the models written" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("manifest", ["docker-compose.yml", "kubernetes.yaml"])

@@ -32,6 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--target", choices=["kubeflow"], default="kubeflow")
     p.add_argument("--output", default="pipeline_spec.json", help="spec file to write")
     p.add_argument("--image", default="visionpipe:latest", help="container image of the components")
+    p.add_argument("--pipeline_root", help="URI the workers read and write, e.g. gs://bucket/root "
+                                           "(default: runner.output_dir/<name>/pipeline_root)")
     p.set_defaults(handler=cmd_compile)
 
     p = subparsers.add_parser("config", help="print the resolved config (defaults → YAML → overrides)")
@@ -131,8 +133,10 @@ def cmd_compile(args) -> int:
     from visionpipe.pipeline import runners
 
     config = load_config_from_args(args)
-    path = runners.compile_kubeflow(config, args.output, args.image)
-    print(f"wrote {args.target} pipeline spec to {path} (image {args.image})")
+    local_schema, schema_uri = runners.compile_kubeflow(config, args.output, args.image,
+                                                        args.pipeline_root)
+    print(f"wrote {args.target} pipeline spec to {args.output} (image {args.image})")
+    print(f"copy the schema to where the spec reads it: {local_schema} -> {schema_uri}")
     return 0
 
 
@@ -163,9 +167,34 @@ def predict_saved_model(model_dir: str, images: List[bytes]):
     if not (Path(model_dir) / "saved_model.pb").exists():
         raise UserError(f"--model {model_dir}: no saved_model.pb there (pass a version directory, "
                         f"e.g. serving_models/<name>/1)")
-    fn = tf.saved_model.load(model_dir).signatures["serving_default"]
+    try:
+        fn = tf.saved_model.load(model_dir).signatures["serving_default"]
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as err:
+        raise UserError(f"--model {model_dir}: not a loadable SavedModel with a serving_default "
+                        f"signature ({_first_line(err)})") from None
     outputs = fn(images=tf.constant(images))
     return {k: v.numpy() for k, v in outputs.items()}
+
+
+def _first_line(err: Exception) -> str:
+    text = getattr(err, "message", None) or str(err)
+    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
+
+
+def _check_decodable(paths: List[str], images: List[bytes]) -> None:
+    """Decode each file as every model input path does, so a bad file is named before the
+    batch is run (the model's decode error does not say which file it was)."""
+    import visionpipe  # noqa: F401
+    import tensorflow as tf
+
+    from visionpipe.models.preprocessing import decode_image
+
+    for path, encoded in zip(paths, images):
+        try:
+            decode_image(tf.constant(encoded))
+        except tf.errors.InvalidArgumentError as err:
+            raise UserError(f"{path}: not a decodable image (JPEG, PNG, GIF or BMP): "
+                            f"{_first_line(err)}") from None
 
 
 def cmd_predict(args) -> int:
@@ -174,22 +203,30 @@ def cmd_predict(args) -> int:
 
         tls_options = {"ca_cert": args.ca_cert, "client_cert": args.client_cert,
                        "client_key": args.client_key}
+        if not args.model_name:
+            raise UserError("--server needs --model_name (the served model's name)")
         if any(tls_options.values()) and args.protocol != "grpc":
             raise UserError("--ca_cert/--client_cert/--client_key need --protocol grpc "
                             "(REST is plain HTTP, as in TF Serving)")
         try:
             results = client.predict_images(args.server, args.model_name, args.images,
                                             protocol=args.protocol, **tls_options)
-        except client.ServingClientError as err:  # one line, not a traceback
+        except (client.ServingClientError, ValueError) as err:  # one line, not a traceback
             raise UserError(f"--server {args.server}: {err}") from None
         for path, result in zip(args.images, results):
             print(f"{path}: {json.dumps(result, default=str)[:400]}")
         return 0
     images = _read_images(args.images)
+    _check_decodable(args.images, images)
     if args.tflite:
         from visionpipe.runtime import tflite_runtime
 
-        outputs = tflite_runtime.predict_files(args.tflite, args.images)
+        if not Path(args.tflite).is_file():
+            raise UserError(f"--tflite {args.tflite}: file not found")
+        try:
+            outputs = tflite_runtime.predict_files(args.tflite, args.images)
+        except ValueError as err:  # names the file: not a TFLite model, wrong input, bad image
+            raise UserError(f"--tflite {err}") from None
         for path, result in zip(args.images, outputs):
             print(f"{path}: {json.dumps(result, default=str)[:400]}")
         return 0

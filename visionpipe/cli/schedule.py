@@ -17,8 +17,8 @@ def register(subparsers) -> None:
                          "or run on a cron schedule here",
         description="Writes <output_dir>/<name>_airflow_dag.py (TFX's AirflowDagRunner), "
                     "<name>_cronjob.yaml (Kubernetes batch/v1 CronJob) and "
-                    "<name>_recurring_run.json (Kubeflow Pipelines, beside the compiled "
-                    "<name>_kubeflow.json). With --run-now it runs the pipeline now, with --loop "
+                    "with --pipeline_root, <name>_recurring_run.json (Kubeflow Pipelines, beside "
+                    "the compiled <name>_kubeflow.json). With --run-now it runs the pipeline now, with --loop "
                     "at every cron time, holding <run_dir>/schedule.lock so that two runs never "
                     "overlap (a lock left by a killed run is detected by its PID).")
     add_config_arguments(p)
@@ -27,6 +27,9 @@ def register(subparsers) -> None:
     p.add_argument("--config_uri", default="",
                    help="the config's path as the scheduled job sees it (default: --config)")
     p.add_argument("--image", default=DEFAULT_IMAGE, help="the pipeline image (CronJob, Kubeflow)")
+    p.add_argument("--pipeline_root", default="",
+                   help="Kubeflow/Vertex pipeline root URI (gs://...): also compile the spec "
+                        "and write the recurring run")
     p.add_argument("--run-now", dest="run_now", action="store_true",
                    help="run the pipeline now on this machine, under the lock")
     p.add_argument("--loop", action="store_true",
@@ -46,14 +49,22 @@ def cmd_schedule(args) -> int:
     from visionpipe.pipeline import runners
 
     config_uri = args.config_uri or args.config
-    package = os.path.join(args.output_dir, f"{config.name}_kubeflow.json")
     os.makedirs(args.output_dir, exist_ok=True)
-    runners.compile_kubeflow(config, package, args.image)
+    package = ""
+    if args.pipeline_root:
+        package = os.path.join(args.output_dir, f"{config.name}_kubeflow.json")
+        local_schema, schema_uri = runners.compile_kubeflow(config, package, args.image,
+                                                            args.pipeline_root)
     written = schedule.write_schedule(config.name, args.output_dir, cron, config_uri, args.image,
                                       package, datetime.date.today())
     print(f"pipeline {config.name} on {cron!r}:")
-    for kind, path in [("kubeflow pipeline spec", package), *written.items()]:
+    listed = ([("kubeflow pipeline spec", package)] if package else []) + list(written.items())
+    for kind, path in listed:
         print(f"  {kind:<24} {path}")
+    if package:
+        print(f"  copy {local_schema} to {schema_uri}")
+    else:
+        print("  (kubeflow: give --pipeline_root gs://... to compile the spec and its recurring run)")
     print(f"  kubectl apply -f {written['kubernetes']}")
     return 0
 

@@ -133,7 +133,7 @@ def run_serve(args) -> int:
     except ConfigFileError as err:
         raise UserError(str(err)) from None
     except OSError as err:
-        raise UserError(f"cannot bind {options.host}: {err}") from None
+        raise UserError(str(err)) from None
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     server.start()
     print(f"serving gRPC on {options.host}:{server.grpc_port}, REST on {options.host}:{server.rest_port}",
@@ -172,6 +172,21 @@ def _parse_labels(items):
     return labels
 
 
+def _check_models_exist(root: Path, names, labels) -> None:
+    """Every model named has a folder under the root, every label a model and a version there."""
+    for name in names:
+        if not (root / name).is_dir():
+            raise UserError(f"--model_name {name}: no model folder {root / name}")
+    for model, versions in labels.items():
+        if model not in names:
+            raise UserError(f"--label {model}:...: model {model!r} is not among the models "
+                            f"written ({', '.join(names)})")
+        for label, version in versions.items():
+            if not (root / model / str(version)).is_dir():
+                raise UserError(f"--label {model}:{label}={version}: no version folder "
+                                f"{root / model / str(version)}")
+
+
 def run_serving_config(args) -> int:
     from visionpipe.serving import model_config as mc
 
@@ -193,12 +208,14 @@ def run_serving_config(args) -> int:
             raise UserError(f"--serving_root: no model folders under {root}")
     if args.num_versions < 1:
         raise UserError("--num_versions must be >= 1")
+    labels = _parse_labels(args.label)
+    _check_models_exist(root, names, labels)
     base = args.models_dir.rstrip("/") if args.models_dir else str(root.resolve())
     try:
         texts = {
             "models.config": mc.render_model_server_config(
                 [(name, f"{base}/{name}") for name in names], args.num_versions,
-                _parse_labels(args.label)),
+                labels),
             "batching.config": mc.render_batching_parameters(
                 args.max_batch_size, args.batch_timeout_micros, args.max_enqueued_batches,
                 args.num_batch_threads),

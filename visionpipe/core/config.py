@@ -565,13 +565,41 @@ def _dataclass_keys(cls, prefix: str) -> List[str]:
     return keys
 
 
+def _first_leaf(key: str, value: Any) -> str:
+    """``trian`` given as ``{epochs: 3}`` is reported as ``trian.epochs``, the key typed."""
+    while isinstance(value, dict) and value:
+        name, value = next(iter(value.items()))
+        key = f"{key}.{name}"
+    return key
+
+
 def _unknown_key(key: str) -> ConfigError:
-    close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.5)
-    if not close:
-        leaf = key.rsplit(".", 1)[-1]
-        close = [k for k in all_keys() if k.rsplit(".", 1)[-1] == leaf][:1]
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    close = suggest_key(key, all_keys())
+    hint = f"; did you mean {close!r}?" if close else ""
     return ConfigError(f"unknown config key {key!r}{hint}")
+
+
+def suggest_key(key: str, keys: List[str]) -> Optional[str]:
+    """The valid key closest to ``key``: the section first, then the key within it (so
+    ``trian.epochs`` is ``train.epochs``, not the whole string's nearest, ``train.seed``)."""
+    section, _, rest = key.partition(".")
+    by_section: Dict[str, List[str]] = {}
+    for known in keys:
+        head, dot, tail = known.partition(".")
+        if dot:
+            by_section.setdefault(head, []).append(tail)
+    if rest:
+        sections = [section] if section in by_section else difflib.get_close_matches(
+            section, list(by_section), n=1, cutoff=0.5)
+        for name in sections:
+            inner = difflib.get_close_matches(rest, by_section[name], n=1, cutoff=0.5)
+            if inner:
+                return f"{name}.{inner[0]}"
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
+    if close:
+        return close[0]
+    leaf = key.rsplit(".", 1)[-1]
+    return next((k for k in keys if k.rsplit(".", 1)[-1] == leaf), None)
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -634,7 +662,7 @@ def _merge(obj: Any, values: Dict[str, Any], prefix: str = "") -> None:
     for name, value in values.items():
         key = f"{prefix}{name}"
         if name not in names:
-            raise _unknown_key(key)
+            raise _unknown_key(_first_leaf(key, value))
         current = getattr(obj, name)
         if dataclasses.is_dataclass(current):
             if value is None:

@@ -35,4 +35,17 @@ def class_names_for_wiring(config) -> List[str]:
             f"data.class_names: required for source {config.data.source!r}, whose classes are only "
             "known after ingestion (the evaluation gate needs the class list); "
             "set data.class_names=[a,b,...]")
+    _check_task_accepts(config, list(names))
     return list(names)
+
+
+def _check_task_accepts(config, names: List[str]) -> None:
+    """Build the task once with these classes so that a class list it cannot train on (one
+    class for a classifier) stops the run here, naming the data, not inside the Trainer."""
+    from visionpipe.tasks import get_task
+
+    try:
+        get_task(config, names)
+    except ValueError as err:
+        where = f"data.path {config.data.path}" if config.data.path else "data.class_names"
+        raise ConfigError(f"{where}: {err}") from None

@@ -24,21 +24,25 @@ from visionpipe.components.stages import StageInputs, build_stages
 from visionpipe.components.trainer import run_fn as trainer_module
 from visionpipe.core.config import stage_config
 from visionpipe.core.registry import task_class
+from visionpipe.core.uris import is_uri
 
 TRAINER_RUN_FN = f"{trainer_module.__name__}.run_fn"
 
 
 def create_pipeline(config, pipeline_root: str, metadata_path: str, run_dir: str,
                     class_names: Sequence[str], beam_pipeline_args: Optional[List[str]] = None,
-                    stop_after_data: bool = False) -> tfx.dsl.Pipeline:
+                    stop_after_data: bool = False, schema_file: Optional[str] = None,
+                    portable: bool = False) -> tfx.dsl.Pipeline:
     """Pure wiring. ``config`` reads files (``data_source.resolve_data_source`` has written any
-    generated data) and ``class_names`` is the class list the gates are built with."""
+    generated data) and ``class_names`` is the class list the gates are built with.
+    ``schema_file``: the curated schema's path (default: written under ``run_dir``);
+    ``portable``: only what a Kubeflow/Vertex spec can hold."""
     class_names = list(class_names)
     example_gen = ImageExampleGen(config=stage_config(config, "ingest"))
-    baseline_stats = previous_accepted_statistics()
+    baseline_stats = previous_accepted_statistics(portable=portable)
     validation = validation_components(
         example_gen.outputs["examples"], config, baseline_stats.outputs["statistics"],
-        schema_dir=os.path.join(run_dir, "schema"), class_names=class_names)
+        schema_file=schema_file, schema_dir=os.path.join(run_dir, "schema"), class_names=class_names)
     components = [example_gen, baseline_stats, *validation]
     if not stop_after_data:
         components.extend(_model_components(config, example_gen, validation, pipeline_root))
@@ -100,7 +104,8 @@ def _model_components(config, example_gen, validation, pipeline_root):
                           model_blessing=evaluator.outputs["blessing"],
                           infra_blessing=load_check.outputs["blessing"] if config.push.load_check else None,
                           optimized=optimized, push_files=push_files,
-                          serving_root=os.path.abspath(config.push.serving_root),
+                          serving_root=(config.push.serving_root if is_uri(config.push.serving_root)
+                                        else os.path.abspath(config.push.serving_root)),
                           model_name=config.model_name)
     return components + [pusher]
 

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import visionpipe  # noqa: F401
 
@@ -58,7 +58,7 @@ class ProgressPrinter(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith("visionpipe"):
             self._print(f"    {record.getMessage()}")
-        elif record.levelno >= logging.ERROR and "returned None" not in str(record.msg):
+        elif record.levelno >= logging.ERROR:
             self._print(f"ERROR {record.getMessage()[:2000]}")
         elif record.msg in self.STARTED and record.args:
             name = str(record.args[0])
@@ -136,22 +136,52 @@ def run_pipeline(config, runner: Optional[str] = None, stop_after_data: bool = F
     return paths
 
 
-def compile_kubeflow(config, output_file: str, image: str = DEFAULT_IMAGE) -> str:
-    """Write a Kubeflow Pipelines v2 / Vertex AI pipeline spec (JSON); compile only."""
+#: config keys naming files or folders the cluster's workers read or write
+CLUSTER_PATH_KEYS = ("data.path", "data.images_dir", "data.tfds_data_dir", "data.image_folder",
+                     "data.mask_folder", "model.weights", "push.serving_root")
+
+
+def compile_kubeflow(config, output_file: str, image: str = DEFAULT_IMAGE,
+                     pipeline_root: Optional[str] = None) -> Tuple[str, str]:
+    """Write a Kubeflow Pipelines v2 / Vertex AI pipeline spec (JSON); compile only.
+
+    Nothing of this machine goes into the spec: the pipeline root (``pipeline_root``, else
+    ``runner.output_dir/<name>/pipeline_root``), the data, weights and serving root must be
+    URIs (gs://...); generated data is written by ImageExampleGen on the worker. The curated
+    schema is written beside the spec and read from ``<root>/schema/``: copy it there (the
+    path returned with the spec's). Returns (schema written here, schema URI in the spec)."""
     from tfx import v1 as tfx
 
+    from visionpipe.components.data_validation.schema import (curated_schema,
+                                                              write_content_addressed_schema)
+    from visionpipe.core.errors import ConfigError
+    from visionpipe.core.uris import is_uri
+    from visionpipe.datasets import GENERATED_SOURCES
+
     config.validate()
-    paths = RunPaths.of(config)
-    # On Kubeflow/Vertex, runner.output_dir (and data.path) should be a bucket, e.g. gs://...
-    pipeline_root = f"{config.runner.output_dir.rstrip('/')}/{config.name}/pipeline_root"
-    resolved = resolve_data_source(config, paths.run_dir)
-    pipeline = create_pipeline(resolved, pipeline_root, paths.metadata_path, paths.run_dir,
-                               class_names_for_wiring(resolved))
+    root = (pipeline_root or f"{config.runner.output_dir}/{config.name}/pipeline_root").rstrip("/")
+    if not is_uri(root):
+        raise ConfigError(f"--pipeline_root {root}: a path on this machine; a Kubeflow/Vertex "
+                          f"spec needs a URI its workers can read, e.g. gs://bucket/{config.name}")
+    generated = config.data.source in GENERATED_SOURCES
+    for key in CLUSTER_PATH_KEYS:
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name, "")
+        if value and not is_uri(value) and not (generated and section == "data"):
+            raise ConfigError(f"{key} {value}: a path on this machine; a Kubeflow/Vertex spec "
+                              f"needs a URI its workers can read (gs://...)")
+    class_names = class_names_for_wiring(config)
+    spec_dir = os.path.dirname(os.path.abspath(output_file))
+    local_schema = write_content_addressed_schema(
+        curated_schema(config.task, class_names, allow_unlabeled=config.data.allow_unlabeled),
+        os.path.join(spec_dir, "schema"))
+    schema_uri = f"{root}/schema/{os.path.basename(local_schema)}"
+    pipeline = create_pipeline(config, root, "", spec_dir, class_names,
+                               schema_file=schema_uri, portable=True)
     # Kubeflow provides its own metadata store.
     pipeline.metadata_connection_config = None
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
-        output_dir=os.path.dirname(os.path.abspath(output_file)),
-        output_filename=os.path.basename(output_file))
+        output_dir=spec_dir, output_filename=os.path.basename(output_file))
     runner.run(pipeline, write_out=True)
-    return output_file
+    return local_schema, schema_uri

@@ -197,13 +197,15 @@ def _locked_run(run_dir: str, run_once: Callable[[], int], say) -> int:
 
 def write_schedule(name: str, output_dir: str, cron: str, config_uri: str, image: str,
                    pipeline_package: str, start: datetime.date) -> Dict[str, str]:
-    """Write the three orchestrator files; returns {kind: path}."""
+    """Write the orchestrator files (Kubeflow's only beside a compiled spec); {kind: path}."""
     os.makedirs(output_dir, exist_ok=True)
     files = {
         "airflow": (f"{name}_airflow_dag.py", airflow_dag(name, config_uri, cron, start)),
         "kubernetes": (f"{name}_cronjob.yaml", kubernetes_cronjob(name, config_uri, cron, image)),
-        "kubeflow": (f"{name}_recurring_run.json", kubeflow_recurring_run(name, pipeline_package, cron)),
     }
+    if pipeline_package:  # a compiled Kubeflow spec
+        files["kubeflow"] = (f"{name}_recurring_run.json",
+                             kubeflow_recurring_run(name, pipeline_package, cron))
     written = {}
     for kind, (filename, text) in files.items():
         path = os.path.join(output_dir, filename)

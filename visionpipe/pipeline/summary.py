@@ -81,9 +81,9 @@ def build_summary(paths, config, art: Optional[Dict[str, Any]] = None) -> Dict[s
         shares = _pixel_shares(summary["data"]["quarantine_report"])
         if shares:
             summary["data"]["pixel_share_by_class"] = shares
-    warnings = _report_warnings(report, "quarantine.json", "ingest")
-    warnings += _report_warnings(art.get("visionpipe.DataValidationReport"), "report.json",
-                                 "data validation")
+    warnings = gather_warnings(_read_report(report, "quarantine.json"),
+                               _read_report(art.get("visionpipe.DataValidationReport"), "report.json"),
+                               summary.get("data", {}).get("quarantine_report", ""))
     if warnings:
         summary["warnings"] = warnings
     model = art.get("Model")
@@ -139,13 +139,47 @@ def pixel_share_text(shares: Dict[str, float], shown: int = 12) -> str:
             + (" ..." if len(present) > shown else "")) or "-"
 
 
-def _report_warnings(artifact, filename: str, stage: str) -> List[str]:
-    """The ``warnings`` of a JSON report in ``artifact``'s folder, each prefixed by ``stage``."""
+from visionpipe.components.image_example_gen.report import TRAIN_SPLIT  # noqa: E402
+
+#: a class with fewer training images than this is named in the warnings
+FEW_TRAINING_IMAGES = 10
+
+
+def _read_report(artifact, filename: str) -> Optional[dict]:
+    """The JSON report ``filename`` in ``artifact``'s folder, None without one."""
     path = os.path.join(artifact.uri, filename) if artifact is not None else ""
     if not path or not os.path.exists(path):
-        return []
+        return None
     with open(path) as f:
-        return [f"{stage}: {w}" for w in json.load(f).get("warnings", [])]
+        return json.load(f)
+
+
+def gather_warnings(ingest_report: Optional[dict], gate_report: Optional[dict],
+                    ingest_report_path: str = "") -> List[str]:
+    """What a run should not pass over in silence, one sentence each: inputs quarantined or
+    set aside as duplicates, classes with few training images, the ingest's own warnings
+    and the DataGate's (a class absent from a split, class imbalance, unused accept rules).
+    From the two reports' dicts (quarantine.json, the DataGate's report.json)."""
+    warnings: List[str] = []
+    ingest = ingest_report or {}
+    where = f" (see {ingest_report_path})" if ingest_report_path else ""
+    quarantined = int(ingest.get("quarantined_count", 0))
+    if quarantined:
+        reasons = ", ".join(f"{k}: {v}" for k, v in ingest.get("counts_by_reason", {}).items())
+        warnings.append(f"ingest: {quarantined} of {ingest.get('total_inputs', '?')} inputs "
+                        f"quarantined ({reasons}){where}")
+    duplicates = int(ingest.get("duplicate_count", 0))
+    if duplicates:
+        warnings.append(f"ingest: {duplicates} duplicate image(s) set aside{where}")
+    few = {name: counts.get(TRAIN_SPLIT, 0) for name, counts in ingest.get("images_by_class", {}).items()
+           if 0 < counts.get(TRAIN_SPLIT, 0) < FEW_TRAINING_IMAGES}
+    if few:
+        shown = ", ".join(f"{name!r} {count}" for name, count in few.items())
+        warnings.append(f"ingest: class(es) with fewer than {FEW_TRAINING_IMAGES} training "
+                        f"images: {shown}")
+    warnings += [f"ingest: {w}" for w in ingest.get("warnings", [])]
+    warnings += [f"data validation: {w}" for w in (gate_report or {}).get("warnings", [])]
+    return warnings
 
 
 def _evaluation(artifact, blessing) -> Dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 import time
 from concurrent import futures
 from typing import Callable, List, Optional
@@ -260,6 +261,23 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
+def _check_port_free(address: str) -> None:
+    """Bind and release ``address`` once with a plain socket: a port in use is then one
+    readable error, not gRPC's C-level log line followed by a bare failure."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit() or int(port) == 0:
+        return
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(host or None, int(port),
+                                                              type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
+            probe.bind(sockaddr)
+    except OSError as err:
+        raise OSError(f"cannot bind gRPC server to {address}: {err.strerror or err}") from None
+
+
 def build_grpc_server(service: InferenceService, manager: ModelManager, address: str,
                       max_workers: int, max_message_bytes: int, health=None, credentials=None):
     """Bind the services to ``address`` ("host:port"); returns (server, bound port).
@@ -276,8 +294,12 @@ def build_grpc_server(service: InferenceService, manager: ModelManager, address:
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service, manager), server)
     if health is not None:
         health.add_to_server(server)
-    port = (server.add_secure_port(address, credentials) if credentials is not None
-            else server.add_insecure_port(address))
+    _check_port_free(address)
+    try:
+        port = (server.add_secure_port(address, credentials) if credentials is not None
+                else server.add_insecure_port(address))
+    except RuntimeError:  # grpc >= 1.60 raises instead of returning 0
+        port = 0
     if port == 0:
         raise OSError(f"cannot bind gRPC server to {address}")
     return server, port

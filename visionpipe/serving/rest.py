@@ -247,6 +247,9 @@ def build_rest_server(service: InferenceService, manager: ModelManager, metrics:
                       metrics_path: Optional[str]) -> Tuple[ThreadingHTTPServer, int]:
     routes = _Routes(service, manager, metrics, limits, timeout_s, metrics_path)
     handler = type("BoundRestHandler", (RestHandler,), {"routes": routes})
-    server = _BoundedThreadingHTTPServer((host, port), handler, max_connections)
+    try:
+        server = _BoundedThreadingHTTPServer((host, port), handler, max_connections)
+    except OSError as err:
+        raise OSError(f"cannot bind REST server to {host}:{port}: {err.strerror or err}") from None
     return server, server.server_address[1]
 

@@ -127,6 +127,15 @@ def channel_credentials(ca_cert: Optional[str] = None, client_cert: Optional[str
     if bool(client_cert) != bool(client_key):
         raise UserError("--client_cert and --client_key go together")
     return grpc.ssl_channel_credentials(
-        root_certificates=_read(ca_cert, "--ca_cert") if ca_cert else None,
-        private_key=_read(client_key, "--client_key") if client_key else None,
-        certificate_chain=_read(client_cert, "--client_cert") if client_cert else None)
+        root_certificates=_read_pem(ca_cert, "--ca_cert") if ca_cert else None,
+        private_key=_read_pem(client_key, "--client_key") if client_key else None,
+        certificate_chain=_read_pem(client_cert, "--client_cert") if client_cert else None)
+
+
+def _read_pem(path: str | Path, what: str) -> bytes:
+    """gRPC takes any bytes here and only fails at the first call, with C-level log lines and
+    an 'empty address list'; a file that is not PEM at all is named now instead."""
+    data = _read(path, what)
+    if b"-----BEGIN " not in data:
+        raise UserError(f"{what} {path}: not a PEM file (no '-----BEGIN' line)")
+    return data

@@ -7,6 +7,7 @@ import visionpipe  # noqa: F401
 from tfx import types
 from tfx.components import ExampleValidator
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
 
 from visionpipe.core.registry import task_class
 from visionpipe.components.data_validation.component import DataGate
@@ -27,18 +28,28 @@ STATISTICS_GEN_ID = "StatisticsGen"
 PREVIOUS_STATISTICS_ID = "previous_accepted_statistics"
 
 
-def previous_accepted_statistics():
+class LatestOrNoArtifactStrategy(LatestArtifactStrategy):
+    """The newest artifact of each channel, or none yet: TFX's LatestArtifactStrategy returns
+    None when a channel is empty, which the local runners log as an input-resolution ERROR and
+    record in ML Metadata as a FAILED resolver execution on every first run."""
+
+    def resolve_artifacts(self, store, input_dict):
+        return self._resolve(input_dict)
+
+
+def previous_accepted_statistics(portable: bool = False):
     """A Resolver node for the drift baseline: the newest statistics a DataGate accepted.
 
     Not the newest ExampleStatistics: a rejected run's statistics are published too, and
     comparing against them would let a bad run become the reference for the next one. On
-    the first run it resolves nothing (TFX logs that as an input-resolution error and goes
-    on) and the gate skips the drift check. Use ``.outputs["statistics"]``.
+    the first run it resolves nothing and the gate skips the drift check. Use
+    ``.outputs["statistics"]``. ``portable``: TFX's own LatestArtifactStrategy, the only
+    one (with LatestBlessedModelStrategy) the Kubeflow V2 compiler turns into a query.
     """
     from tfx import v1 as tfx
 
     return tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+        strategy_class=LatestArtifactStrategy if portable else LatestOrNoArtifactStrategy,
         statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
                                    producer_component_id=DATA_GATE_ID,
                                    output_key="accepted_statistics"),

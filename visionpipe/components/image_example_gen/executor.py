@@ -1,7 +1,9 @@
 """ImageExampleGen executor: runs the shared ingest Beam pipeline on TFX's Beam settings."""
 from __future__ import annotations
 
+import copy
 import json
+import tempfile
 from typing import Any, Dict, List
 
 import visionpipe  # noqa: F401
@@ -34,13 +36,27 @@ def record_result(examples: types.Artifact, report_artifact: types.Artifact,
         artifact.set_int_custom_property(spec.TOTAL_INPUTS_PROPERTY, result.total_inputs)
 
 
+def _generated_here(config):
+    """Local runs write generated data (shapes, digits) before wiring and hand over a folder;
+    a Kubeflow/Vertex spec carries the generated source itself, written here on the worker."""
+    from visionpipe.datasets import GENERATED_SOURCES
+    from visionpipe.tasks import prepare_generated_source
+
+    if config.data.source not in GENERATED_SOURCES:
+        return config
+    resolved = copy.deepcopy(config)
+    resolved.data.path, resolved.data.source = prepare_generated_source(
+        config, tempfile.mkdtemp(prefix="visionpipe-generated-"))
+    return resolved
+
+
 class Executor(base_beam_executor.BaseBeamExecutor):
     """Reads config.data with Beam into a TFX Examples artifact and a QuarantineReport."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
-        config = config_from_dict(json.loads(exec_properties[spec.CONFIG_KEY])).validate()
+        config = _generated_here(config_from_dict(json.loads(exec_properties[spec.CONFIG_KEY])).validate())
         examples = artifact_utils.get_single_instance(output_dict[spec.EXAMPLES_KEY])
         if exec_properties.get(spec.SPANS_KEY):
             choice = spans.SpanChoice.from_json(exec_properties[spec.SPANS_KEY])

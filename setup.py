@@ -17,6 +17,9 @@ BASE = [
     "scikit-learn",
     "pycocotools",
     "tflite-support",
+    "tf2onnx",
+    "onnx",
+    "onnxruntime",
 ]
 EXTRAS = {
     "serving": ["tensorflow-serving-api==2.16.1", "grpcio", "grpcio-health-checking", "prometheus-client"],

@@ -166,6 +166,12 @@ def test_onnx_classifier_agrees_with_the_savedmodel_and_is_gated_and_blessed(pip
         split_files(pipeline_inputs["examples"].uri, "eval"), task), 32)
     assert task.evaluate_onnx(path, eval_batches)["accuracy"] == pytest.approx(
         onnx["metrics"]["accuracy"], abs=1e-9)
+    # the Pusher ships the blessed model.onnx inside the pushed version
+    from visionpipe.components.pusher.executor import extra_files, push_atomically
+
+    _, pushed = push_atomically(export_dir, str(pipeline_inputs["root"] / "serving" / "m"),
+                                extra_files([optimized]))
+    assert open(os.path.join(pushed, "model.onnx"), "rb").read() == open(path, "rb").read()
 
 
 def test_not_blessed_model_is_not_optimized(pipeline_inputs):

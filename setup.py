@@ -17,6 +17,7 @@ BASE = [
     "scikit-learn",
     "pycocotools",
     "tflite-support",
+    "croniter",
     "tf2onnx",
     "onnx",
     "onnxruntime",

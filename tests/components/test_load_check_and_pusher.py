@@ -96,3 +96,29 @@ def test_model_without_warmup_requests_fails_the_load_check(exported, tmp_path):
     _, _, infra = _run_load_check(bare, tmp_path)
     assert infra.get_int_custom_property("blessed") == 0
     assert "no warm-up requests" in infra.get_string_custom_property("reason")
+
+
+def test_a_rerun_with_an_identical_model_pushes_no_new_version(exported, tmp_path):
+    model = _artifact(standard_artifacts.Model, exported)
+    blessing = _artifact(standard_artifacts.ModelBlessing, tmp_path / "mb", blessed=1)
+    root = tmp_path / "serving"
+
+    def push(name, model_artifact):
+        pushed = _artifact(standard_artifacts.PushedModel, tmp_path / name)
+        pusher.Executor().Do({"model": [model_artifact], "model_blessing": [blessing]},
+                             {"pushed_model": [pushed]}, {"serving_root": str(root), "model_name": "m"})
+        return pushed
+
+    assert push("first", model).get_int_custom_property("pushed") == 1
+    again = push("again", model)
+    assert again.get_int_custom_property("pushed") == 0
+    assert again.get_string_custom_property("not_pushed_reason").startswith("identical to version 1")
+    assert again.get_string_custom_property("pushed_destination") == str(root / "m" / "1")
+    assert sorted(os.listdir(root / "m")) == ["1"]
+
+    changed = tmp_path / "changed"
+    shutil.copytree(exported, changed)
+    (changed / "Format-Serving" / "assets.extra" / "note.txt").parent.mkdir(exist_ok=True)
+    (changed / "Format-Serving" / "assets.extra" / "note.txt").write_text("one byte more")
+    assert push("changed_push", _artifact(standard_artifacts.Model, changed)).get_string_custom_property(
+        "pushed_version") == "2"

@@ -29,8 +29,13 @@ def runs(tmp_path_factory):
     bad = commands._run(_config(tmp, "train.epochs=0"))[1]
     versions_after_bad = sorted(os.listdir(tmp / "serving" / "digits_e2e"))
     better = commands._run(_config(tmp, "train.seed=43", "train.epochs=7"))[1]
-    return {"tmp": tmp, "good": good, "bad": bad, "better": better,
-            "after_good": versions_after_good, "after_bad": versions_after_bad}
+    versions_after_better = sorted(os.listdir(tmp / "serving" / "digits_e2e"))
+    # the same run again, nothing new: TFX's cache reuses the Trainer's model
+    again = commands._run(_config(tmp, "train.seed=43", "train.epochs=7"))[1]
+    return {"tmp": tmp, "good": good, "bad": bad, "better": better, "again": again,
+            "after_good": versions_after_good, "after_bad": versions_after_bad,
+            "after_better": versions_after_better,
+            "after_again": sorted(os.listdir(tmp / "serving" / "digits_e2e"))}
 
 
 def test_trained_model_is_blessed_load_checked_and_pushed_as_version_1(runs):
@@ -85,6 +90,15 @@ def test_second_good_model_is_pushed_as_a_new_version_while_the_old_stays(runs):
     serving = runs["tmp"] / "serving" / "digits_e2e"
     assert sorted(os.listdir(serving)) == ["1", "2"]
     assert (serving / "1" / "saved_model.pb").exists()
+
+
+def test_a_rerun_with_nothing_new_pushes_no_new_version(runs):
+    again = runs["again"]
+    assert again["push"]["pushed"] is False
+    assert again["push"]["reason"].startswith("identical to version 2")
+    assert runs["after_again"] == runs["after_better"] == ["1", "2"]
+    from visionpipe.pipeline import summary
+    assert summary.pushed_path(again).endswith(os.path.join("digits_e2e", "2"))
 
 
 def test_summary_is_saved_next_to_the_resolved_config(runs):

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "visionpipe.cli.serving_commands",
     "visionpipe.cli.anchors",
     "visionpipe.cli.duplicates",
+    "visionpipe.cli.schedule",
 ]
 
 

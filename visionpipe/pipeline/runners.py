@@ -82,18 +82,24 @@ def _quiet_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def run_pipeline(config, runner: Optional[str] = None, stop_after_data: bool = False,
-                 progress: bool = True) -> RunPaths:
-    """Run the pipeline locally (LocalDagRunner or BeamDagRunner); returns where it lives."""
-    from tfx import v1 as tfx
-
+def build_pipeline(config, stop_after_data: bool = False):
+    """The TFX pipeline of a config, laid out under its run folder (what every runner runs)."""
     config.validate()
     paths = RunPaths.of(config)
     os.makedirs(paths.run_dir, exist_ok=True)
     config.save(paths.config_path)
     resolved = resolve_data_source(config, paths.run_dir)
-    pipeline = create_pipeline(resolved, paths.pipeline_root, paths.metadata_path, paths.run_dir,
-                               class_names_for_wiring(resolved), stop_after_data=stop_after_data)
+    return create_pipeline(resolved, paths.pipeline_root, paths.metadata_path, paths.run_dir,
+                           class_names_for_wiring(resolved), stop_after_data=stop_after_data)
+
+
+def run_pipeline(config, runner: Optional[str] = None, stop_after_data: bool = False,
+                 progress: bool = True) -> RunPaths:
+    """Run the pipeline locally (LocalDagRunner or BeamDagRunner); returns where it lives."""
+    from tfx import v1 as tfx
+
+    paths = RunPaths.of(config)
+    pipeline = build_pipeline(config, stop_after_data)
     kind = runner or config.runner.kind
     handler = ProgressPrinter() if progress else None
     absl_logger = logging.getLogger("absl")

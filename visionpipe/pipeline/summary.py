@@ -102,7 +102,8 @@ def build_summary(paths, config) -> Dict[str, Any]:
         summary["push"] = {"pushed": bool(_prop(pushed, "pushed", 0)),
                            "path": _prop(pushed, "pushed_destination", ""),
                            "version": _prop(pushed, "pushed_version", ""),
-                           "reason": _prop(pushed, "not_pushed_reason", "")}
+                           "reason": _prop(pushed, "not_pushed_reason", ""),
+                           "identical_to_version": _prop(pushed, "identical_to_version", 0)}
     return summary
 
 
@@ -214,5 +215,7 @@ def write_summary(summary: Dict[str, Any], run_dir: str) -> str:
 
 
 def pushed_path(summary: Dict[str, Any]) -> Optional[str]:
+    """The version this run's model is served from: the one it pushed, or the latest pushed
+    version it is identical to (a re-run with nothing new pushes nothing)."""
     push = summary.get("push") or {}
-    return push.get("path") if push.get("pushed") else None
+    return push.get("path") if push.get("pushed") or push.get("identical_to_version") else None

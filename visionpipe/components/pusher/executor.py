@@ -6,6 +6,7 @@ never sees a half-written version; an existing version is never overwritten.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ OPTIMIZED_KEY = "optimized"
 PUSH_FILES_KEY = "push_files"
 BLESSED_FILES_PROPERTY = "blessed_files"
 PUSH_REPORT = "push_report.json"
+IDENTICAL_VERSION_KEY = "identical_to_version"
 
 
 class Executor(tfx_pusher_executor.Executor):
@@ -38,6 +40,15 @@ class Executor(tfx_pusher_executor.Executor):
         extra.update(stage_files(input_dict.get(PUSH_FILES_KEY), self.GetModelPath(input_dict),
                                  extra))
         base = os.path.join(exec_properties["serving_root"], exec_properties["model_name"])
+        same = identical_latest_version(self.GetModelPath(input_dict), base, extra)
+        if same is not None:
+            # a re-run with nothing new: a new version would make every server hot-swap for nothing
+            pushed.set_int_custom_property(PUSHED_KEY, 0)
+            pushed.set_int_custom_property(IDENTICAL_VERSION_KEY, same)
+            pushed.set_string_custom_property("pushed_destination", os.path.join(base, str(same)))
+            pushed.set_string_custom_property(REASON_KEY, f"identical to version {same}, the "
+                                                          "latest pushed (nothing changed)")
+            return
         version, path = push_atomically(self.GetModelPath(input_dict), base, extra)
         self._MarkPushed(pushed, pushed_destination=path, pushed_version=str(version))
         with open(os.path.join(pushed.uri, PUSH_REPORT), "w") as f:
@@ -84,6 +95,35 @@ def stage_files(push_files: Optional[List[types.Artifact]], model_path: str,
                                  f"pushed version")
             files[relative] = source
     return files
+
+
+def _tree_digest(files: Dict[str, str]) -> str:
+    """sha256 over the sorted (relative path, content) pairs of {relative path: file}."""
+    digest = hashlib.sha256()
+    for relative in sorted(files):
+        digest.update(relative.replace(os.sep, "/").encode() + b"\0")
+        with open(files[relative], "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _files_under(root: str) -> Dict[str, str]:
+    return {os.path.relpath(os.path.join(folder, name), root): os.path.join(folder, name)
+            for folder, _, names in os.walk(root) for name in names}
+
+
+def identical_latest_version(model_path: str, base: str, extra: Dict[str, str]) -> Optional[int]:
+    """The latest pushed version if its folder holds exactly the files this push would write."""
+    latest = next_version(base) - 1
+    if latest < 1 or not os.path.isdir(os.path.join(base, str(latest))):
+        return None
+    candidate = {**_files_under(model_path), **extra}
+    served = _files_under(os.path.join(base, str(latest)))
+    if set(candidate) != set(served):
+        return None
+    return latest if _tree_digest(candidate) == _tree_digest(served) else None
 
 
 def next_version(base: str) -> int:

@@ -16,8 +16,10 @@ class OnnxModel:
     def __init__(self, path: str, num_threads: Optional[int] = None):
         import onnxruntime
 
+        # errors only: tf2onnx writes nearest Resize with the deprecated (and still honoured)
+        # tf_half_pixel_for_nn mode, which onnxruntime warns about on every session
+        onnxruntime.set_default_logger_severity(3)
         options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # errors only: tf2onnx's Resize attributes warn
         if num_threads:
             options.intra_op_num_threads = num_threads
             options.inter_op_num_threads = 1

@@ -18,6 +18,9 @@ BASE = [
     "pycocotools",
     "tflite-support",
     "croniter",
+    "tf2onnx",
+    "onnx",
+    "onnxruntime",
 ]
 EXTRAS = {
     "serving": ["tensorflow-serving-api==2.16.1", "grpcio", "grpcio-health-checking", "prometheus-client"],

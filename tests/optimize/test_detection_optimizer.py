@@ -42,6 +42,7 @@ def _config() -> PipelineConfig:
     config.optimize.prune = True  # asked for, but a keras-cv detector cannot be rewritten
     config.optimize.distill = True
     config.optimize.qat = "always"
+    config.optimize.onnx = True
     return config.validate()
 
 
@@ -119,7 +120,7 @@ def test_every_file_is_scored_by_map50_from_the_tflite_interpreter(optimized):
     report = optimized["report"]
     assert report["gate_metric"] == "map_50"
     by_name = {a["name"]: a for a in report["artifacts"]}
-    assert {"float_savedmodel", "float32", "float16", "int8"} == set(by_name)
+    assert {"float_savedmodel", "float32", "float16", "int8", "onnx"} == set(by_name)
     for artifact in by_name.values():
         assert {"map", "map_50"} <= set(artifact["metrics"])
         assert 0.0 <= artifact["metrics"]["map_50"] <= 1.0
@@ -154,6 +155,37 @@ def test_keras_rewriting_steps_are_skipped_with_a_reason_not_crashed(optimized):
     assert not {"model_qat_int8.tflite", "model_pruned.tflite", "model_student.tflite"} & files
 
 
+def test_onnx_detector_keeps_nms_inside_and_agrees_with_the_savedmodel(optimized):
+    from visionpipe.core.examples import split_files
+    from visionpipe.models import data
+    from visionpipe.runtime import onnx_convert
+    from visionpipe.runtime.onnx_runtime import OnnxModel
+    from visionpipe.tasks import get_task
+
+    path = os.path.join(optimized["artifact"].uri, "model.onnx")
+    assert {"NonMaxSuppression", "Loop"} <= onnx_convert.op_types(onnx_convert.load_model_proto(path))
+    onnx = {a["name"]: a for a in optimized["report"]["artifacts"]}["onnx"]
+    assert onnx["notes"]["non_max_suppression_inside"] is True
+    baseline = {a["name"]: a for a in optimized["report"]["artifacts"]}["float32"]["metrics"]["map_50"]
+    assert onnx["blessed"] == (baseline - onnx["metrics"]["map_50"] <= onnx["max_drop"] + 1e-9)
+    assert onnx["blessed"] == ("model.onnx" in optimized["report"]["blessed_files"])
+
+    task = get_task(optimized["config"], CLASSES)
+    images = np.stack([image for image, _ in data.pairs(
+        split_files(optimized["examples"].uri, "eval"), task).as_numpy_iterator()])
+    export_dir = os.path.join(optimized["model"].uri, "Format-Serving")
+    expected = {k: v.numpy() for k, v in tf.saved_model.load(export_dir).signatures[
+        "serving_tensor"](pixels=tf.constant(images)).items()}
+    got = OnnxModel(path).predict(images)
+    assert set(got) == set(expected)
+    np.testing.assert_array_equal(got["num_detections"], expected["num_detections"])
+    np.testing.assert_array_equal(got["detection_classes"], expected["detection_classes"])
+    np.testing.assert_allclose(got["detection_boxes"], expected["detection_boxes"], atol=1e-4)
+    np.testing.assert_allclose(got["detection_scores"], expected["detection_scores"], atol=1e-5)
+    assert got["detection_class_names"].tolist() == [
+        [name.decode() for name in row] for row in expected["detection_class_names"]]
+
+
 def test_detector_files_carry_their_labels(optimized):
     from visionpipe.runtime import tflite_convert
 
@@ -167,6 +199,7 @@ def test_int8_over_a_strict_map50_gate_is_not_blessed_and_its_repair_is_skipped(
     config.optimize.max_int8_drop = 0.0
     config.optimize.prune = config.optimize.distill = False
     config.optimize.qat = "off"
+    config.optimize.onnx = False
     output = _optimize(optimized["examples"], optimized["model"], config,
                        str(optimized["root"] / "strict"))
     report = json.loads(open(os.path.join(output.uri, "report.json")).read())

@@ -91,7 +91,7 @@ def pipeline_inputs(tmp_path_factory):
     return {"examples": examples, "model": model_artifact, "config": config, "root": root}
 
 
-def _run(inputs, name, blessing=None):
+def _run(inputs, name, blessing=None, config=None):
     optimized = OptimizedModels()
     optimized.uri = str(inputs["root"] / name)
     os.makedirs(optimized.uri)
@@ -99,7 +99,7 @@ def _run(inputs, name, blessing=None):
     if blessing is not None:
         input_dict["model_blessing"] = [blessing]
     executor_lib.Executor().Do(input_dict, {"optimized": [optimized]},
-                               {"config_json": json.dumps(inputs["config"].to_dict())})
+                               {"config_json": json.dumps((config or inputs["config"]).to_dict())})
     return optimized
 
 
@@ -129,6 +129,49 @@ def test_executor_writes_gated_tflite_files_report_and_blessed_files_property(pi
     assert by_name["int8"]["size_bytes"] < by_name["float32"]["size_bytes"] * 0.5
     markdown = open(os.path.join(optimized.uri, "report.md")).read()
     assert "| int8 | model_int8.tflite |" in markdown
+
+
+def test_onnx_classifier_agrees_with_the_savedmodel_and_is_gated_and_blessed(pipeline_inputs):
+    from visionpipe.core.examples import split_files
+    from visionpipe.models import data
+    from visionpipe.runtime.onnx_runtime import OnnxModel
+    from visionpipe.tasks import get_task
+
+    config = _config()
+    config.optimize.ptq_modes = []
+    config.optimize.prune = config.optimize.distill = False
+    config.optimize.onnx = True
+    optimized = _run(pipeline_inputs, "onnx", config=config)
+    report = json.loads(open(os.path.join(optimized.uri, "report.json")).read())
+    onnx = {a["name"]: a for a in report["artifacts"]}["onnx"]
+    baseline = {a["name"]: a for a in report["artifacts"]}["float32"]["metrics"]["accuracy"]
+    assert baseline > 0.5  # a trained model: the gate compares a real signal
+    assert onnx["max_drop"] == pytest.approx(config.optimize.max_onnx_drop)
+    assert onnx["blessed"] == (baseline - onnx["metrics"]["accuracy"] <= onnx["max_drop"] + 1e-9)
+    assert onnx["blessed"] and "model.onnx" in blessed_files(optimized)
+
+    path = os.path.join(optimized.uri, "model.onnx")
+    export_dir = os.path.join(pipeline_inputs["model"].uri, "Format-Serving")
+    task = get_task(config, CLASSES)
+    images = np.concatenate([batch for batch, _ in data.pairs(
+        split_files(pipeline_inputs["examples"].uri, "eval"), task).batch(80).as_numpy_iterator()])
+    expected = tf.saved_model.load(export_dir).signatures["serving_tensor"](pixels=tf.constant(images))
+    got = OnnxModel(path).predict(images)
+    np.testing.assert_allclose(got["probabilities"], expected["probabilities"].numpy(), atol=1e-5)
+    np.testing.assert_array_equal(got["top_k_ids"], expected["top_k_ids"].numpy())
+    assert [list(row) for row in got["top_k_names"]] == [
+        [name.decode() for name in row] for row in expected["top_k_names"].numpy()]
+    # the report's number is onnxruntime's accuracy of the written file on the eval split
+    eval_batches = task.batch_dataset(data.pairs(
+        split_files(pipeline_inputs["examples"].uri, "eval"), task), 32)
+    assert task.evaluate_onnx(path, eval_batches)["accuracy"] == pytest.approx(
+        onnx["metrics"]["accuracy"], abs=1e-9)
+    # the Pusher ships the blessed model.onnx inside the pushed version
+    from visionpipe.components.pusher.executor import extra_files, push_atomically
+
+    _, pushed = push_atomically(export_dir, str(pipeline_inputs["root"] / "serving" / "m"),
+                                extra_files([optimized]))
+    assert open(os.path.join(pushed, "model.onnx"), "rb").read() == open(path, "rb").read()
 
 
 def test_not_blessed_model_is_not_optimized(pipeline_inputs):

@@ -121,3 +121,10 @@ def test_a_detector_needs_each_side_a_multiple_of_32():
     with pytest.raises(ConfigError, match="model.image_size: a detector needs a height and width "
                                           "that are multiples of 32 .* got \\[64, 80\\]"):
         load_config(overrides=["task=detection", "model.image_size=[64, 80]"])
+
+
+def test_onnx_keys_parse_and_an_out_of_range_onnx_drop_names_its_key():
+    config = load_config(overrides=["optimize.onnx=true", "optimize.max_onnx_drop=0.005"])
+    assert config.optimize.onnx is True and config.optimize.max_onnx_drop == 0.005
+    with pytest.raises(ConfigError, match=r"optimize.max_onnx_drop: must be in \[0, 1\]"):
+        load_config(overrides=["optimize.max_onnx_drop=1.5"])

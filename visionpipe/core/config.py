@@ -350,6 +350,10 @@ class OptimizeConfig:
     qat: str = "fallback"
     qat_epochs: int = 1
     fine_tune_learning_rate: float = 1e-4  # pruning and QAT fine-tunes
+    # model.onnx (tf2onnx, from the SavedModel's serving_tensor signature), scored with
+    # onnxruntime and gated on its drop vs the float baseline
+    onnx: bool = False
+    max_onnx_drop: float = 0.01
 
     def validate(self) -> None:
         require(0 <= self.max_int8_drop <= 1, "optimize.max_int8_drop", "must be in [0, 1]")
@@ -379,7 +383,7 @@ class OptimizeConfig:
                  f"must be off, fallback or always, got {self.qat!r}")
         for key in ("prune_epochs", "distill_epochs", "qat_epochs"):
             require(getattr(self, key) >= 1, f"optimize.{key}", "must be >= 1")
-        for key in ("max_prune_drop", "max_distill_drop"):
+        for key in ("max_prune_drop", "max_distill_drop", "max_onnx_drop"):
             require(0 <= getattr(self, key) <= 1, f"optimize.{key}", "must be in [0, 1]")
         for key in ("fine_tune_learning_rate", "distill_learning_rate"):
             require(getattr(self, key) > 0, f"optimize.{key}", "must be > 0")

@@ -22,6 +22,13 @@ from visionpipe.runtime.tflite_runtime import TFLiteModel
 log = logging.getLogger(__name__)
 
 BASELINE = "float32"
+ONNX_FILE = "model.onnx"
+
+
+def _onnxruntime_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
 
 
 @dataclasses.dataclass
@@ -47,6 +54,11 @@ class TaskHooks:
     # Why QAT, pruning, distillation and the int8 layer repair, which rewrite the Keras model
     # and convert it generically, do not apply to this task; empty when they do.
     keras_rewrites_unsupported: str = ""
+    # optimize.onnx: SavedModel dir -> ONNX bytes, and .onnx path -> metrics (eval split, the
+    # same images as evaluate_tflite); onnx_unsupported says why the task has neither
+    convert_onnx: Optional[Callable[[str], bytes]] = None
+    evaluate_onnx: Optional[Callable[[str], Dict[str, float]]] = None
+    onnx_unsupported: str = ""
 
 
 @dataclasses.dataclass
@@ -85,11 +97,13 @@ class Optimizer:
         self.report = OptimizationReport(baseline=BASELINE, gate_metric=hooks.gate_metric)
 
     # --- measuring --------------------------------------------------------------------
-    def _metrics(self, path: str) -> Dict[str, float]:
-        metrics = self.hooks.evaluate_tflite(path)
+    def _metrics(self, path: str, evaluate: Optional[Callable[[str], Dict[str, float]]] = None
+                 ) -> Dict[str, float]:
+        evaluate = evaluate or self.hooks.evaluate_tflite
+        metrics = evaluate(path)
         if self.hooks.gate_metric not in metrics:
-            raise KeyError(f"evaluate_tflite({path}) returned {sorted(metrics)}, "
-                           f"without the gate metric {self.hooks.gate_metric!r}")
+            raise KeyError(f"{getattr(evaluate, '__name__', 'evaluate')}({path}) returned "
+                           f"{sorted(metrics)}, without the gate metric {self.hooks.gate_metric!r}")
         return {k: float(v) for k, v in metrics.items()}
 
     def _metric_of_bytes(self, tflite_model: bytes) -> float:
@@ -119,14 +133,18 @@ class Optimizer:
             gzip_bytes=report_lib.gzipped_size(path), metrics=self._metrics(path),
             gate_metric=self.hooks.gate_metric, latency_ms=self._latency(path),
             max_drop=max_drop, notes=notes or {})
-        if max_drop is None:
+        return self._gate(artifact)
+
+    def _gate(self, artifact: Artifact) -> Artifact:
+        """Bless ``artifact`` when its gate metric is within ``max_drop`` of the baseline's."""
+        if artifact.max_drop is None:
             artifact.blessed = True  # the reference every other file is gated against
         else:
             drop = self._baseline_metric - artifact.metric
-            artifact.blessed = drop <= max_drop + 1e-9
+            artifact.blessed = drop <= artifact.max_drop + 1e-9
         self.report.artifacts.append(artifact)
-        log.info("%s: %s=%.4f blessed=%s", file, self.hooks.gate_metric, artifact.metric,
-                 artifact.blessed)
+        log.info("%s: %s=%.4f blessed=%s", artifact.file, self.hooks.gate_metric,
+                 artifact.metric, artifact.blessed)
         return artifact
 
     @property
@@ -148,6 +166,40 @@ class Optimizer:
                 gzip_bytes=report_lib.gzipped_size(saved_model_dir), metrics=dict(base.metrics),
                 gate_metric=base.gate_metric, latency_ms=base.latency_ms, max_drop=None,
                 notes={"measured_as": base.file}))
+
+    def _onnx(self) -> None:
+        from visionpipe.runtime import onnx_convert
+        from visionpipe.runtime.onnx_runtime import OnnxModel
+
+        hooks = self.hooks
+        if hooks.onnx_unsupported or hooks.convert_onnx is None or hooks.evaluate_onnx is None:
+            self.report.skipped["onnx"] = hooks.onnx_unsupported or "the task gave no ONNX hooks"
+            return
+        if not self.inputs.saved_model_dir:
+            self.report.skipped["onnx"] = ("only the Keras model was given: ONNX converts the "
+                                           "exported SavedModel's serving_tensor signature")
+            return
+        try:
+            onnx_model = hooks.convert_onnx(self.inputs.saved_model_dir)
+        except Exception as err:  # noqa: BLE001 - tf2onnx raises many kinds; the report says which
+            log.warning("ONNX conversion failed: %s", err)
+            self.report.skipped["onnx"] = f"the ONNX conversion failed: {type(err).__name__}: {err}"
+            return
+        path = os.path.join(self.output_dir, ONNX_FILE)
+        with open(path, "wb") as f:
+            f.write(onnx_model)
+        model = OnnxModel(path, num_threads=1)
+        ops = onnx_convert.op_types(onnx_convert.load_model_proto(path))
+        self._gate(Artifact(
+            name="onnx", file=ONNX_FILE, size_bytes=report_lib.size_on_disk(path),
+            gzip_bytes=report_lib.gzipped_size(path),
+            metrics=self._metrics(path, hooks.evaluate_onnx), gate_metric=hooks.gate_metric,
+            latency_ms=model.median_latency_ms(runs=self.config.latency_runs),
+            max_drop=self.config.max_onnx_drop,
+            notes={"runtime": f"onnxruntime {_onnxruntime_version()}, CPU, 1 thread",
+                   "opset": onnx_convert.OPSET, "signature": onnx_convert.SIGNATURE,
+                   "outputs": model.output_names,
+                   "non_max_suppression_inside": "NonMaxSuppression" in ops}))
 
     def _int8(self) -> Artifact:
         config = self.config
@@ -249,6 +301,8 @@ class Optimizer:
     def run(self) -> OptimizationReport:
         config = self.config
         self._float_baseline()
+        if config.onnx:
+            self._onnx()
         int8 = None
         for mode in config.ptq_modes:
             if mode not in self.hooks.tflite_modes:

@@ -104,6 +104,11 @@ class OptimizationReport:
                 f"{a.gzip_bytes / 1024:.1f} | {a.metric:.4f} | {a.metric_drop:+.4f} | {latency} | "
                 f"{a.size_ratio:.3f} | {a.gzip_ratio:.3f} | {latency_ratio} | {gate} |")
         for a in self.artifacts:
+            if a.notes.get("runtime"):
+                nms = ("; NMS inside (ONNX NonMaxSuppression)"
+                       if a.notes.get("non_max_suppression_inside") else "")
+                lines.append(f"\n`{a.file}` is scored and timed with {a.notes['runtime']} "
+                             f"(opset {a.notes.get('opset')}){nms}.")
             attempts = a.notes.get("repair_attempts", [])
             if len(attempts) > 1:
                 lines.append(f"\n`{a.file}`: plain int8 scored {attempts[0]['metric']:.4f}; the repair "

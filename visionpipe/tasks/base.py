@@ -64,6 +64,9 @@ class Task(abc.ABC):
     #: why the optimizer's Keras rewrites (QAT, pruning, distillation, int8 layer repair)
     #: do not apply to this task's model; empty when they do
     keras_rewrites_unsupported: str = ""
+    #: why ``optimize.onnx`` does not apply to this task (it implements no ``evaluate_onnx``);
+    #: empty when it does
+    onnx_unsupported: str = "the task does not score ONNX files (no Task.evaluate_onnx)"
     #: ``data.source`` values of generated data this task can write (see ``write_generated``)
     generated_sources: Sequence[str] = ()
     #: True when ``finalize`` needs held-out predictions after training (e.g. thresholds)
@@ -255,6 +258,19 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def evaluate_tflite(self, tflite_path: str, dataset: tf.data.Dataset) -> Dict[str, float]:
         """Metrics of a .tflite file on (image, target) pairs; includes the gate metric."""
+
+    # --- ONNX -----------------------------------------------------------------------------
+    def convert_onnx(self, export_dir: str) -> bytes:
+        """The ONNX model of the export's ``serving_tensor`` signature (pixels in, the
+        signature's outputs, post-processing included, out)."""
+        from visionpipe.runtime import onnx_convert
+
+        return onnx_convert.convert_saved_model(str(export_dir))
+
+    def evaluate_onnx(self, onnx_path: str, dataset: tf.data.Dataset) -> Dict[str, float]:
+        """Metrics of a model.onnx on batched (image, target) pairs through onnxruntime;
+        includes the gate metric. A task that implements it sets ``onnx_unsupported = ""``."""
+        raise NotImplementedError(f"task {self.name!r}: {self.onnx_unsupported}")
 
     # --- presentation ---------------------------------------------------------------------
     @classmethod

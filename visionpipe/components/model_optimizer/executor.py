@@ -99,7 +99,10 @@ class Executor(base_executor.BaseExecutor):
             tflite_metadata_kind=task.tflite_metadata_kind, build_student=build_student, convert_tflite=task.convert_tflite,
             augment_batches=lambda batches: data.augment_batches(batches, task),
             tflite_modes=task.tflite_modes,
-            keras_rewrites_unsupported=task.keras_rewrites_unsupported)
+            keras_rewrites_unsupported=task.keras_rewrites_unsupported,
+            convert_onnx=task.convert_onnx,
+            evaluate_onnx=lambda path: task.evaluate_onnx(path, eval_batches),
+            onnx_unsupported=task.onnx_unsupported)
         inputs = OptimizationInputs(model=model, train_batches=train_batches,
                                     calibration_images=calibration, labels=class_names,
                                     saved_model_dir=serving_dir)

@@ -25,6 +25,7 @@ class ClassificationTask(Task):
     single_label = True
     signature_methods = {"serving_examples": CLASSIFY_METHOD}
     tflite_metadata_kind = "image_classifier"
+    onnx_unsupported = ""
     generated_sources = ("shapes", "digits")
     augment_keys = augment.honoured_keys(augment.LABELS)  # images + MixUp/CutMix of the labels
 
@@ -105,6 +106,18 @@ class ClassificationTask(Task):
         probabilities, targets = [], []
         for images, batch_targets in dataset:
             probabilities.append(model.scores(np.asarray(images)))
+            targets.append(np.asarray(batch_targets))
+        return self.metrics_from_predictions(np.concatenate(probabilities), np.concatenate(targets))
+
+    def evaluate_onnx(self, onnx_path, dataset) -> Dict[str, float]:
+        """Metrics of a model.onnx classifier (its ``probabilities`` output) on batched
+        (image, target) pairs, through onnxruntime."""
+        from visionpipe.runtime.onnx_runtime import OnnxModel
+
+        model = OnnxModel(str(onnx_path))
+        probabilities, targets = [], []
+        for images, batch_targets in dataset:
+            probabilities.append(model.predict(np.asarray(images))["probabilities"])
             targets.append(np.asarray(batch_targets))
         return self.metrics_from_predictions(np.concatenate(probabilities), np.concatenate(targets))
 

@@ -38,6 +38,7 @@ class DetectionTask(Task):
         "not available for detection: the keras-cv detector's decoding and NMS live outside "
         "its Keras graph, so the model cannot be cloned, pruned, distilled or repaired layer "
         "by layer; use the float16/int8 files, which convert with NMS inside")
+    onnx_unsupported = ""
 
     @classmethod
     def metric_names(cls, config):
@@ -200,6 +201,16 @@ class DetectionTask(Task):
         from visionpipe.tasks.detection import evaluation
 
         return evaluation.evaluate_pairs(evaluation.tflite_predict_fn(tflite_path),
+                                         self._batched(dataset).as_numpy_iterator(), self.image_size,
+                                         self.class_names)
+
+    def evaluate_onnx(self, onnx_path: str, dataset: tf.data.Dataset) -> Dict[str, float]:
+        """COCO metrics of a model.onnx detector (NMS inside, as ONNX NonMaxSuppression) on
+        (image, target) pairs, batched or not, through onnxruntime."""
+        from visionpipe.runtime.onnx_runtime import OnnxModel
+        from visionpipe.tasks.detection import evaluation
+
+        return evaluation.evaluate_pairs(OnnxModel(str(onnx_path)).predict,
                                          self._batched(dataset).as_numpy_iterator(), self.image_size,
                                          self.class_names)
 

@@ -89,7 +89,10 @@ def _run(config, runner=None, stop_after_data=False):
         paths = runners.run_pipeline(config, runner=runner, stop_after_data=stop_after_data)
     except _pipeline_errors() as err:
         raise UserError(str(err)) from None
+    from visionpipe.pipeline.run_report import write_run_report
+
     result = summary.build_summary(paths, config)
+    result["report"] = write_run_report(result, config)
     summary.write_summary(result, paths.run_dir)
     return paths, result
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Any, Dict, List
 
 import visionpipe  # noqa: F401
@@ -21,7 +22,8 @@ def write_run_report(summary: Dict[str, Any], config) -> str:
     from visionpipe.pipeline.summary import latest_run_artifacts
 
     report_dir = os.path.join(summary["run_dir"], REPORT_FOLDER)
-    os.makedirs(report_dir, exist_ok=True)
+    shutil.rmtree(report_dir, ignore_errors=True)  # an earlier run's PNGs are not this run's
+    os.makedirs(report_dir)
     art = latest_run_artifacts(summary["metadata"], config.name)
     sections = [Section("data", _data_panels(summary, art)),
                 Section("training", _training_panels(art, report_dir)),

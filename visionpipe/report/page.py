@@ -14,6 +14,7 @@ h1{font-size:1.4em}h2{font-size:1.15em;border-bottom:1px solid #ccc;margin-top:1
 h3{font-size:1em;margin-bottom:.3em}table{border-collapse:collapse;font-size:.85em;margin:.3em 0}
 td,th{border:1px solid #ccc;padding:2px 7px;text-align:left}th{background:#f1f1f1}
 img{max-width:100%;margin:.2em .4em .2em 0;border:1px solid #eee}
+.pair img{max-width:49%;vertical-align:top}
 .note{font-size:.85em;color:#555;white-space:pre-wrap}nav a{margin-right:1em}
 """
 
@@ -33,8 +34,10 @@ def _panel(panel: Panel) -> str:
         body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>"
                        for row in panel.rows)
         parts.append(f"<table><tr>{head}</tr>{body}</table>")
-    for image in panel.images:
-        parts.append(f'<img src="{html.escape(image)}" alt="{html.escape(panel.title)}">')
+    shown = "".join(f'<img src="{html.escape(image)}" alt="{html.escape(panel.title)}">'
+                    for image in panel.images)
+    if shown:  # several plots of a panel side by side (e.g. counts and normalised matrices)
+        parts.append(f'<div class="{"pair" if len(panel.images) > 1 else "one"}">{shown}</div>')
     return "\n".join(parts)
 
 

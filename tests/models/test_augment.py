@@ -141,16 +141,47 @@ def test_each_epoch_augments_the_same_images_differently():
         np.testing.assert_array_equal(a, b)
 
 
-def test_augment_preview_writes_a_grid_of_originals_over_augmented_samples(tmp_path):
+def test_augment_preview_shows_every_class_original_then_distinct_draws(tmp_path, capsys):
+    from visionpipe.cli import augment_preview
+
     out = tmp_path / "preview.png"
     code = main(["augment-preview", "--config", "configs/classification.yaml", "--output", str(out),
-                 "--count", "6", "data.num_images=30", f"runner.output_dir={tmp_path}"])
+                 "--count", "5", "--draws", "2", "data.num_images=30", f"runner.output_dir={tmp_path}"])
     assert code == 0
-    grid = np.asarray(Image.open(out))
-    size = 48 + 2  # model.image_size plus the 1-pixel frame on each side
-    assert grid.shape == (2 * size, 6 * size, 3)
-    top, bottom = grid[:size].astype(int), grid[size:].astype(int)
-    assert np.abs(top - bottom).mean() > 5
+    printed = capsys.readouterr().out
+    # five shape classes, five images: one of each, not five of the first class
+    assert "(circle 1, cross 1, square 1, star 1, triangle 1)" in printed
+    assert "augmentations: horizontal_flip" in printed
+    grid = np.asarray(Image.open(out)).astype(int)
+    tile_w = augment_preview.TILE + 4
+    tile_h = augment_preview.TILE + augment_preview.HEADER + 4
+    assert grid.shape[1] == 3 * tile_w and grid.shape[0] > 5 * tile_h  # + the caption
+    picture = np.s_[augment_preview.HEADER + 2:tile_h - 2]
+    original, first, second = (grid[picture, i * tile_w + 2:(i + 1) * tile_w - 2] for i in range(3))
+    assert np.abs(original - first).mean() > 5 and np.abs(first - second).mean() > 5
+
+
+def test_augment_preview_takes_images_round_robin_over_classes_and_skips_invalid_ones():
+    from types import SimpleNamespace
+
+    from visionpipe.cli.augment_preview import stratified_valid
+
+    listed = [SimpleNamespace(labels=[name], objects=[], n=i)
+              for i, name in enumerate(["a"] * 6 + ["b"] * 2 + ["c"] * 3)]
+    picked = stratified_valid(listed, 5, lambda item: None if item.n == 6 else item)
+    assert [item.labels[0] for item in picked] == ["a", "c", "a", "b", "c"]  # b's first is invalid
+
+
+def test_augment_preview_caption_lists_only_augmentations_the_task_applies():
+    from visionpipe.cli.augment_preview import active_augmentations
+    from visionpipe.core.config import AugmentConfig
+
+    config = AugmentConfig(rotation=0.1, brightness=0.2, randaugment_magnitude=0.3)
+    assert active_augmentations(config, None) == [
+        "horizontal_flip", "rotation=0.1", "brightness=0.2", "randaugment_magnitude=0.3",
+        "randaugment_ops=2"]
+    assert active_augmentations(config, ["horizontal_flip", "brightness"]) == [
+        "horizontal_flip", "brightness=0.2"]
 
 
 # --- one builder, three modes ------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Whole TFX runs (LocalDagRunner, SQLite MLMD) on real digits: gate, load check, push."""
 import json
 import os
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,43 @@ def test_ingest_cli_reports_quarantined_files_by_name_and_fails_readably(tmp_pat
     assert main(args + ["data.max_bad_fraction=0.1"]) == 0
     out = capsys.readouterr().out
     assert "quarantined 1" in out and "train" in out and "metadata.sqlite" in out
+
+
+class _PageImages(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+def test_run_report_page_shows_decodable_pngs_with_class_names_and_learning_rate(runs):
+    from PIL import Image
+
+    last = runs["again"]  # every run of the module writes the same run folder's report
+    page = Path(last["report"])
+    assert page == Path(last["run_dir"]) / "report" / "index.html"
+    parser = _PageImages()
+    text = page.read_text()
+    parser.feed(text)
+    assert {"results.png", "confusion_matrix.png", "confusion_matrix_normalised.png",
+            "pr_curves.png", "roc_curves.png", "val_batch0_pred.png"} <= set(parser.sources)
+    for source in parser.sources:
+        with Image.open(page.parent / source) as image:
+            image.load()
+            assert image.width > 100 and image.height > 100
+    assert sorted(os.listdir(page.parent)) == sorted(set(parser.sources) | {"index.html"})
+    for section in ("examples per split and class", "gate: BLESSED", "precision, recall and F1",
+                    "which data and models this run used", last["data"]["examples_uri"]):
+        assert section in text
+    metrics = runs["better"]["evaluation"]["metrics"]
+    assert "precision/7" in metrics and "recall/0" in metrics  # digits' classes are "0".."9"
+    assert not [key for key in metrics if "classId" in key or "\n" in key]
+    model_uri = Path(runs["better"]["model_uri"])
+    training = json.loads((model_uri.parent.parent / "model_run"
+                           / model_uri.name / "training_summary.json").read_text())
+    assert len(training["history"]["learning_rate"]) == len(training["history"]["loss"]) == 7
+    assert training["phase_epochs"] == {"phase1": 7}
+    assert runs["better"]["training"]["tensorboard"].startswith("tensorboard --logdir ")

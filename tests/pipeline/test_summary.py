@@ -62,3 +62,11 @@ def test_summary_shows_segmentation_details_per_class_by_size_and_where_the_over
     assert "512x512 0.700 (n=6)" in text
     assert "boundary F1 (2 px)     0.333 (precision 0.500, recall 0.250)" in text
     assert "2 (image | truth | prediction) in /a/evaluation/overlays" in text
+
+
+def test_summary_names_the_run_report_and_the_tensorboard_command():
+    text = summary.format_summary({
+        "pipeline": "p", "task": "classification", "report": "/runs/p/report/index.html",
+        "training": {"num_train": 8, "tensorboard": "tensorboard --logdir /runs/p/model_run/4"}})
+    assert "training curves        tensorboard --logdir /runs/p/model_run/4" in text
+    assert "run report             /runs/p/report/index.html" in text

@@ -423,3 +423,20 @@ def test_boundary_f1_matches_boundary_pixels_within_the_tolerance():
     blank = evaluation.BoundaryAccumulator(2)
     blank.add(truth, np.zeros_like(truth))
     assert blank.metrics()["f1"] == 0.0
+
+
+def test_report_panels_table_every_class_and_copy_the_overlays_into_the_report(tmp_path):
+    from PIL import Image
+
+    task = seg_task()
+    (tmp_path / "overlays").mkdir()
+    Image.new("RGB", (24, 8), "red").save(tmp_path / "overlays" / "eval_000.png")
+    report_dir = tmp_path / "report"
+    report_dir.mkdir()
+    evaluation = {"details": {"overlays": ["overlays/eval_000.png"], "per_class": {
+        name: {"iou": 0.5, "dice": 0.6, "precision": 0.7, "recall": 0.8, "images": 3}
+        for name in task.class_names}}}
+    table, overlays = task.report_panels(evaluation, str(tmp_path), str(report_dir))
+    assert [row[0] for row in table.rows] == task.class_names
+    assert overlays.images == ["segmentation_eval_000.png"]
+    assert Image.open(report_dir / "segmentation_eval_000.png").size == (24, 8)

@@ -66,7 +66,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("augment-preview", help="write a PNG grid of augmented training samples")
     add_config_arguments(p)
     p.add_argument("--output", default="augment_preview.png")
-    p.add_argument("--count", type=int, default=16)
+    p.add_argument("--count", type=int, default=16, help="source images, taken across the classes")
+    p.add_argument("--draws", type=int, default=3, help="augmented draws shown per image")
     p.set_defaults(handler=cmd_augment_preview)
 
     p = subparsers.add_parser("demo", help="the main job end to end on generated shapes data: run, "
@@ -91,7 +92,10 @@ def _run(config, runner=None, stop_after_data=False):
         paths = runners.run_pipeline(config, runner=runner, stop_after_data=stop_after_data)
     except _pipeline_errors() as err:
         raise UserError(str(err)) from None
+    from visionpipe.pipeline.run_report import write_run_report
+
     result = summary.build_summary(paths, config)
+    result["report"] = write_run_report(result, config)
     summary.write_summary(result, paths.run_dir)
     return paths, result
 
@@ -263,43 +267,9 @@ def _presenter(model_dir: str):
 
 
 def cmd_augment_preview(args) -> int:
-    """Source images -> the same Example encoding and task augmentation training uses."""
-    import numpy as np
-    from PIL import Image
+    from visionpipe.cli import augment_preview
 
-    import visionpipe  # noqa: F401
-    import tensorflow as tf
-
-    from visionpipe.core import features
-    from visionpipe.components.image_example_gen import encoding, items as source_items, validation
-    from visionpipe.components.image_example_gen.sources import source_for
-    from visionpipe.models import augment
-    from visionpipe.tasks import get_task
-    from visionpipe.pipeline.data_source import class_names_for_wiring, resolve_data_source
-    from visionpipe.pipeline.runners import RunPaths
-
-    config = load_config_from_args(args)
-    if not config.augment.enabled:
-        raise UserError("augmentation is disabled in this config (augment.enabled=false)")
-    resolved = resolve_data_source(config, RunPaths.of(config).run_dir)
-    names = class_names_for_wiring(resolved)
-    listed = getattr(source_for(resolved), "items", None)
-    if not listed:
-        raise UserError("augment-preview needs a listed image source (folder, csv, coco, voc)")
-    valid = [v for v in (validation.validate_item(i, names) for i in listed[:4 * args.count])
-             if isinstance(v, source_items.ValidImage)][:args.count]
-    if not valid:
-        raise UserError(f"none of the first {4 * args.count} images of {resolved.data.path} is valid")
-    task = get_task(config, names)
-    serialized = tf.data.Dataset.from_tensor_slices([encoding.to_tf_example(v, names) for v in valid])
-    pairs = serialized.map(lambda s: task.example_to_inputs(features.parse_single(s, task.feature_keys)))
-    batch = next(iter(task.batch_dataset(pairs, len(valid))))
-    # the seed the first training batch gets (data.augment_batches): stateless, so no global seed
-    augmented = task.augment_batch(batch[0], batch[1], tf.constant([config.augment.seed, 0], tf.int64))
-    rows = [task.draw_targets(*batch), task.draw_targets(*augmented)]
-    grid = augment.preview_grid(np.concatenate(rows), columns=len(valid))
-    Image.fromarray(grid).save(args.output)
-    print(f"wrote {args.output}: top row original, bottom row augmented ({len(valid)} samples)")
+    print(augment_preview.run(load_config_from_args(args), args.output, args.count, args.draws))
     return 0
 
 

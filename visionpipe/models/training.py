@@ -54,6 +54,9 @@ class TrainResult:
     weights_loaded: str
     seconds: float
     resumed_from_epoch: int = 0
+    #: epochs trained in each phase, in order ({"phase1": n, "phase2": m}); the report's
+    #: curves mark where fine-tuning starts
+    phase_epochs: Dict[str, int] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> Dict:
         # Not dataclasses.asdict: it deep-copies the Keras model, and keras-cv detectors cannot
@@ -124,8 +127,22 @@ class _EpochLog(tf.keras.callbacks.Callback):
         self.start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:  # the same dict reaches History (appended last): the report's LR curve
+            rate = _current_learning_rate(self.model.optimizer)
+            if rate is not None:
+                logs["learning_rate"] = rate
         shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
         log.info("%s epoch %d: %s (%.1fs)", self.phase, epoch + 1, shown, time.time() - self.start)
+
+
+def _current_learning_rate(optimizer):
+    rate = getattr(optimizer, "learning_rate", None)
+    if isinstance(rate, tf.keras.optimizers.schedules.LearningRateSchedule):
+        rate = rate(optimizer.iterations)
+    try:
+        return float(tf.keras.backend.get_value(rate))
+    except (TypeError, ValueError):
+        return None
 
 
 def class_weights(counts: np.ndarray) -> Dict[int, float]:
@@ -223,6 +240,7 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
             raise
 
     history: Dict[str, List[float]] = {}
+    phase_epochs: Dict[str, int] = {}
     phase1_marker = os.path.join(backup_dir, PHASE1_DONE) if backup_dir else None
     resumed_from = 0
     if phase1_marker and tf.io.gfile.exists(phase1_marker):
@@ -238,6 +256,7 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
         stop_if_diverged("phase1")
         resumed_from = result.epoch[0] if result.epoch else tcfg.epochs
         _extend(history, result.history)
+        phase_epochs["phase1"] = len(result.epoch)
         if phase1_marker and transfer and tcfg.fine_tune_epochs:
             model.save_weights(phase1_marker)
 
@@ -252,6 +271,7 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
                       eval_steps, with_backup("phase2"), weights, initial_epoch=tcfg.epochs)
         stop_if_diverged("phase2")
         _extend(history, result.history)
+        phase_epochs["phase2"] = len(result.epoch)
     if backup_dir:
         shutil.rmtree(backup_dir, ignore_errors=True)
     check_finite_weights(model, config)
@@ -259,7 +279,7 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
     return TrainResult(model=model, history=history, num_train=num_train, num_eval=num_eval,
                        class_counts=[int(c) for c in counts], replicas=replicas, precision=precision,
                        weights_loaded=task.weights_loaded, seconds=round(time.time() - start, 2),
-                       resumed_from_epoch=resumed_from)
+                       resumed_from_epoch=resumed_from, phase_epochs=phase_epochs)
 
 
 def _extend(history: Dict[str, List[float]], new: Dict[str, List[float]]) -> None:

@@ -98,6 +98,7 @@ def build_summary(paths, config, art: Optional[Dict[str, Any]] = None) -> Dict[s
             summary["training"] = {k: training[k] for k in
                                    ("num_train", "num_eval", "replicas", "precision", "seconds",
                                     "weights_loaded") if k in training}
+            summary["training"]["tensorboard"] = f"tensorboard --logdir {run.uri}"
     evaluation_artifact = art.get("ModelEvaluation")
     blessing = art.get("ModelBlessing")
     if evaluation_artifact is not None:
@@ -270,6 +271,10 @@ def format_summary(summary: Dict[str, Any]) -> str:
     if check:
         verdict = "passed" if check["passed"] else "skipped" if check.get("skipped") else "FAILED"
         lines.append(row("load check", f"{verdict}: {check['detail']}"))
+    if training and training.get("tensorboard"):
+        lines.append(row("training curves", training["tensorboard"]))
+    if summary.get("report"):
+        lines.append(row("run report", summary["report"]))
     push = summary.get("push")
     if push:
         lines.append(row("push", f"version {push['version']} -> {push['path']}" if push["pushed"]

@@ -245,6 +245,14 @@ class Task(abc.ABC):
         the report (e.g. drawn images), named in what it returns relative to that folder."""
         return {}
 
+    def report_panels(self, evaluation: Mapping[str, Any], evaluation_dir: str,
+                      report_dir: str) -> List[Any]:
+        """The task's panels (``visionpipe.report.Panel``) in the run report's evaluation
+        section: ``evaluation`` is the Evaluator's report (``details`` is what
+        ``evaluation_details`` returned, its files relative to ``evaluation_dir``); PNGs are
+        written into ``report_dir`` and named relative to it. Default: none."""
+        return []
+
     # --- TFLite ---------------------------------------------------------------------------
     def convert_tflite(self, model_or_export_dir, mode: str, representative=None) -> bytes:
         """TFLite flatbuffer in ``mode`` of the in-process Keras model or of the Keras model

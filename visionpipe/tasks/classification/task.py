@@ -136,6 +136,21 @@ class ClassificationTask(Task):
 
         return tfma_scoring.evaluate_exports(self, export_dirs, eval_files, work_dir)
 
+    def evaluation_details(self, export_dir, eval_files, output_dir=""):
+        """With ``output_dir``: the eval split's probabilities for the run report's panels."""
+        from visionpipe.tasks.classification import report
+
+        if not output_dir:
+            return {}
+        return report.write_predictions(self.load_export(export_dir).signatures["serving_default"],
+                                        eval_files, self.target_of, self.feature_keys, output_dir)
+
+    def report_panels(self, evaluation, evaluation_dir, report_dir):
+        from visionpipe.tasks.classification import report
+
+        return report.panels_of(evaluation.get("details"), evaluation_dir, self.class_names,
+                                report_dir)
+
     def target_of(self, parsed):
         labels = np.asarray(parsed[features.LABEL]).reshape(-1)
         target = np.zeros(self.num_classes, np.float32)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict
+from typing import Dict, Sequence
 
 import visionpipe  # noqa: F401
 import tensorflow_model_analysis as tfma
@@ -69,12 +69,13 @@ def evaluate_exports(task, export_dirs, eval_files, work_dir) -> Dict[str, Dict[
         tfma.run_model_analysis(eval_shared_model=shared, eval_config=eval_config,
                                 data_location=pattern, file_format="tfrecords",
                                 output_path=output)
-        results[role] = overall_metrics(output)
+        results[role] = overall_metrics(output, task.class_names)
     return results
 
 
-def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
-    """Scalar metrics on the overall slice of the candidate model (baseline diffs dropped)."""
+def overall_metrics(evaluation_uri: str, class_names: Sequence[str]) -> Dict[str, float]:
+    """Scalar metrics on the overall slice of the candidate model (baseline diffs dropped);
+    a per-class metric is named ``<metric>/<class name>`` (TFMA's sub key is ``classId:N``)."""
     out: Dict[str, float] = {}
     try:
         results = tfma.load_eval_result(evaluation_uri)
@@ -89,7 +90,17 @@ def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
                     # TFMA names an aggregated metric "<AggregationOptions text>_<name>"
                     # (e.g. "macro_average: true\n_macro_auc"): keep the configured name
                     name = name.rsplit("\n_", 1)[-1]
+                    if sub_key and name == "macro_auc":
+                        continue  # the macro average's per-class parts: auc/<class> again
                     if isinstance(value, dict) and "doubleValue" in value:
-                        label = name if not sub_key else f"{name}[{sub_key}]"
+                        label = f"{name}/{_class_of(sub_key, class_names)}" if sub_key else name
                         out[label] = float(value["doubleValue"])
     return out
+
+
+def _class_of(sub_key: str, class_names: Sequence[str]) -> str:
+    """TFMA's sub key ``classId:3`` -> the class name at id 3."""
+    kind, _, index = sub_key.partition(":")
+    if kind != "classId" or not index.isdigit() or int(index) >= len(class_names):
+        return sub_key
+    return class_names[int(index)]

@@ -27,6 +27,8 @@ class CocoDetectionEvaluator:
         self._images: List[dict] = []
         self._annotations: List[dict] = []
         self._detections: List[dict] = []
+        #: set by ``evaluate``: precision at IoU .5 over 101 recall points, by class name
+        self.pr_curves_50: Dict[str, List[float]] = {}
 
     @property
     def num_images(self) -> int:
@@ -104,6 +106,9 @@ class CocoDetectionEvaluator:
             metrics[name] = float(value) if value >= 0 else math.nan
         # precision: [iou thresholds, recall points, classes, area ranges, max dets]
         precision = coco_eval.eval["precision"][:, :, :, 0, -1]
+        # precision at IoU .5 at recall 0, .01, ..., 1 by class (-1: no ground truth), for plots
+        self.pr_curves_50 = {name: precision[0, :, index].tolist()
+                             for index, name in enumerate(self.class_names)}
         for index, name in enumerate(self.class_names):
             values = precision[:, :, index]
             values = values[values > -1]

@@ -173,7 +173,8 @@ class DetectionTask(Task):
 
     def evaluation_details(self, export_dir, eval_files, output_dir=""):
         """mAP on the eval split with synthetic occluders over 10/25/50% of each box, through
-        the exported ``serving_tensor`` signature (the summary's robustness numbers)."""
+        the exported ``serving_tensor`` signature (the summary's robustness numbers); with
+        ``output_dir``, the run report's per-class PR curves and drawn eval images too."""
         from visionpipe.models import data
         from visionpipe.tasks.detection import evaluation
 
@@ -182,9 +183,20 @@ class DetectionTask(Task):
         def predict(images):
             return {k: v.numpy() for k, v in serve(pixels=tf.constant(images, tf.float32)).items()}
 
-        batches = self.batch_dataset(data.pairs(eval_files, self), 16).as_numpy_iterator()
-        return {"occlusion": evaluation.occlusion_report(predict, batches, self.image_size,
-                                                         self.class_names, seed=self.config.train.seed)}
+        batches = list(self.batch_dataset(data.pairs(eval_files, self), 16).as_numpy_iterator())
+        details = {"occlusion": evaluation.occlusion_report(predict, batches, self.image_size,
+                                                            self.class_names, seed=self.config.train.seed)}
+        if output_dir:  # the run report's PR curves and drawn images
+            from visionpipe.tasks.detection import report
+
+            details.update(report.write_details(predict, batches, self, output_dir))
+        return details
+
+    def report_panels(self, evaluation, evaluation_dir, report_dir):
+        from visionpipe.tasks.detection import report
+
+        return report.panels_of(evaluation.get("details"), evaluation_dir, self.class_names,
+                                report_dir)
 
     def convert_tflite(self, model_or_export_dir, mode: str, representative=None) -> bytes:
         """TFLite flatbuffer (float32 | float16 | int8) with decoding and NMS inside, from the

@@ -90,6 +90,10 @@ class MultiLabelTask(ClassificationTask):
         # TFMA's metrics expect one label id per example: multi-label scores its own outputs.
         return Task.evaluate_exports(self, export_dirs, eval_files, work_dir)
 
+    # single-label confusion matrices and one-vs-rest curves do not describe label sets
+    evaluation_details = Task.evaluation_details
+    report_panels = Task.report_panels
+
     def target_of(self, parsed):
         target = np.zeros(self.num_classes, np.float32)
         target[np.asarray(parsed[features.LABEL]).reshape(-1)] = 1.0

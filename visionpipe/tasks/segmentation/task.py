@@ -280,6 +280,29 @@ class SegmentationTask(Task):
         return {"per_class": per_class, "by_image_size": by_size, "boundary_f1": edges.metrics(),
                 "overlays": overlays}
 
+    def report_panels(self, evaluation, evaluation_dir, report_dir):
+        """Per-class IoU / Dice table and the overlays ``evaluation_details`` drew (copied
+        into the report folder so that it stands alone)."""
+        import os
+        import shutil
+
+        from visionpipe.report import Panel
+
+        details = evaluation.get("details") or {}
+        per_class = details.get("per_class") or {}
+        out = [Panel("IoU, Dice, precision and recall per class (eval pixels)",
+                     headers=("class", "IoU", "Dice", "precision", "recall", "images"),
+                     rows=[(name, v.get("iou"), v.get("dice"), v.get("precision"),
+                            v.get("recall"), v.get("images")) for name, v in per_class.items()])]
+        copied = []
+        for name in details.get("overlays") or []:
+            target = "segmentation_" + os.path.basename(name)
+            shutil.copyfile(os.path.join(evaluation_dir, name), os.path.join(report_dir, target))
+            copied.append(target)
+        if copied:
+            out.append(Panel("eval images: image | truth | prediction", images=copied))
+        return out
+
     def score(self, predictions, targets):
         acc = self._accumulator()
         for ids, (h, w), truth in zip(predictions["class_map"], predictions["image_shape"], targets):

@@ -61,6 +61,21 @@ def test_embedder_is_blessed_and_its_index_is_pushed_in_the_same_version(run):
 
 
 @pytest.mark.e2e
+def test_evaluation_report_draws_queries_with_their_top_k_neighbours(run):
+    from PIL import Image
+
+    from visionpipe.tasks.embedding import neighbours
+
+    _, result, _, _ = run
+    details = result["evaluation"]["details"]
+    shown = details["neighbours"]
+    assert len(shown) == 6 and all(len(q["neighbours"]) == details["k"] == 5 for q in shown)
+    assert len({q["identity"] for q in shown}) == 6  # identities in turn: 10 digits, 6 rows
+    grid = Image.open(Path(result["evaluation"]["report"]).parent / details["neighbours_image"])
+    assert grid.size == (6 * neighbours.TILE, 6 * neighbours.TILE)
+
+
+@pytest.mark.e2e
 def test_in_model_search_finds_the_same_identity_for_most_queries(run):
     import visionpipe  # noqa: F401
     import tensorflow as tf

@@ -21,6 +21,7 @@ from visionpipe.core.errors import ConfigError
 BACKBONES = ("small_cnn", "mobilenet_v2", "efficientnet_b0", "resnet50")
 SOURCES = ("folder", "csv", "coco", "voc", "tfds", "tfrecord", "mask_folder", "shapes", "digits")
 SPLIT_BY = ("hash", "group")
+OBJECT_SOURCES = ("coco", "voc", "tfds", "tfrecord")  # sources that can carry object boxes
 GROUPED_SOURCES = ("folder", "csv", "coco", "tfrecord")  # sources that can carry image/group_id
 
 
@@ -82,6 +83,12 @@ class DataConfig:
     span: int = -1  # -1: the latest span; N: that span
     span_window: int = 1  # ingest this many spans, ending at data.span
     span_paths: List[str] = field(default_factory=list)  # set by the run: the spans' paths
+    # each object box of a detection source (coco, voc, tfds, tfrecord) becomes its own image
+    # labelled with its category, for image-label tasks; the box is widened by crop_margin of
+    # its size on each side, and one with a shorter side under crop_min_size px is quarantined
+    crop_objects: bool = False
+    crop_margin: float = 0.1
+    crop_min_size: int = 8
     # generated data (source: shapes | digits)
     num_images: int = 240
     image_size: int = 64
@@ -142,6 +149,12 @@ class DataConfig:
         require(self.split_by in SPLIT_BY, "data.split_by",
                 f"must be one of {SPLIT_BY}, got {self.split_by!r}")
         require(self.group_path_level >= 0, "data.group_path_level", "must be >= 0")
+        if self.crop_objects:
+            require(self.source in OBJECT_SOURCES, "data.crop_objects",
+                    f"crops object boxes, which sources {OBJECT_SOURCES} carry, not {self.source!r}")
+        require(self.crop_margin >= 0, "data.crop_margin", f"must be >= 0, got {self.crop_margin}")
+        require(self.crop_min_size >= 1, "data.crop_min_size",
+                f"must be >= 1 pixel, got {self.crop_min_size}")
         if self.group_path_level:
             require(self.source == "folder", "data.group_path_level",
                     f"applies to source 'folder'; source {self.source!r} names groups with "
@@ -482,6 +495,10 @@ class PipelineConfig:
                     f"applies to multi-label tasks only (task is {self.task!r}): a single-label "
                     "image needs exactly one label, and a detection image without boxes is "
                     "always kept as a background image")
+        if self.data.crop_objects:
+            require(task.image_labels in ("single", "multi"), "data.crop_objects",
+                    f"makes image-label examples (a crop and its category); task {self.task!r} "
+                    "does not read image labels")
         opt = self.optimize
         if opt.distill and opt.student_init == "teacher":
             require(opt.student_backbone == self.model.backbone, "optimize.student_init",

@@ -255,6 +255,13 @@ def format_summary(summary: Dict[str, Any]) -> str:
             folder = os.path.dirname(ev["report"])
             lines.append(row("overlays", f"{len(details['overlays'])} (image | truth | prediction) "
                                          f"in {os.path.join(folder, os.path.dirname(details['overlays'][0]))}"))
+        if details.get("neighbours_image") and ev.get("report"):
+            shown = details.get("neighbours") or []
+            same = sum(n["same_identity"] for q in shown for n in q["neighbours"])
+            total = sum(len(q["neighbours"]) for q in shown)
+            lines.append(row("query neighbours", f"{len(shown)} queries x top {details.get('k')}, "
+                                                 f"{same}/{total} same identity, in "
+                             f"{os.path.join(os.path.dirname(ev['report']), details['neighbours_image'])}"))
         verdict = "BLESSED" if ev.get("blessed") else "NOT BLESSED"
         lines.append(row("evaluation", verdict))
         for failure in ev.get("failures", [])[:10]:

@@ -17,6 +17,7 @@ from apache_beam import pvalue
 
 import visionpipe  # noqa: F401
 from visionpipe.components.image_example_gen import items as it
+from visionpipe.components.image_example_gen.cropping import CropRules, crop_objects
 from visionpipe.components.image_example_gen.encoding import to_tf_example
 from visionpipe.components.image_example_gen.report import (REPORT_FILENAME, SHOWN_IN_ERROR,
                                                             build_report, check_report,
@@ -97,6 +98,10 @@ def _class_texts(image: it.ValidImage) -> List[str]:
 
 def _assign_split(image: it.ValidImage, plan: SplitPlan):
     return plan.split_of(image.sha256, image.source_split, image.group_id), image
+
+
+def _object_count(keyed) -> int:
+    return len(keyed[1].boxes)
 
 
 def _split_index(keyed, num_partitions: int, names: List[str]) -> int:
@@ -216,6 +221,19 @@ def build_ingest(pipeline: beam.Pipeline, config: PipelineConfig, examples_uri: 
         class_names = pipeline | "KnownClasses" >> beam.Create([known_classes])
 
     by_split = deduped.unique | "AssignSplit" >> beam.Map(_assign_split, plan)
+    quarantined = [checked[_QUARANTINED]]
+    duplicates = [deduped[_DUPLICATES]]
+    input_counts = [items | "CountInputs" >> beam.combiners.Count.Globally()]
+    if data.crop_objects:
+        # every object is an input too, so data.max_bad_fraction weighs the crops dropped
+        input_counts.append(by_split | "CountObjects" >> beam.Map(_object_count)
+                            | "SumObjects" >> beam.CombineGlobally(sum))
+        crops = by_split | "CropObjects" >> beam.FlatMap(
+            crop_objects, CropRules.from_config(data), _QUARANTINED, _DUPLICATES).with_outputs(
+                _QUARANTINED, _DUPLICATES, main="crops")
+        by_split = crops.crops
+        quarantined.append(crops[_QUARANTINED])
+        duplicates.append(crops[_DUPLICATES])
     partitions = by_split | "PartitionBySplit" >> beam.Partition(
         _split_index, len(plan.names), plan.names)
     for name, partition in zip(plan.names, partitions):
@@ -235,13 +253,16 @@ def build_ingest(pipeline: beam.Pipeline, config: PipelineConfig, examples_uri: 
     mask_pixels = (by_split
                    | "MaskPixels" >> beam.FlatMap(_mask_pixels)
                    | "SumMaskPixels" >> beam.CombinePerKey(_sum_counts))
-    total = items | "CountInputs" >> beam.combiners.Count.Globally()
+    total = (input_counts | "AllInputs" >> beam.Flatten()
+             | "SumInputs" >> beam.CombineGlobally(sum))
     _ = (pipeline
          | "ReportTrigger" >> beam.Create([None])
          | "WriteReport" >> beam.Map(
              _finish, examples_uri, report_dir, plan.describe(),
-             pvalue.AsSingleton(total), pvalue.AsList(checked[_QUARANTINED]),
-             pvalue.AsList(deduped[_DUPLICATES]), pvalue.AsDict(split_counts),
+             pvalue.AsSingleton(total),
+             pvalue.AsList(quarantined | "AllQuarantined" >> beam.Flatten()),
+             pvalue.AsList(duplicates | "AllDuplicates" >> beam.Flatten()),
+             pvalue.AsDict(split_counts),
              pvalue.AsSingleton(class_names), pvalue.AsDict(class_tally),
              data.min_examples_per_class, pvalue.AsDict(mask_pixels)))
     return plan.names

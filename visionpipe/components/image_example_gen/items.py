@@ -24,6 +24,8 @@ MISSING_IMAGE_DATA = "missing_image_data"
 NO_LABELS = "no_labels"
 TOO_LARGE = "too_large"
 MISSING_GROUP = "missing_group"
+NO_OBJECTS = "no_objects"  # data.crop_objects: an image without boxes
+CROP_TOO_SMALL = "crop_too_small"  # data.crop_objects: a box under data.crop_min_size
 
 
 @dataclass

@@ -23,6 +23,9 @@ from visionpipe.tasks.embedding.config import EmbeddingConfig
 log = logging.getLogger("visionpipe.embedding")
 
 SEARCH_SIGNATURE = "search"
+NEIGHBOUR_QUERIES = 6  # eval queries drawn with their neighbours in the evaluation report
+NEIGHBOUR_K = 5
+NEIGHBOURS_FILE = "neighbours.png"
 #: augment.* keys that mix labels do not apply: an image has one identity
 _MIXING_KEYS = ("mixup_alpha", "cutmix_alpha")
 
@@ -156,6 +159,38 @@ class EmbeddingTask(Task):
         (``evaluation.random_ranking_metrics``), averaged over the queries."""
         return evaluation.random_ranking_metrics(self.targets(eval_files), self.ecfg.recall_ks,
                                                  self.ecfg.query_fraction)
+
+    def evaluation_details(self, export_dir, eval_files, output_dir: str = "",
+                           num_queries: int = NEIGHBOUR_QUERIES, k: int = NEIGHBOUR_K):
+        """``neighbours``: a few of the gate's eval queries (identities in turn) with their
+        top-k neighbours in the eval split (own image out), each with file, identity, score and
+        whether it shares the query's identity; with ``output_dir`` also drawn as
+        ``neighbours.png`` there (a row per query, green/red frames for same/other identity)."""
+        import os
+
+        from visionpipe.tasks.base import predict_examples
+        from visionpipe.tasks.embedding import neighbours
+
+        keys = (features.ENCODED, features.LABEL, features.FILENAME)
+        predictions, rows = predict_examples(
+            self.load_export(export_dir).signatures["serving_default"], eval_files, keys,
+            lambda p: (self.target_of(p), bytes(p[features.ENCODED]), p[features.FILENAME].decode()))
+        if not rows:
+            return {}
+        identities, encoded, filenames = (list(column) for column in zip(*rows))
+        embeddings = predictions["embedding"]
+        queries = neighbours.pick_queries(identities, self.ecfg.query_fraction, num_queries)
+        k = min(k, len(identities) - 1)
+        nearest = neighbours.neighbour_rows(embeddings, identities, queries, k)
+        scores = np.take_along_axis(embeddings[queries] @ embeddings.T, nearest, axis=1)
+        details = {"neighbours": neighbours.listing(filenames, identities, self.class_names,
+                                                    queries, nearest, scores), "k": k}
+        if output_dir:
+            tf.io.gfile.makedirs(output_dir)
+            with tf.io.gfile.GFile(os.path.join(output_dir, NEIGHBOURS_FILE), "wb") as f:
+                f.write(neighbours.grid_png(encoded, identities, queries, nearest))
+            details["neighbours_image"] = NEIGHBOURS_FILE
+        return details
 
     def evaluate_tflite(self, tflite_path, dataset):
         """Retrieval metrics (recall@1 the gate's) of the .tflite embedder's embeddings of the

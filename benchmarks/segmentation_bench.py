@@ -35,7 +35,7 @@ DEFAULT_CONFIG = REPO / "configs" / "membrane_segmentation.yaml"
 HELD_OUT = {str(i) for i in range(24, 30)}
 
 
-def build_examples(config) -> Dict[str, List[bytes]]:
+def build_examples(config, held_out=HELD_OUT) -> Dict[str, List[bytes]]:
     from visionpipe.components.image_example_gen.encoding import to_tf_example
     from visionpipe.components.image_example_gen.items import Quarantined
     from visionpipe.components.image_example_gen.sources import make_source
@@ -43,7 +43,7 @@ def build_examples(config) -> Dict[str, List[bytes]]:
 
     data = config.data
     if not Path(data.path).is_dir():
-        raise SystemExit(f"membrane data not found at {data.path}")
+        raise SystemExit(f"segmentation data not found at {data.path}")
     source = make_source(data)
     rules = ImageRules.from_config(config)
     splits: Dict[str, List[bytes]] = {"train": [], "eval": []}
@@ -51,7 +51,7 @@ def build_examples(config) -> Dict[str, List[bytes]]:
         valid = validate_item(item, source.class_names, rules)
         if isinstance(valid, Quarantined):
             raise SystemExit(f"quarantined: {valid.file}: {valid.reason}")
-        split = "eval" if Path(item.filename).stem in HELD_OUT else "train"
+        split = "eval" if Path(item.filename).stem in held_out else "train"
         splits[split].append(to_tf_example(valid, source.class_names))
     return splits, source.class_names
 

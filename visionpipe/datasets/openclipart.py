@@ -47,6 +47,9 @@ def find_drawings(root=DEBIAN_ROOT, categories: Sequence[str] = DEFAULT_CATEGORI
             try:
                 with Image.open(path) as image:
                     size, has_alpha = image.size, _has_alpha(image)
+            except Image.DecompressionBombError as error:  # Pillow refuses to open it at all
+                found.skipped[str(path)] = f"over {max_pixels:,} pixels ({error})"
+                continue
             except OSError as error:
                 found.skipped[str(path)] = f"unreadable: {error}"
                 continue

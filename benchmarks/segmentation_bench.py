@@ -2,10 +2,12 @@
 configured U-Net on 24 images, score the 6 held out (fixed: stems 24..29) at their own 512x512
 size, beside a classical baseline (a per-image Otsu threshold, skimage.filters.threshold_otsu:
 bright = interior), then int8 vs float32 TFLite (file size ratio, mIoU drop at model size) and
-the REST response of one image with the PNG class map vs the JSON class map + probabilities.
+the REST response of one image with the PNG class map vs the JSON class map + probabilities,
+and the REST ``:predict`` p50/p99 latency (the project's server in a subprocess on a free
+127.0.0.1 port) vs the direct ``serving_default`` call.
 
-    python -m benchmarks.segmentation_bench                        # the measured run (400 steps, 256 px)
-    python -m benchmarks.segmentation_bench --steps 10 model.image_size=128   # a smoke run
+    python -m benchmarks.segmentation_bench                        # the measured run (990 steps, 512 px, 256 px crops)
+    python -m benchmarks.segmentation_bench --steps 10 --requests 3 model.image_size=128 segmentation.train_crop=64   # a smoke run
 
 The Examples are built as ImageExampleGen builds them (the mask_folder source, data.mask_values
 mapping 0/255 to membrane/interior, the same validation and encoder), without Beam.
@@ -33,7 +35,7 @@ DEFAULT_CONFIG = REPO / "configs" / "membrane_segmentation.yaml"
 HELD_OUT = {str(i) for i in range(24, 30)}
 
 
-def build_examples(config) -> Dict[str, List[bytes]]:
+def build_examples(config, held_out=HELD_OUT) -> Dict[str, List[bytes]]:
     from visionpipe.components.image_example_gen.encoding import to_tf_example
     from visionpipe.components.image_example_gen.items import Quarantined
     from visionpipe.components.image_example_gen.sources import make_source
@@ -41,7 +43,7 @@ def build_examples(config) -> Dict[str, List[bytes]]:
 
     data = config.data
     if not Path(data.path).is_dir():
-        raise SystemExit(f"membrane data not found at {data.path}")
+        raise SystemExit(f"segmentation data not found at {data.path}")
     source = make_source(data)
     rules = ImageRules.from_config(config)
     splits: Dict[str, List[bytes]] = {"train": [], "eval": []}
@@ -49,7 +51,7 @@ def build_examples(config) -> Dict[str, List[bytes]]:
         valid = validate_item(item, source.class_names, rules)
         if isinstance(valid, Quarantined):
             raise SystemExit(f"quarantined: {valid.file}: {valid.reason}")
-        split = "eval" if Path(item.filename).stem in HELD_OUT else "train"
+        split = "eval" if Path(item.filename).stem in held_out else "train"
         splits[split].append(to_tf_example(valid, source.class_names))
     return splits, source.class_names
 
@@ -89,6 +91,34 @@ def rest_sizes(loaded, image: bytes) -> Dict[str, int]:
     return {"json_class_map_and_probabilities": len(full), "json_class_map": len(ids), "png_class_map": len(png)}
 
 
+def rest_latency(base: Path, image: bytes, count: int) -> Dict[str, float]:
+    """p50/p99 milliseconds of the direct ``serving_default`` call and of a REST ``:predict``
+    on one image (the whole answer: class map, PNG, probabilities) to the project's server in
+    its own process (benchmarks.serving_bench), timed in rotation after 3 warm-up rounds."""
+    import base64
+
+    import requests
+
+    from benchmarks.serving_bench import MODEL, _Server
+    from visionpipe.serving.servable import LoadedVersion
+
+    signature = LoadedVersion(MODEL, 1, base / "1").signature("serving_default")
+    payload = {"instances": [{"b64": base64.b64encode(image).decode("ascii")}]}
+    times = {"direct": [], "rest": []}
+    with _Server(base) as server, requests.Session() as session:
+        url = f"http://127.0.0.1:{server.rest_port}/v1/models/{MODEL}:predict"
+        calls = {"direct": lambda: signature.function(images=tf.constant([image])),
+                 "rest": lambda: session.post(url, json=payload, timeout=60).raise_for_status()}
+        for round_ in range(3 + count):
+            for name, call in calls.items():
+                began = time.perf_counter()
+                call()
+                if round_ >= 3:
+                    times[name].append((time.perf_counter() - began) * 1000)
+    return {f"{name}_{q}": round(float(np.percentile(values, pct)), 1)
+            for name, values in times.items() for q, pct in (("p50_ms", 50), ("p99_ms", 99))}
+
+
 def tflite_ms_per_image(path: str, pairs, repeats: int = 3) -> float:
     """Median milliseconds per image of the TFLite interpreter (batch 1, after one warm-up)."""
     from visionpipe.runtime.tflite_runtime import TFLiteModel
@@ -108,8 +138,9 @@ def tflite_ms_per_image(path: str, pairs, repeats: int = 3) -> float:
 def main(argv) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(DEFAULT_CONFIG))
-    parser.add_argument("--steps", type=int, default=760, help="training steps in all")
+    parser.add_argument("--steps", type=int, default=1000, help="training steps in all (rounded down to whole epochs)")
     parser.add_argument("--json", help="write the numbers here too")
+    parser.add_argument("--requests", type=int, default=30, help="REST requests for the latency")
     parser.add_argument("overrides", nargs="*",
                         default=[],
                         help="config overrides (default none: the config is the measured run's)")
@@ -134,7 +165,7 @@ def main(argv) -> int:
         task = get_task(config, class_names)
         result = training.train(config, task, train_files, eval_files, log_dir=str(tmp / "logs"))
         train_seconds = time.time() - start
-        export_dir = str(tmp / "export")
+        export_dir = str(tmp / "export" / "1")  # a version folder: the server loads it
         export.export_saved_model(result.model, task, export_dir)
         loaded = tf.saved_model.load(export_dir)
         model_metrics = task.evaluate_loaded(loaded, eval_files)
@@ -153,6 +184,7 @@ def main(argv) -> int:
                             "ms_per_image": tflite_ms_per_image(path, pairs)}
         first_image = data.raw_images(eval_files, 1)[0]
         sizes = rest_sizes(loaded, first_image)
+        latency = rest_latency(tmp / "export", first_image, args.requests)
 
     keys = ("miou", "dice", "pixel_accuracy")
     report = {
@@ -174,6 +206,8 @@ def main(argv) -> int:
         "rest_bytes": sizes,
         "rest_png_over_json_class_map": round(sizes["png_class_map"] / sizes["json_class_map"], 4),
         "rest_png_over_json_full": round(sizes["png_class_map"] / sizes["json_class_map_and_probabilities"], 5),
+        "rest_latency": latency,
+        "rest_p50_over_direct_p50": round(latency["rest_p50_ms"] / latency["direct_p50_ms"], 2),
     }
     print(f"held-out 6 images at 512x512 after {report['steps']} steps ({report['train_seconds']} s, "
           f"model {config.model.image_size} px)")
@@ -191,6 +225,10 @@ def main(argv) -> int:
     print(f"REST bytes per 512x512 image: {sizes}; PNG/JSON class map "
           f"{report['rest_png_over_json_class_map']}, PNG/JSON with probabilities "
           f"{report['rest_png_over_json_full']}")
+    print(f"REST :predict of one 512x512 image (whole answer), {args.requests} requests: p50 "
+          f"{latency['rest_p50_ms']} ms (p99 {latency['rest_p99_ms']}) vs the direct serving_default "
+          f"call {latency['direct_p50_ms']} ms (p99 {latency['direct_p99_ms']}): "
+          f"{report['rest_p50_over_direct_p50']}x")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0

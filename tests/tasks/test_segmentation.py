@@ -172,6 +172,45 @@ def test_the_tasks_mask_resize_keeps_ids_while_a_bilinear_resize_would_blend_the
     assert blended, "a bilinear resize would blend ids into values that are no id of the mask"
 
 
+def test_train_crops_cut_the_same_window_of_image_and_mask_and_differ_per_image():
+    task = seg_task("augment.enabled=false", "segmentation.train_crop=16")
+    # every pixel's value is unique: the image encodes its own (row, column)
+    ids = (np.arange(32 * 32).reshape(1, 32, 32, 1) % 200).repeat(4, 0).astype(np.int32)
+    images = tf.constant(np.arange(32 * 32, dtype=np.float32).reshape(1, 32, 32, 1).repeat(4, 0).repeat(3, -1))
+    out_images, out_masks = task.augment_batch(images, tf.constant(ids), tf.constant([3, 4], tf.int64))
+    out_images, out_masks = out_images.numpy(), out_masks.numpy()
+    assert out_images.shape == (4, 16, 16, 3) and out_masks.shape == (4, 16, 16, 1)
+    np.testing.assert_array_equal(out_images[..., :1].astype(np.int32) % 200, out_masks)
+    corners = {int(v) for v in out_images[:, 0, 0, 0]}
+    assert len(corners) > 1  # not one window for the whole batch
+    for image in out_images[..., 0]:  # a contiguous window: rows step by 32, columns by 1
+        np.testing.assert_array_equal(np.diff(image, axis=0), 32)
+        np.testing.assert_array_equal(np.diff(image, axis=1), 1)
+
+
+def test_a_model_trained_on_crops_is_rebuilt_at_model_size_with_its_weights_for_tflite():
+    task = seg_task("segmentation.train_crop=16")
+    model = task.build_model()
+    crops = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
+    assert model(crops).shape == (2, 16, 16, len(CLASSES))
+    model.get_layer("logits").bias.assign([0.5, -0.5, 0.25])  # a weight the fresh build lacks
+    fixed = task.fixed_size_model(model)
+    assert fixed.input_shape == (None, 32, 32, 3)
+    images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(fixed(images).numpy(), model(images).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides, problem", [
+    (["segmentation.train_crop=20"], "multiple of 8"),
+    (["segmentation.train_crop=64"], "larger than model.image_size"),
+    (["segmentation.train_crop=16", "segmentation.architecture=fcn"], "runs at any size")])
+def test_a_train_crop_the_network_cannot_take_is_a_config_error(overrides, problem):
+    from visionpipe.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"segmentation.train_crop.*{problem}"):
+        seg_config(*overrides)
+
+
 # --- models and serving ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("overrides", [["segmentation.architecture=unet"],

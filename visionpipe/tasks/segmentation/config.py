@@ -34,6 +34,10 @@ class SegmentationConfig:
     dice_weight: float = 1.0  # the Dice term's weight in cross_entropy+dice
     # serve the per-pixel probabilities [B, h, w, C] (at model size) beside the class map
     serve_probabilities: bool = True
+    # > 0: train on random train_crop x train_crop windows of the model-size image (and its
+    # mask), cut after augmentation; evaluation, serving and TFLite still see the whole
+    # model.image_size input (unet with the paper encoder and segnet only: fully convolutional)
+    train_crop: int = 0
 
     def validate(self) -> None:
         _require(self.architecture in ARCHITECTURES, "segmentation.architecture",
@@ -57,6 +61,19 @@ class SegmentationConfig:
                  f"must be non-negative and not all 0, got {self.class_weights}")
         _require(self.focal_gamma >= 0, "segmentation.focal_gamma", "must be >= 0")
         _require(self.dice_weight >= 0, "segmentation.dice_weight", "must be >= 0")
+        _require(self.train_crop >= 0, "segmentation.train_crop",
+                 f"must be >= 0 (0: no crop), got {self.train_crop}")
+        _require(not self.train_crop or self.fully_convolutional, "segmentation.train_crop",
+                 f"needs architecture unet with encoder paper, or segnet (a network that "
+                 f"runs at any size), got architecture={self.architecture} encoder={self.encoder}")
+        _require(self.train_crop % self.downsampling == 0, "segmentation.train_crop",
+                 f"must be a multiple of {self.downsampling} (2**depth), got {self.train_crop}")
+
+    @property
+    def fully_convolutional(self) -> bool:
+        """Whether the network is built without the backbone (runs at any multiple of
+        ``downsampling``)."""
+        return self.architecture == "segnet" or (self.architecture == "unet" and self.encoder == "paper")
 
     @property
     def downsampling(self) -> int:

@@ -74,8 +74,8 @@ def _unet_decoder(features: List[tf.Tensor], widths: List[int]) -> tf.Tensor:
     return x
 
 
-def unet(config, num_classes: int) -> Tuple[tf.keras.Model, str]:
-    seg, size = config.segmentation, config.model.hw
+def unet(config, num_classes: int, size) -> Tuple[tf.keras.Model, str]:
+    seg = config.segmentation
     pixels = _pixels(size)
     if seg.encoder == "paper":
         encoder, weights_loaded = unet_encoder(size, seg.depth, seg.width), ""
@@ -94,8 +94,8 @@ def unet(config, num_classes: int) -> Tuple[tf.keras.Model, str]:
 
 
 # --- FCN-8s ---------------------------------------------------------------------------------
-def fcn(config, num_classes: int) -> Tuple[tf.keras.Model, str]:
-    seg, size = config.segmentation, config.model.hw
+def fcn(config, num_classes: int, size) -> Tuple[tf.keras.Model, str]:
+    seg = config.segmentation
     pixels = _pixels(size)
     encoder = backbones.multiscale_features(config.model, (8, 16, 32), name=backbones.BACKBONE_LAYER_NAME)
     s8, s16, s32 = encoder(pixels)
@@ -112,7 +112,7 @@ def fcn(config, num_classes: int) -> Tuple[tf.keras.Model, str]:
 
 
 # --- DeepLabV3+ -----------------------------------------------------------------------------
-def deeplabv3plus(config, num_classes: int) -> Tuple[tf.keras.Model, str]:
+def deeplabv3plus(config, num_classes: int, size) -> Tuple[tf.keras.Model, str]:
     """keras-cv 0.9's ``DeepLabV3Plus`` graph, functional, on the project backbone.
 
     Not ``keras_cv.models.DeepLabV3Plus`` itself: that class is a subclassed ``keras.Model``
@@ -123,7 +123,7 @@ def deeplabv3plus(config, num_classes: int) -> Tuple[tf.keras.Model, str]:
     (the ASPP), is used as is."""
     import keras_cv
 
-    seg, size = config.segmentation, config.model.hw
+    seg = config.segmentation
     pixels = _pixels(size)
     encoder = backbones.multiscale_features(config.model, (4, 8, 16, 32), name=backbones.BACKBONE_LAYER_NAME)
     features = encoder(pixels)
@@ -157,8 +157,8 @@ class PoolSwitches(layers.Layer):
         return tf.cast(tf.equal(inputs, restored), inputs.dtype)
 
 
-def segnet(config, num_classes: int) -> Tuple[tf.keras.Model, str]:
-    seg, size = config.segmentation, config.model.hw
+def segnet(config, num_classes: int, size) -> Tuple[tf.keras.Model, str]:
+    seg = config.segmentation
     pixels = _pixels(size)
     encoder_in = tf.keras.Input((*size, 3), name="normalized_pixels")
     x, skips = encoder_in, []
@@ -179,6 +179,12 @@ def segnet(config, num_classes: int) -> Tuple[tf.keras.Model, str]:
 BUILDERS = {"unet": unet, "fcn": fcn, "deeplabv3plus": deeplabv3plus, "segnet": segnet}
 
 
-def build(config, num_classes: int) -> Tuple[tf.keras.Model, str]:
-    """(model, what was loaded as pretrained weights) for ``segmentation.architecture``."""
-    return BUILDERS[config.segmentation.architecture](config, num_classes)
+def build(config, num_classes: int, fixed_size: bool = False) -> Tuple[tf.keras.Model, str]:
+    """(model, what was loaded as pretrained weights) for ``segmentation.architecture``.
+
+    With ``segmentation.train_crop`` the input's height and width are left open (the model
+    trains on crops and serves at ``model.image_size``), unless ``fixed_size``: the same
+    weights at ``model.image_size``, for TFLite, which needs static shapes."""
+    any_size = config.segmentation.train_crop and not fixed_size
+    size = (None, None) if any_size else config.model.hw
+    return BUILDERS[config.segmentation.architecture](config, num_classes, size)

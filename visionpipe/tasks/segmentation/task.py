@@ -70,6 +70,8 @@ class SegmentationTask(Task):
                 f"segmentation.architecture={seg.architecture} halves each side "
                 f"{factor.bit_length() - 1} times: height and width must be multiples of "
                 f"{factor}, got {config.model.image_size!r}")
+        require(seg.train_crop <= min(height, width), "segmentation.train_crop",
+                f"{seg.train_crop} is larger than model.image_size {config.model.image_size!r}")
 
     @classmethod
     def mask_ignore_value(cls, config) -> int:
@@ -101,7 +103,10 @@ class SegmentationTask(Task):
         # In mask mode every geometric op reflects at the border or crops inside the image
         # (augment.OPS), so no op pads: no pixel needs the ignore index as a fill.
         augmenter = self._augmenter()
-        return augmenter(images, targets, seed) if augmenter else (images, targets)
+        images, targets = augmenter(images, targets, seed) if augmenter else (images, targets)
+        if self.seg.train_crop:
+            images, targets = random_crops(images, targets, self.seg.train_crop, seed)
+        return images, targets
 
     def _augmenter(self):
         if not hasattr(self, "_cached_augmenter"):
@@ -341,6 +346,26 @@ class SegmentationTask(Task):
         return acc.metrics(self.class_names)
 
     # --- TFLite -----------------------------------------------------------------------
+    def convert_tflite(self, model_or_export_dir, mode: str, representative=None) -> bytes:
+        """As ``Task.convert_tflite``, of ``fixed_size_model``: TFLite needs static shapes."""
+        model = model_or_export_dir
+        if self.seg.train_crop:
+            model = self.fixed_size_model(model)
+        return super().convert_tflite(model, mode, representative)
+
+    def fixed_size_model(self, model_or_export_dir) -> tf.keras.Model:
+        """A model trained on crops (its input size left open) rebuilt at ``model.image_size``
+        with the same weights."""
+        from visionpipe.models import export
+        from visionpipe.tasks.segmentation import models
+
+        model = model_or_export_dir
+        if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+            model = export.load_keras_model(str(model))
+        fixed, _ = models.build(self.config, self.num_classes, fixed_size=True)
+        fixed.set_weights(model.get_weights())
+        return fixed
+
     def evaluate_tflite(self, tflite_path, dataset) -> Dict[str, float]:
         """mIoU etc. of a .tflite segmenter (its output: probabilities [B, h, w, C]) on
         batched (image, mask) pairs at model size, from the TFLite interpreter."""
@@ -416,6 +441,24 @@ def decode_mask_png(data: bytes) -> np.ndarray:
 
     with Image.open(io.BytesIO(bytes(data))) as mask:
         return np.asarray(mask.convert("L") if mask.mode not in ("L", "P") else mask, np.uint8)
+
+
+def random_crops(images: tf.Tensor, masks: tf.Tensor, size: int, seed):
+    """One random ``size`` x ``size`` window per image of a batch, the same window of its
+    mask; offsets drawn statelessly from the batch's ``seed`` (see ``data.augment_batches``)."""
+    shape = tf.shape(images)
+    seed = tf.random.experimental.stateless_fold_in(augment.as_seed(seed), 0x5E6C)
+    draws = tf.random.stateless_uniform([shape[0], 2], seed, minval=0, maxval=2 ** 30, dtype=tf.int32)
+    offsets = draws % tf.stack([shape[1] - size + 1, shape[2] - size + 1])
+
+    def one(args):
+        image, mask, offset = args
+        return (image[offset[0]:offset[0] + size, offset[1]:offset[1] + size],
+                mask[offset[0]:offset[0] + size, offset[1]:offset[1] + size])
+
+    return tf.map_fn(one, (images, masks, offsets), fn_output_signature=(
+        tf.TensorSpec([size, size, *images.shape[3:]], images.dtype),
+        tf.TensorSpec([size, size, *masks.shape[3:]], masks.dtype)))
 
 
 def _encode_pngs(class_map: tf.Tensor, image_shape: tf.Tensor) -> tf.Tensor:

@@ -27,6 +27,8 @@ import visionpipe  # noqa: E402,F401
 import keras_cv  # noqa: E402,F401  (before tensorflow_model_optimization)
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.segmentation_bench import print_comparison  # noqa: E402
+
 DEFAULT_CONFIG = REPO / "configs" / "openclipart_segmentation.yaml"
 
 
@@ -122,10 +124,7 @@ def main(argv) -> int:
           f"written in {report['generate_seconds']} s")
     print(f"held-out {report['scenes']['eval']} scenes after {report['steps']} steps "
           f"({report['train_seconds']} s, model {config.model.image_size} px)")
-    print(f"{'':10} {'mIoU':>7} {'Dice':>7} {'pixel acc':>9}")
-    for name in ("model", "otsu", "trivial"):
-        row = report[name]
-        print(f"{name:10} {row['miou']:7.4f} {row['dice']:7.4f} {row['pixel_accuracy']:9.4f}")
+    print_comparison(report)
     print(f"model IoU per class {report['model_iou_per_class']}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))

@@ -56,6 +56,14 @@ def build_examples(config, held_out=HELD_OUT) -> Dict[str, List[bytes]]:
     return splits, source.class_names
 
 
+def print_comparison(report: Dict) -> None:
+    """The model beside the classical baseline (Otsu) and the majority-class predictor."""
+    print(f"{'':10} {'mIoU':>7} {'Dice':>7} {'pixel acc':>9}")
+    for name in ("model", "otsu", "trivial"):
+        row = report[name]
+        print(f"{name:10} {row['miou']:7.4f} {row['dice']:7.4f} {row['pixel_accuracy']:9.4f}")
+
+
 def write_split(records: List[bytes], path: Path) -> List[str]:
     with tf.io.TFRecordWriter(str(path), tf.io.TFRecordOptions(compression_type="GZIP")) as writer:
         for record in records:
@@ -211,10 +219,7 @@ def main(argv) -> int:
     }
     print(f"held-out 6 images at 512x512 after {report['steps']} steps ({report['train_seconds']} s, "
           f"model {config.model.image_size} px)")
-    print(f"{'':10} {'mIoU':>7} {'Dice':>7} {'pixel acc':>9}")
-    for name in ("model", "otsu", "trivial"):
-        row = report[name]
-        print(f"{name:10} {row['miou']:7.4f} {row['dice']:7.4f} {row['pixel_accuracy']:9.4f}")
+    print_comparison(report)
     print(f"model IoU per class {report['model_iou_per_class']}, boundary F1 "
           f"({details['boundary_f1']['tolerance_px']} px) {report['model_boundary_f1']}")
     print(f"TFLite int8/float32 size {report['tflite_int8_over_float32_size']}, mIoU float32 "

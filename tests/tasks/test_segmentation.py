@@ -198,6 +198,9 @@ def test_a_model_trained_on_crops_is_rebuilt_at_model_size_with_its_weights_for_
     assert fixed.input_shape == (None, 32, 32, 3)
     images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(fixed(images).numpy(), model(images).numpy(), atol=1e-5)
+    # what the optimizer's int8 layer repair converts: the static-shape model, not the open one
+    assert task.static_shape_model(model).input_shape == (None, 32, 32, 3)
+    assert seg_task().static_shape_model(model) is model
 
 
 @pytest.mark.parametrize("overrides, problem", [

@@ -51,6 +51,9 @@ class TaskHooks:
     convert_tflite: Callable[[Any, str, Optional[tflite_convert.RepresentativeDataset]],
                              bytes] = tflite_convert.convert
     tflite_modes: Sequence[str] = tflite_convert.PTQ_MODES  # the modes convert_tflite supports
+    # Keras model -> the same model with a static input shape (the int8 repair's converter);
+    # a segmenter trained on crops has an open one
+    static_shape_model: Callable[[tf.keras.Model], tf.keras.Model] = lambda model: model
     # Why QAT, pruning, distillation and the int8 layer repair, which rewrite the Keras model
     # and convert it generically, do not apply to this task; empty when they do.
     keras_rewrites_unsupported: str = ""
@@ -212,7 +215,7 @@ class Optimizer:
             self.report.skipped["int8_repair"] = self._rewrites_unsupported
         elif too_lossy:
             result = quantization_repair.repair_int8(
-                model, self.representative, self._metric_of_bytes, self._baseline_metric,
+                self.hooks.static_shape_model(model), self.representative, self._metric_of_bytes, self._baseline_metric,
                 config.max_int8_drop, config.max_float_layers if config.repair_int8 else 0,
                 int8_model=int8_model, int8_metric=metric)
             int8_model = result.model

@@ -254,6 +254,10 @@ class Task(abc.ABC):
         return []
 
     # --- TFLite ---------------------------------------------------------------------------
+    def static_shape_model(self, model: tf.keras.Model) -> tf.keras.Model:
+        """The Keras model as TFLite converts it (static input shape); default: itself."""
+        return model
+
     def convert_tflite(self, model_or_export_dir, mode: str, representative=None) -> bytes:
         """TFLite flatbuffer in ``mode`` of the in-process Keras model or of the Keras model
         inside an exported SavedModel directory. Default: the generic Keras conversion, whose

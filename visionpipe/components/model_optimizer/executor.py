@@ -98,7 +98,7 @@ class Executor(base_executor.BaseExecutor):
             gate_metric=task.gate_metric, compile_model=task.compile_model,
             tflite_metadata_kind=task.tflite_metadata_kind, build_student=build_student, convert_tflite=task.convert_tflite,
             augment_batches=lambda batches: data.augment_batches(batches, task),
-            tflite_modes=task.tflite_modes,
+            tflite_modes=task.tflite_modes, static_shape_model=task.static_shape_model,
             keras_rewrites_unsupported=task.keras_rewrites_unsupported,
             convert_onnx=task.convert_onnx,
             evaluate_onnx=lambda path: task.evaluate_onnx(path, eval_batches),

@@ -353,6 +353,9 @@ class SegmentationTask(Task):
             model = self.fixed_size_model(model)
         return super().convert_tflite(model, mode, representative)
 
+    def static_shape_model(self, model):
+        return self.fixed_size_model(model) if self.seg.train_crop else model
+
     def fixed_size_model(self, model_or_export_dir) -> tf.keras.Model:
         """A model trained on crops (its input size left open) rebuilt at ``model.image_size``
         with the same weights."""

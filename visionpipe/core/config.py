@@ -434,9 +434,48 @@ class RunnerConfig:
     output_dir: str = "runs"
     enable_cache: bool = True
     beam_direct_num_workers: int = 1
+    # the Beam runner of every Beam component (ImageExampleGen, StatisticsGen, the evaluator):
+    # direct | direct_multiprocessing | portable | flink | spark | dataflow
+    beam_runner: str = "direct"
+    beam_args: List[str] = field(default_factory=list)  # Beam pipeline options, passed as given
 
     def validate(self) -> None:
         require(self.kind in ("local", "beam"), "runner.kind", "must be 'local' or 'beam'")
+        require(self.beam_runner in BEAM_RUNNERS, "runner.beam_runner",
+                f"must be one of {sorted(BEAM_RUNNERS)}, got {self.beam_runner!r}")
+        require(isinstance(self.beam_args, list) and all(
+            isinstance(a, str) and a.startswith("--") for a in self.beam_args),
+            "runner.beam_args", "must be a list of Beam options, e.g. ['--flink_master=host:8081']")
+        given = {a.split("=", 1)[0] for a in self.beam_args}
+        missing = [flag for flag in BEAM_RUNNERS[self.beam_runner][1] if flag not in given]
+        require(not missing, "runner.beam_args",
+                f"runner {self.beam_runner!r} needs {', '.join(missing)}")
+        require(not any(a.startswith("--runner") for a in self.beam_args), "runner.beam_args",
+                "set the runner with runner.beam_runner, not --runner")
+
+    def beam_pipeline_args(self) -> List[str]:
+        """The Beam options every Beam component runs with."""
+        runner, _ = BEAM_RUNNERS[self.beam_runner]
+        if self.beam_runner == "direct":
+            local = ["--direct_running_mode=in_memory",
+                     f"--direct_num_workers={self.beam_direct_num_workers}"]
+        elif self.beam_runner == "direct_multiprocessing":
+            local = ["--direct_running_mode=multi_processing",
+                     f"--direct_num_workers={max(2, self.beam_direct_num_workers)}"]
+        else:
+            local = []
+        return [f"--runner={runner}", *local, *self.beam_args]
+
+
+# runner.beam_runner -> (Beam's runner name, the options it cannot run without)
+BEAM_RUNNERS = {
+    "direct": ("DirectRunner", ()),
+    "direct_multiprocessing": ("DirectRunner", ()),
+    "portable": ("PortableRunner", ("--job_endpoint",)),
+    "flink": ("FlinkRunner", ("--flink_master",)),
+    "spark": ("SparkRunner", ("--spark_master_url",)),
+    "dataflow": ("DataflowRunner", ("--project", "--region", "--temp_location")),
+}
 
 
 COMMON_SECTIONS = ("data", "augment", "model", "train", "evaluate", "optimize", "push", "serve",

@@ -111,5 +111,4 @@ def _model_components(config, example_gen, validation, pipeline_root):
 
 
 def default_beam_args(config) -> List[str]:
-    return ["--direct_running_mode=in_memory",
-            f"--direct_num_workers={config.runner.beam_direct_num_workers}"]
+    return config.runner.beam_pipeline_args()

@@ -302,13 +302,6 @@ def _has_files(folder: str) -> bool:
     return tf.io.gfile.isdir(folder) and bool(tf.io.gfile.listdir(folder))
 
 
-def _beam_args(config: PipelineConfig) -> List[str]:
-    workers = config.runner.beam_direct_num_workers
-    if workers > 1:
-        return [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
-    return []
-
-
 def ingest(config: PipelineConfig, output_dir: str,
            beam_pipeline_args: Optional[List[str]] = None) -> IngestResult:
     """Ingest ``config.data`` without TFX: Examples in ``<output_dir>/examples`` and the
@@ -320,7 +313,7 @@ def ingest(config: PipelineConfig, output_dir: str,
     if _has_files(examples_uri):
         raise ConfigError(f"{examples_uri} already holds examples; remove it or choose another "
                           "output folder (a new run never mixes with an old one)")
-    args = _beam_args(config) if beam_pipeline_args is None else beam_pipeline_args
+    args = config.runner.beam_pipeline_args() if beam_pipeline_args is None else beam_pipeline_args
     result, report = run_ingest(lambda: beam.Pipeline(argv=args), config, examples_uri,
                                 posixpath.join(output_dir, "quarantine_report"))
     check_result(report, result, config)

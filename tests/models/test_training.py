@@ -193,3 +193,82 @@ def test_non_finite_final_weights_are_an_error_even_when_the_loss_was_finite(dig
                                                              r"that are NaN or Inf"):
         training.train(config, get_task(config, names), *_splits(examples_uri),
                        str(tmp_path / "logs"), extra_callbacks=[_PoisonWeights()])
+
+
+_WORKER = textwrap.dedent("""
+    import json, sys, visionpipe
+    import numpy as np
+    from visionpipe.core.examples import split_files
+    from visionpipe.models import training
+    from visionpipe.tasks import get_task
+    from tests.models.conftest import digits_config
+    tmp, uri, names, out, batch, strategy = sys.argv[1:7]
+    config = digits_config(tmp, "train.epochs=1", "train.steps_per_epoch=4",
+                           f"train.batch_size={batch}", f"train.strategy={strategy}",
+                           "train.lr_schedule=constant")
+    if strategy == "mirrored":  # the initial weights, as train() draws them from the seed
+        import tensorflow as tf
+        tf.keras.utils.set_random_seed(config.train.seed)
+        np.savez(out + ".init.npz", *get_task(config, json.loads(names)).build_model().get_weights())
+    result = training.train(config, get_task(config, json.loads(names)), split_files(uri, "train"),
+                            split_files(uri, "eval"), f"{tmp}/logs-{out.rsplit('/', 1)[-1]}")
+    np.savez(out, *[w for w in result.model.get_weights()])
+    print(json.dumps({"replicas": result.replicas, "loss": result.history["loss"][0]}))
+""")
+
+
+def _free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_train_identical_weights_that_match_one_process_at_the_same_global_batch(
+        digits_examples, tmp_path):
+    import os
+
+    config, examples_uri, names = digits_examples
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
+
+    def launch(out, batch, strategy, tf_config=None):
+        child_env = dict(env, TF_CONFIG=json.dumps(tf_config)) if tf_config else env
+        return subprocess.Popen([sys.executable, "-c", _WORKER, str(tmp_path), examples_uri,
+                                 json.dumps(names), str(tmp_path / out), str(batch), strategy],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=child_env, cwd=repo)
+
+    workers = [launch(f"worker{i}.npz", 16, "multi_worker",
+                      {"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(2)]
+    try:
+        outputs = [w.communicate(timeout=600) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    for w, (stdout, stderr) in zip(workers, outputs):
+        assert w.returncode == 0, stderr[-3000:]
+    assert all(json.loads(out.strip().splitlines()[-1])["replicas"] == 2 for out, _ in outputs)
+    single = launch("single.npz", 32, "mirrored")  # one replica, the same global batch of 32
+    stdout, stderr = single.communicate(timeout=600)
+    assert single.returncode == 0, stderr[-3000:]
+
+    def weights(name):
+        with np.load(tmp_path / name) as f:
+            return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
+
+    first, second = weights("worker0.npz"), weights("worker1.npz")
+    one, init = weights("single.npz"), weights("single.npz.init.npz")
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))  # the workers stay in sync
+    # two workers and one process take the same steps: they differ by far less than training
+    # moved the weights (batch norm's statistics are per replica, so not exactly)
+    gap = max(float(np.abs(a - b).max()) for a, b in zip(first, one))
+    moved = max(float(np.abs(b - i).max()) for b, i in zip(one, init))
+    assert gap < 0.25 * moved, (gap, moved)

@@ -286,6 +286,8 @@ class TrainConfig:
     # latest_blessed: start from all weights of the latest blessed model of this pipeline
     # (continuous training on new spans); the first run, with none yet, starts from scratch
     warm_start: str = "none"  # none | latest_blessed
+    # mirrored: every local GPU (else the CPU) | multi_worker: the TF_CONFIG cluster | tpu
+    strategy: str = "mirrored"
 
     def validate(self) -> None:
         require(self.epochs >= 0, "train.epochs", "must be >= 0")
@@ -301,6 +303,9 @@ class TrainConfig:
                  "must be auto, on or off")
         require(self.warm_start in ("none", "latest_blessed"), "train.warm_start",
                  "must be 'none' or 'latest_blessed'")
+        require(self.strategy in ("mirrored", "multi_worker", "tpu"), "train.strategy",
+                 "must be mirrored, multi_worker or tpu (parameter_server does not fit Keras "
+                 "fit on a tf.data input without a dataset creator; use multi_worker)")
 
 
 DEFAULT_MAX_DROP = 0.02

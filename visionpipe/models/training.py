@@ -27,12 +27,36 @@ log = logging.getLogger("visionpipe.training")
 PHASE1_DONE = "phase1_done.weights.h5"
 
 
-def make_strategy() -> tf.distribute.MirroredStrategy:
+def make_strategy(kind: str = "mirrored") -> tf.distribute.Strategy:
+    """``train.strategy``: mirrored (every local GPU, else the CPU), multi_worker
+    (MultiWorkerMirroredStrategy over the cluster in TF_CONFIG, each worker running this same
+    code), tpu (TPUStrategy on the TPU that TPUClusterResolver finds)."""
+    if kind == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError("train.strategy multi_worker needs TF_CONFIG (the cluster's workers "
+                             "and this process's task index), e.g. set by Vertex AI or a "
+                             "Kubernetes TFJob")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if kind == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
     gpus = tf.config.list_logical_devices("GPU")
     if gpus:
         return tf.distribute.MirroredStrategy()
     cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
     return tf.distribute.MirroredStrategy(devices=cpus)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the results (the only one outside multi-worker training)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type == "chief" or (task_type == "worker" and task_id == 0
+                                    and "chief" not in resolver.cluster_spec().as_dict())
 
 
 def configure_precision(mode: str) -> str:
@@ -57,6 +81,8 @@ class TrainResult:
     #: epochs trained in each phase, in order ({"phase1": n, "phase2": m}); the report's
     #: curves mark where fine-tuning starts
     phase_epochs: Dict[str, int] = dataclasses.field(default_factory=dict)
+    #: this process writes the results (False on a multi-worker run's other workers)
+    chief: bool = True
 
     def summary(self) -> Dict:
         # Not dataclasses.asdict: it deep-copies the Keras model, and keras-cv detectors cannot
@@ -187,7 +213,7 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
     tcfg = config.train
     tf.keras.utils.set_random_seed(tcfg.seed)
     precision = configure_precision(tcfg.mixed_precision)
-    strategy = strategy or make_strategy()
+    strategy = strategy or make_strategy(tcfg.strategy)
     replicas = strategy.num_replicas_in_sync
 
     num_train, num_eval = data.count_examples(train_files), data.count_examples(eval_files)
@@ -216,7 +242,10 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
     # a warm start continues the whole model: no frozen-backbone phase
     transfer = bool(task.weights_loaded) and not warm_start_from
 
-    callbacks: List[tf.keras.callbacks.Callback] = [tf.keras.callbacks.TensorBoard(log_dir=log_dir)]
+    chief = is_chief(strategy)
+    # every worker runs the callbacks; only the chief's logs land where the run's are read
+    tensorboard_dir = log_dir if chief else os.path.join(log_dir, f"worker-{strategy.cluster_resolver.task_id}")
+    callbacks: List[tf.keras.callbacks.Callback] = [tf.keras.callbacks.TensorBoard(log_dir=tensorboard_dir)]
     if tcfg.early_stopping_patience:
         callbacks.append(tf.keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=tcfg.early_stopping_patience, restore_best_weights=True))
@@ -279,7 +308,7 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
     return TrainResult(model=model, history=history, num_train=num_train, num_eval=num_eval,
                        class_counts=[int(c) for c in counts], replicas=replicas, precision=precision,
                        weights_loaded=task.weights_loaded, seconds=round(time.time() - start, 2),
-                       resumed_from_epoch=resumed_from, phase_epochs=phase_epochs)
+                       resumed_from_epoch=resumed_from, phase_epochs=phase_epochs, chief=chief)
 
 
 def _extend(history: Dict[str, List[float]], new: Dict[str, List[float]]) -> None:

@@ -42,6 +42,9 @@ def run_fn(fn_args) -> None:
     warm_start = fn_args.base_model if config.train.warm_start != "none" else None
     result = training.train(config, task, train_files, eval_files, log_dir=fn_args.model_run_dir,
                             backup_dir=backup_dir, warm_start_from=warm_start)
+    if not result.chief:  # a multi-worker run's other workers: the chief exports
+        log.info("worker done; the chief writes the model")
+        return
     calibration_files = calibration_split_files(fn_args.train_files, config.model.calibration_split)
     calibrated_on = finalize_and_export(task, result, eval_files, fn_args.serving_model_dir,
                                         config.model_name, calibration_files, train_files)

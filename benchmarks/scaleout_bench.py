@@ -1,0 +1,113 @@
+"""Scale-out benchmark: ingestion images/s with the multi-processing DirectRunner vs the
+in-process one (the same images, the same Examples), and training steps/s of two
+MultiWorkerMirroredStrategy workers on 127.0.0.1 vs one process at the same global batch.
+
+    python -m benchmarks.scaleout_bench                      # 2,000 images, 2 workers
+    python -m benchmarks.scaleout_bench --images 200 --steps 5   # a smoke run
+
+On one 2-core machine the ratios measure overhead, not speed-up: both runners and both
+workers share the same two cores. On a cluster each worker brings its own cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import visionpipe  # noqa: E402,F401
+
+_WORKER = """
+import json, sys, time, visionpipe
+from visionpipe.core.config import load_config
+from visionpipe.core.examples import split_files
+from visionpipe.models import training
+from visionpipe.tasks import get_task
+uri, names, batch, steps, strategy, logs = sys.argv[1:7]
+config = load_config(overrides=["task=classification", "model.image_size=32", "model.width=16",
+                                "train.epochs=1", f"train.steps_per_epoch={steps}",
+                                f"train.batch_size={batch}", f"train.strategy={strategy}",
+                                "augment.horizontal_flip=false"])
+start = time.time()
+result = training.train(config, get_task(config, json.loads(names)), split_files(uri, "train"),
+                        split_files(uri, "eval"), logs)
+print(json.dumps({"seconds": result.seconds, "replicas": result.replicas}))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ingest_rate(images_dir: str, out: str, runner: str, workers: int):
+    from visionpipe.components.image_example_gen.ingest import ingest
+    from visionpipe.core.config import load_config
+
+    config = load_config(overrides=["task=classification", "data.source=folder",
+                                    f"data.path={images_dir}", f"runner.beam_runner={runner}",
+                                    f"runner.beam_direct_num_workers={workers}"])
+    start = time.time()
+    result = ingest(config, out)
+    return sum(result.counts_by_split.values()) / (time.time() - start), result
+
+
+def train_seconds(uri, names, batch, steps, strategy, tmp, env=None) -> float:
+    proc = subprocess.run([sys.executable, "-c", _WORKER, uri, json.dumps(names), str(batch),
+                           str(steps), strategy, tmp], capture_output=True, text=True,
+                          env=env, cwd=str(REPO), timeout=1800)
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-2000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
+
+
+def main(argv) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=32, help="per replica")
+    args = parser.parse_args(argv)
+    from visionpipe.datasets import shapes
+
+    tmp = tempfile.mkdtemp(prefix="scaleout_")
+    images = os.path.join(tmp, "images")
+    shapes.write_classification_folder(Path(images), args.images, 32, seed=11)
+    direct, result = ingest_rate(images, os.path.join(tmp, "direct"), "direct", 1)
+    multi, _ = ingest_rate(images, os.path.join(tmp, "multi"), "direct_multiprocessing", args.workers)
+    print(f"ingestion of {args.images} images: in-process DirectRunner {direct:.1f} images/s, "
+          f"multi-processing ({args.workers} workers) {multi:.1f} images/s: ratio {multi / direct:.2f}")
+
+    uri, names = result.examples_uri, result.class_names
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(args.workers)]}
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs = [subprocess.Popen(
+        [sys.executable, "-c", _WORKER, uri, json.dumps(names), str(args.batch), str(args.steps),
+         "multi_worker", os.path.join(tmp, f"logs{i}")], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, cwd=str(REPO),
+        env=dict(env, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})))
+        for i in range(args.workers)]
+    outs = [p.communicate(timeout=1800) for p in procs]
+    if any(p.returncode for p in procs):
+        raise SystemExit(outs[0][1][-2000:])
+    multi_seconds = max(json.loads(o.strip().splitlines()[-1])["seconds"] for o, _ in outs)
+    single_seconds = train_seconds(uri, names, args.batch * args.workers, args.steps, "mirrored",
+                                   os.path.join(tmp, "logs_single"), env)
+    print(f"training {args.steps} steps at global batch {args.batch * args.workers}: one process "
+          f"{args.steps / single_seconds:.2f} steps/s, {args.workers} workers "
+          f"{args.steps / multi_seconds:.2f} steps/s: ratio {single_seconds / multi_seconds:.2f} "
+          "(the seconds include each run's first-epoch tracing)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -67,3 +67,32 @@ def test_kubeflow_compile_refuses_a_path_of_this_machine(tmp_path, capsys, argv,
     assert main(["compile", "--config", "configs/digits.yaml", "--output", str(tmp_path / "s.json"),
                  *argv]) == 2
     assert named in capsys.readouterr().err
+
+
+def test_a_spec_with_several_training_workers_runs_the_trainer_as_a_vertex_job_of_that_size(tmp_path):
+    spec_file = tmp_path / "spec.json"
+    assert main(["compile", "--config", "configs/digits.yaml", "--target", "kubeflow",
+                 "--output", str(spec_file), "--pipeline_root", "gs://bucket/root",
+                 "--image", "gcr.io/acme/visionpipe:1.0", "data.num_images=40",
+                 "push.serving_root=gs://bucket/serving", "train.strategy=multi_worker",
+                 "train.workers=3", "train.vertex_project=acme", "train.machine_type=n1-highmem-8"]) == 0
+    text = spec_file.read_text()
+    trainer = json.dumps(json.loads(text)["pipelineSpec"]["deploymentSpec"]["executors"])
+    assert "google_cloud_ai_platform.trainer.executor" in trainer
+    args = json.loads(text)["pipelineSpec"]["root"]["dag"]["tasks"]["Trainer"]
+    found = json.dumps(args)
+    for piece in ("worker_pool_specs", "n1-highmem-8", "gcr.io/acme/visionpipe:1.0", "acme"):
+        assert piece in found, piece
+    assert '\\"replica_count\\": 2' in found or '"replica_count": 2' in found
+
+
+def test_several_workers_need_the_multi_worker_strategy_and_a_project():
+    import pytest
+
+    from visionpipe.core.config import load_config
+    from visionpipe.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.workers: more than one worker needs train.strategy"):
+        load_config(overrides=["train.workers=2"])
+    with pytest.raises(ConfigError, match="train.vertex_project: is required"):
+        load_config(overrides=["train.workers=2", "train.strategy=multi_worker"])

@@ -288,6 +288,12 @@ class TrainConfig:
     warm_start: str = "none"  # none | latest_blessed
     # mirrored: every local GPU (else the CPU) | multi_worker: the TF_CONFIG cluster | tpu
     strategy: str = "mirrored"
+    # a compiled Kubeflow/Vertex spec with workers > 1 trains as a Vertex custom job of that
+    # many machines (train.strategy multi_worker)
+    workers: int = 1
+    machine_type: str = "n1-standard-8"
+    vertex_project: str = ""
+    vertex_region: str = "us-central1"
 
     def validate(self) -> None:
         require(self.epochs >= 0, "train.epochs", "must be >= 0")
@@ -303,6 +309,12 @@ class TrainConfig:
                  "must be auto, on or off")
         require(self.warm_start in ("none", "latest_blessed"), "train.warm_start",
                  "must be 'none' or 'latest_blessed'")
+        require(self.workers >= 1, "train.workers", "must be >= 1")
+        if self.workers > 1:
+            require(self.strategy == "multi_worker", "train.workers",
+                    "more than one worker needs train.strategy: multi_worker")
+            require(bool(self.vertex_project), "train.vertex_project",
+                    "is required for train.workers > 1 (the Vertex AI project that runs the job)")
         require(self.strategy in ("mirrored", "multi_worker", "tpu"), "train.strategy",
                  "must be mirrored, multi_worker or tpu (parameter_server does not fit Keras "
                  "fit on a tf.data input without a dataset creator; use multi_worker)")

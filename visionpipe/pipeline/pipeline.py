@@ -32,11 +32,12 @@ TRAINER_RUN_FN = f"{trainer_module.__name__}.run_fn"
 def create_pipeline(config, pipeline_root: str, metadata_path: str, run_dir: str,
                     class_names: Sequence[str], beam_pipeline_args: Optional[List[str]] = None,
                     stop_after_data: bool = False, schema_file: Optional[str] = None,
-                    portable: bool = False) -> tfx.dsl.Pipeline:
+                    portable: bool = False, image: str = "") -> tfx.dsl.Pipeline:
     """Pure wiring. ``config`` reads files (``data_source.resolve_data_source`` has written any
     generated data) and ``class_names`` is the class list the gates are built with.
     ``schema_file``: the curated schema's path (default: written under ``run_dir``);
-    ``portable``: only what a Kubeflow/Vertex spec can hold."""
+    ``portable``: only what a Kubeflow/Vertex spec can hold; ``image``: the spec's container
+    image (the Vertex training job's workers run it)."""
     class_names = list(class_names)
     example_gen = ImageExampleGen(config=stage_config(config, "ingest"))
     baseline_stats = previous_accepted_statistics(portable=portable)
@@ -45,7 +46,8 @@ def create_pipeline(config, pipeline_root: str, metadata_path: str, run_dir: str
         schema_file=schema_file, schema_dir=os.path.join(run_dir, "schema"), class_names=class_names)
     components = [example_gen, baseline_stats, *validation]
     if not stop_after_data:
-        components.extend(_model_components(config, example_gen, validation, pipeline_root))
+        components.extend(_model_components(config, example_gen, validation, pipeline_root,
+                                            vertex_image=image if portable else ""))
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.name,
@@ -58,7 +60,7 @@ def create_pipeline(config, pipeline_root: str, metadata_path: str, run_dir: str
     )
 
 
-def _model_components(config, example_gen, validation, pipeline_root):
+def _model_components(config, example_gen, validation, pipeline_root, vertex_image=""):
     """Each component is given only the config it reads (``stage_config``): TFX's cache then
     re-runs only what a change can affect."""
     config_json = json.dumps(stage_config(config, "train").to_dict(), sort_keys=True)
@@ -69,15 +71,24 @@ def _model_components(config, example_gen, validation, pipeline_root):
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
-    trainer = tfx.components.Trainer(
+    custom_config = {trainer_module.CONFIG_KEY: config_json,
+                     trainer_module.BACKUP_ROOT_KEY: os.path.join(pipeline_root, "_train_backup")}
+    trainer_class = tfx.components.Trainer
+    if vertex_image and config.train.workers > 1:  # a Vertex custom job of train.workers machines
+        from tfx.extensions.google_cloud_ai_platform.trainer.component import Trainer as VertexTrainer
+
+        from visionpipe.pipeline.vertex_training import vertex_custom_config
+
+        trainer_class = VertexTrainer
+        custom_config.update(vertex_custom_config(config, vertex_image))
+    trainer = trainer_class(
         run_fn=TRAINER_RUN_FN,
         examples=examples,
         # train.warm_start: the latest blessed model (none on a first run)
         base_model=baseline_model.outputs["model"] if config.train.warm_start != "none" else None,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=None),
-        custom_config={trainer_module.CONFIG_KEY: config_json,
-                       trainer_module.BACKUP_ROOT_KEY: os.path.join(pipeline_root, "_train_backup")},
+        custom_config=custom_config,
     )
     trainer.add_upstream_node(validation.data_gate)
     evaluator = Evaluator(examples=examples, model=trainer.outputs["model"],

@@ -177,7 +177,7 @@ def compile_kubeflow(config, output_file: str, image: str = DEFAULT_IMAGE,
         os.path.join(spec_dir, "schema"))
     schema_uri = f"{root}/schema/{os.path.basename(local_schema)}"
     pipeline = create_pipeline(config, root, "", spec_dir, class_names,
-                               schema_file=schema_uri, portable=True)
+                               schema_file=schema_uri, portable=True, image=image)
     # Kubeflow provides its own metadata store.
     pipeline.metadata_connection_config = None
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(

@@ -38,3 +38,21 @@ def test_grid_frames_same_identity_neighbours_green_and_others_red():
     rows = neighbours.listing(["a", "b", "c"], identities, ["x", "y"], queries, nearest,
                               np.array([[0.99, 0.0]]))
     assert [(n["file"], n["same_identity"]) for n in rows[0]["neighbours"]] == [("b", True), ("c", False)]
+
+
+def test_report_panels_count_same_identity_neighbours_and_copy_the_grid(tmp_path):
+    from visionpipe.core.config import load_config
+    from visionpipe.tasks import get_task
+
+    task = get_task(load_config("configs/embedding_digits.yaml"), [str(d) for d in range(10)])
+    Image.new("RGB", (30, 10), "green").save(tmp_path / "neighbours.png")
+    report_dir = tmp_path / "report"
+    report_dir.mkdir()
+    query = {"file": "q.png", "identity": "3", "neighbours": [
+        {"file": "a.png", "identity": "3", "score": 0.9, "same_identity": True},
+        {"file": "b.png", "identity": "5", "score": 0.7, "same_identity": False}]}
+    evaluation = {"details": {"neighbours": [query], "k": 2, "neighbours_image": "neighbours.png"}}
+    table, grid = task.report_panels(evaluation, str(tmp_path), str(report_dir))
+    assert table.rows == [("q.png", "3", 1, 2)]
+    assert grid.images == ["embedding_neighbours.png"]
+    assert Image.open(report_dir / "embedding_neighbours.png").size == (30, 10)

@@ -6,6 +6,7 @@ index (the ``index_builder`` stage) in the same model version."""
 from __future__ import annotations
 
 import logging
+import os
 from typing import Dict
 
 import numpy as np
@@ -191,6 +192,27 @@ class EmbeddingTask(Task):
                 f.write(neighbours.grid_png(encoded, identities, queries, nearest))
             details["neighbours_image"] = NEIGHBOURS_FILE
         return details
+
+    def report_panels(self, evaluation, evaluation_dir, report_dir):
+        """The neighbour grid ``evaluation_details`` drew (copied into the report folder) and
+        each drawn query's share of same-identity neighbours."""
+        import shutil
+
+        from visionpipe.report import Panel
+
+        details = evaluation.get("details") or {}
+        rows = [(q["file"], q["identity"],
+                 sum(n["same_identity"] for n in q["neighbours"]), len(q["neighbours"]))
+                for q in details.get("neighbours") or []]
+        out = [Panel(f"eval queries: same-identity neighbours in the top {details.get('k', '')}",
+                     headers=("query", "identity", "same identity", "neighbours"), rows=rows)]
+        image = details.get("neighbours_image")
+        if image and os.path.exists(os.path.join(evaluation_dir, image)):
+            shutil.copyfile(os.path.join(evaluation_dir, image),
+                            os.path.join(report_dir, "embedding_" + image))
+            out.append(Panel("eval queries (left) and their nearest neighbours: green frame same "
+                             "identity, red another", images=["embedding_" + image]))
+        return out
 
     def evaluate_tflite(self, tflite_path, dataset):
         """Retrieval metrics (recall@1 the gate's) of the .tflite embedder's embeddings of the

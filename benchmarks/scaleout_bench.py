@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import visionpipe  # noqa: E402,F401
+
+from benchmarks.serving_bench import _free_port as free_port  # noqa: E402
 
 _WORKER = """
 import json, sys, time, visionpipe
@@ -43,12 +44,6 @@ print(json.dumps({"seconds": result.seconds, "replicas": result.replicas}))
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def ingest_rate(images_dir: str, out: str, runner: str, workers: int):
     from visionpipe.components.image_example_gen.ingest import ingest
     from visionpipe.core.config import load_config
@@ -61,13 +56,20 @@ def ingest_rate(images_dir: str, out: str, runner: str, workers: int):
     return sum(result.counts_by_split.values()) / (time.time() - start), result
 
 
-def train_seconds(uri, names, batch, steps, strategy, tmp, env=None) -> float:
-    proc = subprocess.run([sys.executable, "-c", _WORKER, uri, json.dumps(names), str(batch),
-                           str(steps), strategy, tmp], capture_output=True, text=True,
-                          env=env, cwd=str(REPO), timeout=1800)
-    if proc.returncode:
-        raise SystemExit(proc.stderr[-2000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
+def training_runs(uri, names, batch, steps, strategy, log_root, tf_configs):
+    """Seconds of each of ``len(tf_configs)`` training processes run together (TF_CONFIG
+    None: a process on its own)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs = [subprocess.Popen(
+        [sys.executable, "-c", _WORKER, uri, json.dumps(names), str(batch), str(steps), strategy,
+         os.path.join(log_root, f"logs{i}")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=str(REPO), env=dict(env, TF_CONFIG=json.dumps(tf_config)) if tf_config else env)
+        for i, tf_config in enumerate(tf_configs)]
+    outs = [p.communicate(timeout=1800) for p in procs]
+    for proc, (_, stderr) in zip(procs, outs):
+        if proc.returncode:
+            raise SystemExit(stderr[-2000:])
+    return [json.loads(out.strip().splitlines()[-1])["seconds"] for out, _ in outs]
 
 
 def main(argv) -> int:
@@ -88,20 +90,12 @@ def main(argv) -> int:
           f"multi-processing ({args.workers} workers) {multi:.1f} images/s: ratio {multi / direct:.2f}")
 
     uri, names = result.examples_uri, result.class_names
-    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(args.workers)]}
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    procs = [subprocess.Popen(
-        [sys.executable, "-c", _WORKER, uri, json.dumps(names), str(args.batch), str(args.steps),
-         "multi_worker", os.path.join(tmp, f"logs{i}")], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, cwd=str(REPO),
-        env=dict(env, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})))
-        for i in range(args.workers)]
-    outs = [p.communicate(timeout=1800) for p in procs]
-    if any(p.returncode for p in procs):
-        raise SystemExit(outs[0][1][-2000:])
-    multi_seconds = max(json.loads(o.strip().splitlines()[-1])["seconds"] for o, _ in outs)
-    single_seconds = train_seconds(uri, names, args.batch * args.workers, args.steps, "mirrored",
-                                   os.path.join(tmp, "logs_single"), env)
+    cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(args.workers)]}
+    multi_seconds = max(training_runs(
+        uri, names, args.batch, args.steps, "multi_worker", os.path.join(tmp, "multi_worker"),
+        [{"cluster": cluster, "task": {"type": "worker", "index": i}} for i in range(args.workers)]))
+    single_seconds, = training_runs(uri, names, args.batch * args.workers, args.steps, "mirrored",
+                                    os.path.join(tmp, "single"), [None])
     print(f"training {args.steps} steps at global batch {args.batch * args.workers}: one process "
           f"{args.steps / single_seconds:.2f} steps/s, {args.workers} workers "
           f"{args.steps / multi_seconds:.2f} steps/s: ratio {single_seconds / multi_seconds:.2f} "

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tests.models.conftest import digits_config
+from tests.serving.helpers import free_port
 from visionpipe.models import backbones, data, training
 from visionpipe.core.examples import split_files
 from visionpipe.tasks import get_task
@@ -217,25 +218,12 @@ _WORKER = textwrap.dedent("""
 """)
 
 
-def _free_ports(count):
-    import socket
-
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_two_workers_train_identical_weights_that_match_one_process_at_the_same_global_batch(
         digits_examples, tmp_path):
     import os
 
     config, examples_uri, names = digits_examples
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(2)]}
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
 

@@ -6,6 +6,7 @@ import json
 import pytest
 import tensorflow as tf
 
+from tests.serving.helpers import free_port
 from visionpipe.cli.main import main
 from visionpipe.core.config import load_config
 from visionpipe.core.errors import ConfigError
@@ -90,14 +91,6 @@ def test_the_multiprocessing_direct_runner_gives_the_same_examples(images):
                    "runner.beam_direct_num_workers=2") == direct
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_for_port(port, process, seconds=180):
     import socket
     import time
@@ -121,7 +114,7 @@ def test_the_portable_runner_with_an_external_worker_pool_gives_the_same_example
     import subprocess
     import sys
 
-    job_port, pool_port = _free_port(), _free_port()
+    job_port, pool_port = free_port(), free_port()
     # the pool starts its SDK harnesses as `python`: this venv's
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     pool_log = open(tmp_path / "pool.log", "w")

@@ -816,7 +816,7 @@ _STAGE_RESET = {
     "optimize": ("push", "serve", "runner"),
 }
 _STAGE_KEEP = {
-    "ingest": {"runner": ("beam_direct_num_workers",), "push": ("model_name",)},
+    "ingest": {"push": ("model_name",)},
     "train": {"evaluate": ("gate_metric",), "push": ("model_name",)},
     "evaluate": {"push": ("model_name",)},
     "optimize": {"push": ("model_name",)},

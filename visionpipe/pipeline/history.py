@@ -3,14 +3,13 @@ metric, blessed or not, the pushed version), oldest first."""
 from __future__ import annotations
 
 import datetime
+import os
 from typing import Any, Dict, List
 
 from visionpipe.pipeline import summary as run_summary
 
 
 def list_runs(paths, config) -> List[Dict[str, Any]]:
-    import os
-
     if not os.path.exists(paths.metadata_path):
         return []
     store = run_summary._store(paths.metadata_path)
@@ -18,7 +17,7 @@ def list_runs(paths, config) -> List[Dict[str, Any]]:
     for run in run_summary.pipeline_runs(store, config.name):
         art = run_summary.run_artifacts(store, run)
         result = run_summary.build_summary(paths, config, art)
-        examples = art.get("Examples")
+        data = result.get("data") or {}
         evaluation = result.get("evaluation") or {}
         push = result.get("push") or {}
         metric = evaluation.get("gate_metric")
@@ -26,9 +25,8 @@ def list_runs(paths, config) -> List[Dict[str, Any]]:
             "run_id": run.name,
             "started": datetime.datetime.fromtimestamp(run.create_time_since_epoch / 1000)
                        .isoformat(timespec="seconds"),
-            "span": int(examples.properties["span"].int_value)
-                    if examples is not None and "span" in examples.properties else None,
-            "splits": (result.get("data") or {}).get("splits", {}),
+            "span": data.get("span"),
+            "splits": data.get("splits", {}),
             "gate_metric": metric,
             "gate_value": (evaluation.get("metrics") or {}).get(metric) if metric else None,
             "blessed": evaluation.get("blessed"),

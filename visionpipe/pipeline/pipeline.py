@@ -56,7 +56,7 @@ def create_pipeline(config, pipeline_root: str, metadata_path: str, run_dir: str
         enable_cache=config.runner.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             metadata_path),
-        beam_pipeline_args=beam_pipeline_args or default_beam_args(config),
+        beam_pipeline_args=beam_pipeline_args or config.runner.beam_pipeline_args(),
     )
 
 
@@ -119,7 +119,3 @@ def _model_components(config, example_gen, validation, pipeline_root, vertex_ima
                                         else os.path.abspath(config.push.serving_root)),
                           model_name=config.model_name)
     return components + [pusher]
-
-
-def default_beam_args(config) -> List[str]:
-    return config.runner.beam_pipeline_args()

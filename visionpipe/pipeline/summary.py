@@ -7,6 +7,7 @@ import os
 from typing import Any, Dict, List, Optional
 
 import visionpipe  # noqa: F401
+from visionpipe.components.image_example_gen.report import TRAIN_SPLIT
 
 SUMMARY_FILE = "summary.json"
 
@@ -78,10 +79,11 @@ def build_summary(paths, config, art: Optional[Dict[str, Any]] = None) -> Dict[s
         summary.setdefault("data", {})["quarantined"] = int(_prop(report, "quarantined_count", 0))
         summary["data"]["duplicates"] = int(_prop(report, "duplicate_count", 0))
         summary["data"]["quarantine_report"] = os.path.join(report.uri, "quarantine.json")
-        shares = _pixel_shares(summary["data"]["quarantine_report"])
-        if shares:
-            summary["data"]["pixel_share_by_class"] = shares
-    warnings = gather_warnings(_read_report(report, "quarantine.json"),
+    ingest_report = _read_report(report, "quarantine.json")
+    shares = (ingest_report or {}).get("pixel_share_by_class")
+    if shares:
+        summary["data"]["pixel_share_by_class"] = shares
+    warnings = gather_warnings(ingest_report,
                                _read_report(art.get("visionpipe.DataValidationReport"), "report.json"),
                                summary.get("data", {}).get("quarantine_report", ""))
     if warnings:
@@ -125,22 +127,12 @@ def build_summary(paths, config, art: Optional[Dict[str, Any]] = None) -> Dict[s
     return summary
 
 
-def _pixel_shares(path: str) -> Dict[str, Dict[str, float]]:
-    """Per split, each class's share of the labelled mask pixels (semantic masks only)."""
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f).get("pixel_share_by_class") or {}
-
-
 def pixel_share_text(shares: Dict[str, float], shown: int = 12) -> str:
     """``background 71.2%, cat 20.1%, ...``: the classes with pixels, largest share first."""
     present = sorted(((n, v) for n, v in shares.items() if v), key=lambda nv: -nv[1])
     return (", ".join(f"{name} {value:.1%}" for name, value in present[:shown])
             + (" ..." if len(present) > shown else "")) or "-"
 
-
-from visionpipe.components.image_example_gen.report import TRAIN_SPLIT  # noqa: E402
 
 #: a class with fewer training images than this is named in the warnings
 FEW_TRAINING_IMAGES = 10

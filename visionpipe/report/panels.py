@@ -42,6 +42,16 @@ def save(fig, report_dir: str, name: str) -> str:
     return name
 
 
+def copy_in(source: str, report_dir: str, prefix: str) -> str:
+    """Copy an image another stage drew (e.g. the evaluation's) into the report folder, so the
+    page stands alone; returns its name there (``<prefix>_<file name>``)."""
+    import shutil
+
+    name = f"{prefix}_{os.path.basename(source)}"
+    shutil.copyfile(source, os.path.join(report_dir, name))
+    return name
+
+
 def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str], report_dir: str,
                          name: str, normalised: bool) -> str:
     """Rows: true class, columns: predicted; counts, or each row divided by its total."""

@@ -84,16 +84,11 @@ def stage_files(push_files: Optional[List[types.Artifact]], model_path: str,
     overwrite a file of the SavedModel or another pushed file is an error naming it."""
     if not push_files:
         return {}
-    root = push_files[0].uri
-    files = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            source = os.path.join(folder, name)
-            relative = os.path.relpath(source, root)
-            if relative in taken or os.path.exists(os.path.join(model_path, relative)):
-                raise ValueError(f"{source}: a stage's file would overwrite {relative!r} of the "
-                                 f"pushed version")
-            files[relative] = source
+    files = _files_under(push_files[0].uri)
+    for relative, source in files.items():
+        if relative in taken or os.path.exists(os.path.join(model_path, relative)):
+            raise ValueError(f"{source}: a stage's file would overwrite {relative!r} of the "
+                             f"pushed version")
     return files
 
 
@@ -110,6 +105,7 @@ def _tree_digest(files: Dict[str, str]) -> str:
 
 
 def _files_under(root: str) -> Dict[str, str]:
+    """{path relative to root: path} of every file below root."""
     return {os.path.relpath(os.path.join(folder, name), root): os.path.join(folder, name)
             for folder, _, names in os.walk(root) for name in names}
 

@@ -196,9 +196,7 @@ class EmbeddingTask(Task):
     def report_panels(self, evaluation, evaluation_dir, report_dir):
         """The neighbour grid ``evaluation_details`` drew (copied into the report folder) and
         each drawn query's share of same-identity neighbours."""
-        import shutil
-
-        from visionpipe.report import Panel
+        from visionpipe.report import Panel, copy_in
 
         details = evaluation.get("details") or {}
         rows = [(q["file"], q["identity"],
@@ -208,10 +206,10 @@ class EmbeddingTask(Task):
                      headers=("query", "identity", "same identity", "neighbours"), rows=rows)]
         image = details.get("neighbours_image")
         if image and os.path.exists(os.path.join(evaluation_dir, image)):
-            shutil.copyfile(os.path.join(evaluation_dir, image),
-                            os.path.join(report_dir, "embedding_" + image))
             out.append(Panel("eval queries (left) and their nearest neighbours: green frame same "
-                             "identity, red another", images=["embedding_" + image]))
+                             "identity, red another",
+                             images=[copy_in(os.path.join(evaluation_dir, image), report_dir,
+                                             "embedding")]))
         return out
 
     def evaluate_tflite(self, tflite_path, dataset):

@@ -289,9 +289,8 @@ class SegmentationTask(Task):
         """Per-class IoU / Dice table and the overlays ``evaluation_details`` drew (copied
         into the report folder so that it stands alone)."""
         import os
-        import shutil
 
-        from visionpipe.report import Panel
+        from visionpipe.report import Panel, copy_in
 
         details = evaluation.get("details") or {}
         per_class = details.get("per_class") or {}
@@ -299,11 +298,8 @@ class SegmentationTask(Task):
                      headers=("class", "IoU", "Dice", "precision", "recall", "images"),
                      rows=[(name, v.get("iou"), v.get("dice"), v.get("precision"),
                             v.get("recall"), v.get("images")) for name, v in per_class.items()])]
-        copied = []
-        for name in details.get("overlays") or []:
-            target = "segmentation_" + os.path.basename(name)
-            shutil.copyfile(os.path.join(evaluation_dir, name), os.path.join(report_dir, target))
-            copied.append(target)
+        copied = [copy_in(os.path.join(evaluation_dir, name), report_dir, "segmentation")
+                  for name in details.get("overlays") or []]
         if copied:
             out.append(Panel("eval images: image | truth | prediction", images=copied))
         return out

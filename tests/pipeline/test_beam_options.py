@@ -6,7 +6,6 @@ import json
 import pytest
 import tensorflow as tf
 
-from tests.serving.helpers import free_port
 from visionpipe.cli.main import main
 from visionpipe.core.config import load_config
 from visionpipe.core.errors import ConfigError
@@ -48,10 +47,11 @@ def test_the_kubeflow_spec_runs_every_beam_component_on_dataflow(tmp_path):
                  "runner.beam_args=[--project=acme, --region=europe-west4, "
                  "--temp_location=gs://bucket/tmp]"]) == 0
     executors = json.loads(spec_file.read_text())["pipelineSpec"]["deploymentSpec"]["executors"]
-    beam_executors = [e for e in executors.values()
-                      if "--runner=DataflowRunner" in json.dumps(e)]
-    assert len(beam_executors) >= 2  # ImageExampleGen, StatisticsGen, ...
-    assert all("--temp_location=gs://bucket/tmp" in json.dumps(e) for e in beam_executors)
+    beam_executors = {name: e for name, e in executors.items()
+                      if "--runner=DataflowRunner" in json.dumps(e)}
+    assert {"ImageExampleGen_executor", "StatisticsGen_executor",
+            "Evaluator_executor"} <= set(beam_executors), sorted(executors)
+    assert all("--temp_location=gs://bucket/tmp" in json.dumps(e) for e in beam_executors.values())
 
 
 def _examples_by_name(root):
@@ -91,57 +91,49 @@ def test_the_multiprocessing_direct_runner_gives_the_same_examples(images):
                    "runner.beam_direct_num_workers=2") == direct
 
 
-def _wait_for_port(port, process, seconds=180):
-    import socket
-    import time
-
-    end = time.time() + seconds
-    while time.time() < end:
-        assert process.poll() is None, f"{process.args} exited with {process.returncode}"
-        try:
-            socket.create_connection(("127.0.0.1", port), 1).close()
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
-
-
 @pytest.mark.e2e
 def test_the_portable_runner_with_an_external_worker_pool_gives_the_same_examples(images, tmp_path):
     """Beam's job service and an EXTERNAL SDK worker pool on 127.0.0.1: how Python Beam runs
-    on Flink/Spark clusters on Kubernetes (the worker-pool sidecar)."""
-    import os
-    import subprocess
-    import sys
+    on Flink/Spark clusters on Kubernetes (the worker-pool sidecar); two SDK harnesses."""
+    from visionpipe.pipeline.local_beam_cluster import LocalBeamCluster
 
-    job_port, pool_port = free_port(), free_port()
-    # the pool starts its SDK harnesses as `python`: this venv's
-    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    pool_log = open(tmp_path / "pool.log", "w")
-    services = [
-        subprocess.Popen([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
-                          "--port", str(job_port)], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL),
-        subprocess.Popen([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
-                          "--service_port", str(pool_port)], env=env, stdout=pool_log,
-                         stderr=subprocess.STDOUT)]
-    try:
-        _wait_for_port(job_port, services[0])
-        _wait_for_port(pool_port, services[1])
+    with LocalBeamCluster(workers=2, log_dir=tmp_path / "cluster") as cluster:
         portable = _ingest(images, "portable", "portable",
-                           f"runner.beam_args=[--job_endpoint=localhost:{job_port}, "
-                           f"--environment_type=EXTERNAL, --environment_config=localhost:{pool_port}, "
-                           "--sdk_worker_parallelism=2, --direct_num_workers=2]")
-    finally:
-        for service in services:
-            service.terminate()
-        for service in services:
-            try:
-                service.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                service.kill()
-        pool_log.close()
+                           f"runner.beam_args=[{', '.join(cluster.beam_args)}]")
+        started = cluster.workers_started()
     assert portable == _ingest(images, "direct_again", "direct")
     # the work ran in the pool's SDK harness processes, not in the job service
-    started = (tmp_path / "pool.log").read_text().count("Starting worker")
-    assert started >= 1, f"the pool started {started} SDK worker process(es)"
+    assert started >= 2, f"the pool started {started} SDK harness process(es), not 2"
+
+
+@pytest.mark.e2e
+def test_the_evaluator_scores_with_tfma_on_the_portable_runner_like_on_the_direct_runner(
+        images, tmp_path):
+    """The Evaluator's Beam scorer (TFMA, classification) runs on the pipeline's runner."""
+    from tests.support.toy_model import write_toy_classifier
+    from visionpipe.core.examples import split_files
+    from visionpipe.pipeline.local_beam_cluster import LocalBeamCluster
+    from visionpipe.tasks import get_task
+
+    _ingest(images, "examples_for_eval", "direct")
+    eval_files = split_files(str(images / "examples_for_eval" / "examples"), "eval")
+    export = write_toy_classifier(tmp_path / "model" / "1", class_names=("circle", "square"),
+                                  image_size=24, conv_filters=4)
+    config = load_config(overrides=["task=classification", "model.image_size=24"])
+    task = get_task(config, ["circle", "square"])
+    direct = task.evaluate_exports({"candidate": str(export)}, eval_files, str(tmp_path / "direct"),
+                                   beam_pipeline_args=config.runner.beam_pipeline_args())
+    with LocalBeamCluster(workers=2, log_dir=tmp_path / "cluster") as cluster:
+        portable = task.evaluate_exports(
+            {"candidate": str(export)}, eval_files, str(tmp_path / "portable"),
+            beam_pipeline_args=["--runner=PortableRunner", *cluster.beam_args])
+        started = cluster.workers_started()
+    assert started >= 2, f"TFMA ran in {started} SDK harness process(es), not 2"
+    assert direct["candidate"]["example_count"] == len(_examples_in(eval_files)) > 0
+    assert portable["candidate"].keys() == direct["candidate"].keys()
+    for name, value in direct["candidate"].items():
+        assert portable["candidate"][name] == pytest.approx(value, abs=1e-6, nan_ok=True), name
+
+
+def _examples_in(files):
+    return [r for f in files for r in tf.data.TFRecordDataset(f, compression_type="GZIP")]

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "visionpipe.cli.duplicates",
     "visionpipe.cli.schedule",
     "visionpipe.cli.runs",
+    "visionpipe.cli.beam_cluster",
 ]
 
 

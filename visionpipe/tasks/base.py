@@ -193,10 +193,12 @@ class Task(abc.ABC):
 
     # --- evaluation (what the one Evaluator component asks) --------------------------------
     def evaluate_exports(self, export_dirs: Mapping[str, str], eval_files: Sequence[str],
-                         work_dir: str) -> Dict[str, Dict[str, float]]:
+                         work_dir: str, beam_pipeline_args: Sequence[str] = ()
+                         ) -> Dict[str, Dict[str, float]]:
         """Metrics of each exported SavedModel (``{role: export dir}``, roles ``candidate`` and
         ``baseline``) on the eval split; each export is loaded once. ``work_dir`` is the
-        evaluation artifact's folder (a scorer may keep its own files there)."""
+        evaluation artifact's folder (a scorer may keep its own files there). A scorer that
+        runs Beam runs it with ``beam_pipeline_args`` (the pipeline's runner and options)."""
         return {role: self.evaluate_loaded(self.load_export(path), eval_files)
                 for role, path in export_dirs.items()}
 

@@ -1,21 +1,23 @@
 """Evaluator: the candidate model (and the latest blessed baseline) scored by its task on the
 eval split, judged by the one gate, blessed the TFX way (``ModelBlessing`` with
-``current_model_id``, so TFX's latest-blessed resolver and Pusher work with it)."""
+``current_model_id``, so TFX's latest-blessed resolver and Pusher work with it). A Beam
+component: a scorer that runs Beam (TFMA for classification) runs on the pipeline's
+``runner.beam_runner`` with its ``runner.beam_args``, like ingestion and statistics."""
 from __future__ import annotations
 
 import json
 from typing import Optional
 
 from tfx import types
-from tfx.dsl.components.base import base_component, executor_spec
+from tfx.dsl.components.base import base_beam_component, executor_spec
 
 from visionpipe.components.evaluator import executor
 from visionpipe.components.evaluator.spec import EvaluatorSpec
 
 
-class Evaluator(base_component.BaseComponent):
+class Evaluator(base_beam_component.BaseBeamComponent):
     SPEC_CLASS = EvaluatorSpec
-    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, config,
                  baseline_model: Optional[types.BaseChannel] = None, eval_split: str = "eval"):

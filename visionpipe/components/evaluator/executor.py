@@ -11,7 +11,7 @@ import visionpipe  # noqa: F401
 from absl import logging
 from tfx import types
 from tfx.components.evaluator import constants
-from tfx.dsl.components.base import base_executor
+from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
@@ -20,7 +20,7 @@ from visionpipe.components.evaluator import gate, spec
 TRAIN_SPLIT = "train"
 
 
-class Executor(base_executor.BaseExecutor):
+class Executor(base_beam_executor.BaseBeamExecutor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
@@ -40,7 +40,8 @@ class Executor(base_executor.BaseExecutor):
             exports["baseline"] = path_utils.serving_model_path(baseline_model.uri)
         evaluation = artifact_utils.get_single_instance(output_dict[spec.EVALUATION_KEY])
 
-        metrics = task.evaluate_exports(exports, eval_files, evaluation.uri)
+        metrics = task.evaluate_exports(exports, eval_files, evaluation.uri,
+                                         beam_pipeline_args=self._beam_pipeline_args or [])
         trivial = task.trivial_metrics(eval_files, split_files(examples.uri, TRAIN_SPLIT))
         ev = config.evaluate
         result = gate.judge(metrics["candidate"], gate_metric=task.gate_metric,

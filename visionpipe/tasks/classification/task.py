@@ -131,10 +131,11 @@ class ClassificationTask(Task):
                 "num_examples": int(len(truth))}
 
     # --- evaluation ---------------------------------------------------------------------
-    def evaluate_exports(self, export_dirs, eval_files, work_dir):
+    def evaluate_exports(self, export_dirs, eval_files, work_dir, beam_pipeline_args=()):
         from visionpipe.tasks.classification import tfma_scoring
 
-        return tfma_scoring.evaluate_exports(self, export_dirs, eval_files, work_dir)
+        return tfma_scoring.evaluate_exports(self, export_dirs, eval_files, work_dir,
+                                             beam_pipeline_args)
 
     def evaluation_details(self, export_dir, eval_files, output_dir=""):
         """With ``output_dir``: the eval split's probabilities for the run report's panels."""

@@ -56,9 +56,13 @@ def build_eval_config(task) -> tfma.EvalConfig:
         metrics_specs=[tfma.MetricsSpec(metrics=metrics), per_class, macro])
 
 
-def evaluate_exports(task, export_dirs, eval_files, work_dir) -> Dict[str, Dict[str, float]]:
-    """TFMA over the eval split for each export; {role: overall-slice metrics}. Each role's
-    full results (slices, confusion matrix) stay under ``<work_dir>/tfma/<role>``."""
+def evaluate_exports(task, export_dirs, eval_files, work_dir,
+                     beam_pipeline_args: Sequence[str] = ()) -> Dict[str, Dict[str, float]]:
+    """TFMA over the eval split for each export, on the Beam runner of ``beam_pipeline_args``;
+    {role: overall-slice metrics}. Each role's full results (slices, confusion matrix) stay
+    under ``<work_dir>/tfma/<role>``."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
     eval_config = build_eval_config(task)
     pattern = os.path.join(os.path.dirname(eval_files[0]), "*")
     results = {}
@@ -68,7 +72,8 @@ def evaluate_exports(task, export_dirs, eval_files, work_dir) -> Dict[str, Dict[
                                                 eval_config=eval_config)
         tfma.run_model_analysis(eval_shared_model=shared, eval_config=eval_config,
                                 data_location=pattern, file_format="tfrecords",
-                                output_path=output)
+                                output_path=output,
+                                pipeline_options=PipelineOptions(list(beam_pipeline_args)))
         results[role] = overall_metrics(output, task.class_names)
     return results
 

@@ -86,9 +86,9 @@ class MultiLabelTask(ClassificationTask):
         return multilabel_metrics(probabilities, targets, self.thresholds, self.class_names)
 
     # --- evaluation ---------------------------------------------------------------------
-    def evaluate_exports(self, export_dirs, eval_files, work_dir):
+    def evaluate_exports(self, export_dirs, eval_files, work_dir, beam_pipeline_args=()):
         # TFMA's metrics expect one label id per example: multi-label scores its own outputs.
-        return Task.evaluate_exports(self, export_dirs, eval_files, work_dir)
+        return Task.evaluate_exports(self, export_dirs, eval_files, work_dir, beam_pipeline_args)
 
     # single-label confusion matrices and one-vs-rest curves do not describe label sets
     evaluation_details = Task.evaluation_details

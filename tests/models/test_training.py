@@ -260,3 +260,72 @@ def test_two_workers_train_identical_weights_that_match_one_process_at_the_same_
     gap = max(float(np.abs(a - b).max()) for a, b in zip(first, one))
     moved = max(float(np.abs(b - i).max()) for b, i in zip(one, init))
     assert gap < 0.25 * moved, (gap, moved)
+
+
+_RESUMABLE_WORKER = textwrap.dedent("""
+    import json, os, signal, sys, visionpipe
+    import tensorflow as tf
+    from visionpipe.core.examples import split_files
+    from visionpipe.models import training
+    from visionpipe.tasks import get_task
+    from tests.models.conftest import digits_config
+    tmp, uri, names, backup, kill_at = sys.argv[1:6]
+
+    class KillThisWorker(tf.keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == int(kill_at):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    config = digits_config(tmp, "train.epochs=3", "train.steps_per_epoch=2", "train.batch_size=16",
+                           "train.strategy=multi_worker", "train.lr_schedule=constant")
+    index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    result = training.train(config, get_task(config, json.loads(names)), split_files(uri, "train"),
+                            split_files(uri, "eval"), f"{tmp}/logs-{index}-{kill_at}",
+                            backup_dir=backup,
+                            extra_callbacks=[KillThisWorker()] if index == 1 else [])
+    print(json.dumps({"resumed_from_epoch": result.resumed_from_epoch,
+                      "epochs": len(result.history["loss"])}))
+""")
+
+
+@pytest.mark.e2e
+def test_a_killed_worker_resumes_multi_worker_training_from_the_last_backed_up_epoch(
+        digits_examples, tmp_path):
+    """Worker 1 is SIGKILLed as epoch 2 begins; the job is restarted (as Vertex or a TFJob
+    restarts it) and both workers resume from the epoch BackupAndRestore saved."""
+    import os
+    import time
+
+    _, examples_uri, names = digits_examples
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
+    backup = str(tmp_path / "backup")
+
+    def launch_job(kill_at):
+        cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(2)]}
+        return [subprocess.Popen(
+            [sys.executable, "-c", _RESUMABLE_WORKER, str(tmp_path), examples_uri,
+             json.dumps(names), backup, str(kill_at)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=repo,
+            env=dict(env, TF_CONFIG=json.dumps({"cluster": cluster,
+                                                "task": {"type": "worker", "index": i}})))
+            for i in range(2)]
+
+    first = launch_job(kill_at=1)
+    try:
+        _, stderr = first[1].communicate(timeout=600)
+        assert first[1].returncode == -9, stderr[-3000:]  # killed, not finished
+        time.sleep(3)  # let the chief finish writing its epoch-1 backup before the restart
+    finally:
+        for worker in first:
+            worker.kill()
+            worker.communicate()
+    restarted = launch_job(kill_at=-1)
+    try:
+        outputs = [w.communicate(timeout=600) for w in restarted]
+    finally:
+        for worker in restarted:
+            worker.kill()
+    for worker, (stdout, stderr) in zip(restarted, outputs):
+        assert worker.returncode == 0, stderr[-3000:]
+        assert json.loads(stdout.strip().splitlines()[-1]) == {"resumed_from_epoch": 1, "epochs": 2}

@@ -4,11 +4,14 @@
    retrieval recall@1 of 1,000 held-out test queries (100 per class) against (a) the other
    9,000 test images and (b) the 60,000 training images, for
    - raw pixels, L2 search;
-   - the embedder (``embedding`` task model, multi-similarity loss on P x K batches) trained
-     for ``--budget-s`` seconds of CPU;
-   - the same backbone trained as a classifier for the same seconds: its pooled features
-     (the input of the softmax layer), L2-normalised.
-   Target: embedder recall@1 >= 0.92 after <= 15 min of CPU training.
+   - the embedder (``embedding`` task model: small_cnn, ArcFace loss on the task's P x K
+     batches) trained for ``--budget-s`` seconds of process CPU time (all threads);
+   - the same backbone trained as a classifier with the same augmentation, cosine schedule and
+     CPU budget: its pooled features (the input of the softmax layer), L2-normalised.
+   The input pipeline samples image indices (the P x K sampler filters indices, not images)
+   and gathers and augments (flip, shift up to 2 px) whole batches.
+   Target: embedder recall@1 >= 0.92 after <= 15 min of CPU training. ``--validation`` picks
+   a recipe on 6,000 training images held out (600 per class), never on the test queries.
 2. faiss IVF-PQ vs exact search over a 100,000-vector gallery: the embedder's embeddings of
    the 60,000 training images plus 40,000 augmented copies of them (horizontal flip and a
    2-pixel shift; real embeddings, not random vectors), queried by the 1,000 test queries:
@@ -91,84 +94,131 @@ def recall_at_1(queries, query_labels, gallery, gallery_labels, metric="ip") -> 
     return float(np.mean(gallery_labels[nearest] == query_labels))
 
 
-def _config(budget_overrides=()):
+#: the recipe (chosen on the validation split, ``--validation``): see ``main``'s options
+DEFAULTS = {"loss": "arcface", "width": 32, "dim": 64, "margin": 0.1, "scale": 24.0,
+            "lr": 3e-3, "shift": 2, "classes_per_batch": 10, "images_per_class": 12}
+
+
+def _config(recipe, extra=()):
     from visionpipe.core.config import load_config
 
     return load_config(overrides=[
-        "task=embedding", "model.backbone=small_cnn", "model.image_size=28", "model.width=32",
-        "model.dropout=0.0", "embedding.dim=64", "embedding.loss=multi_similarity",
-        "embedding.margin=0.1", "embedding.classes_per_batch=10", "embedding.images_per_class=12",
-        *budget_overrides]).validate()
+        "task=embedding", "model.backbone=small_cnn", "model.image_size=28",
+        f"model.width={recipe['width']}", "model.dropout=0.0", f"embedding.dim={recipe['dim']}",
+        f"embedding.loss={recipe['loss']}", f"embedding.margin={recipe['margin']}",
+        f"embedding.scale={recipe['scale']}",
+        f"embedding.classes_per_batch={recipe['classes_per_batch']}",
+        f"embedding.images_per_class={recipe['images_per_class']}", *extra]).validate()
 
 
-def _pixels(images: np.ndarray):
+def _pixels(images):
     import tensorflow as tf
 
     return tf.repeat(tf.cast(images[..., None], tf.float32), 3, axis=-1)
 
 
-def _stream(images, labels, seed):
+def _augment(images, seed, shift: int):
+    """A batch [B, 28, 28] uint8: each image flipped left-right with probability 1/2 and moved
+    by up to ``shift`` pixels each way (zero padding); stateless draws from ``seed``."""
     import tensorflow as tf
 
-    def augment(image, label):
-        image = tf.image.random_flip_left_right(image[..., None])[..., 0]
-        return image, label
+    n, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
+    flip = tf.random.stateless_uniform([n], seed) < 0.5
+    images = tf.where(flip[:, None, None], images[:, :, ::-1], images)
+    if not shift:
+        return images
+    offsets = tf.random.stateless_uniform([n, 2], seed + 1, 0, 2 * shift + 1, tf.int32)
+    padded = tf.pad(images, [[0, 0], [shift, shift], [shift, shift]])
+    rows = offsets[:, :1] + tf.range(h)[None]
+    cols = offsets[:, 1:] + tf.range(w)[None]
+    return tf.gather(tf.gather(padded, rows, batch_dims=1), cols, axis=2, batch_dims=1)
 
-    # a bounded buffer: the P x K sampler filters one copy of this stream per class
-    return (tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(SHUFFLE_BUFFER, seed=seed)
-            .repeat().map(augment, num_parallel_calls=tf.data.AUTOTUNE))
+
+def _index_stream(labels, seed):
+    """(training image index, class id) pairs, shuffled and repeated: the samplers draw
+    indices, and only the chosen images are gathered (a P x K sampler filters one copy of its
+    input stream per class; filtering indices, not images, keeps that cheap)."""
+    import tensorflow as tf
+
+    return (tf.data.Dataset.from_tensor_slices((tf.range(len(labels), dtype=tf.int64),
+                                                tf.constant(labels, tf.int32)))
+            .shuffle(SHUFFLE_BUFFER, seed=seed).repeat())
 
 
-class TimeBudget:
-    """Keras callback: stop training once ``seconds`` have passed since the first step ended
-    (tracing and filling the input pipeline's buffers are not counted)."""
+def _gathered(batches, images, shift, seed=7):
+    """Index batches -> augmented pixel batches (the images stay one in-memory tensor)."""
+    import tensorflow as tf
 
-    def __new__(cls, seconds):
+    pixels = tf.constant(images)
+    seeds = tf.data.Dataset.counter(dtype=tf.int64).map(lambda i: tf.stack([tf.constant(seed, tf.int64), i]))
+    return (tf.data.Dataset.zip((batches, seeds))
+            .map(lambda batch, s: (_pixels(_augment(tf.gather(pixels, batch[0]), s, shift)), batch[1]),
+                 num_parallel_calls=2).prefetch(2))
+
+
+class CpuBudget:
+    """Keras callback: the learning rate follows a cosine from ``lr`` to 0 over ``seconds`` of
+    this process's CPU time (all threads: ``time.process_time``, what a shared machine cannot
+    inflate), after a linear warm-up over the first 3%, and training stops when the budget is
+    spent. Counted from the start of ``fit`` (tracing included)."""
+
+    def __new__(cls, seconds, lr):
+        import math
+
         import tensorflow as tf
 
         class _Budget(tf.keras.callbacks.Callback):
             def on_train_begin(self, logs=None):
-                self.start, self.steps = None, 0
+                self.start, self.steps = time.process_time(), 0
+                self.wall = time.time()
+
+            def on_train_batch_begin(self, batch, logs=None):
+                done = min((time.process_time() - self.start) / seconds, 1.0)
+                rate = lr * min(1.0, done / 0.03 + 1e-3) * 0.5 * (1 + math.cos(math.pi * done))
+                self.model.optimizer.learning_rate.assign(rate)
 
             def on_train_batch_end(self, batch, logs=None):
                 self.steps += 1
-                self.start = self.start or time.time()
-                if time.time() - self.start > seconds:
+                if time.process_time() - self.start > seconds:
                     self.model.stop_training = True
+
+            def on_train_end(self, logs=None):
+                self.cpu_s = time.process_time() - self.start
+                self.wall_s = time.time() - self.wall
 
         return _Budget()
 
 
-def train_embedder(images, labels, seconds, learning_rate=2e-3):
-    import tensorflow as tf
-
+def train_embedder(images, labels, seconds, recipe):
     from visionpipe.tasks import get_task
 
-    task = get_task(_config(), [str(c) for c in range(CLASSES)])
+    task = get_task(_config(recipe), [str(c) for c in range(CLASSES)])
     model = task.build_model()
-    task.compile_model(model, learning_rate)
-    stream = _stream(images, labels, seed=1).map(lambda x, y: (tf.cast(x, tf.int32), tf.cast(y, tf.int32)))
-    batches = task.batch_dataset(stream, 0).map(lambda x, y: (_pixels(x), y)).prefetch(2)
-    budget = TimeBudget(seconds)
+    task.compile_model(model, recipe["lr"])
+    task.train_class_counts = np.bincount(labels, minlength=CLASSES)  # as the trainer sets it
+    batches = _gathered(task.batch_dataset(_index_stream(labels, seed=1), 0), images, recipe["shift"])
+    budget = CpuBudget(seconds, recipe["lr"])
     model.fit(batches, steps_per_epoch=50, epochs=100_000, callbacks=[budget], verbose=0)
-    return model, budget.steps
+    return model, budget
 
 
-def train_classifier(images, labels, seconds, learning_rate=2e-3, batch_size=120):
+def train_classifier(images, labels, seconds, recipe):
+    """The same backbone with a softmax head, the same augmentation, schedule and CPU budget,
+    batches of P x K images (plain shuffled ones)."""
     import tensorflow as tf
 
     from visionpipe.tasks import get_task
 
-    config = _config(["task=classification"])
-    task = get_task(config, [str(c) for c in range(CLASSES)])
+    task = get_task(_config(recipe, ["task=classification"]), [str(c) for c in range(CLASSES)])
     model = task.build_model()
-    task.compile_model(model, learning_rate)
-    batches = (_stream(images, labels, seed=1).batch(batch_size)
-               .map(lambda x, y: (_pixels(x), tf.one_hot(y, CLASSES))).prefetch(2))
-    budget = TimeBudget(seconds)
+    task.compile_model(model, recipe["lr"])
+    batch = recipe["classes_per_batch"] * recipe["images_per_class"]
+    batches = _gathered(_index_stream(labels, seed=1).batch(batch), images, recipe["shift"]).map(
+        lambda x, y: (x, tf.one_hot(y, CLASSES)))
+    budget = CpuBudget(seconds, recipe["lr"])
     model.fit(batches, steps_per_epoch=50, epochs=100_000, callbacks=[budget], verbose=0)
     features = tf.keras.Model(model.input, model.get_layer("pool").output)
-    return model, features, budget.steps
+    return model, features, budget
 
 
 def embed(model, images, batch_size=500) -> np.ndarray:
@@ -178,34 +228,48 @@ def embed(model, images, batch_size=500) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
-def fashion_table(train, test, seconds):
+def validation_split(train, per_class: int = 600):
+    """The last ``per_class`` training images of each class: a validation set to choose the
+    recipe on (the test images are not looked at); returns (the rest, validation)."""
+    images, labels = train
+    held = np.sort(np.concatenate([np.flatnonzero(labels == c)[-per_class:] for c in range(CLASSES)]))
+    rest = np.setdiff1d(np.arange(len(labels)), held)
+    return (images[rest], labels[rest]), (images[held], labels[held])
+
+
+def fashion_table(train, test, seconds, recipe, classifier=True, label="test"):
+    """Recall@1 of ``test``'s queries vs the rest of ``test`` and vs ``train``: raw pixels,
+    the embedder and (``classifier``) the classifier's pooled features."""
     (x_train, y_train), (x_test, y_test) = train, test
     queries, held_out = query_split(y_test)
     rows = []
 
-    def row(name, q, g_held, g_train, metric, steps=""):
+    def row(name, q, g_held, g_train, metric, budget=None):
         rows.append((name, recall_at_1(q, y_test[queries], g_held, y_test[held_out], metric),
-                     recall_at_1(q, y_test[queries], g_train, y_train, metric), steps))
+                     recall_at_1(q, y_test[queries], g_train, y_train, metric),
+                     "" if budget is None else
+                     f"{budget.steps} | {budget.cpu_s:.0f} | {budget.wall_s:.0f} | "
+                     f"{budget.steps * recipe['classes_per_batch'] * recipe['images_per_class'] / budget.cpu_s:.0f}"))
 
     flat_test = x_test.reshape(len(x_test), -1).astype(np.float32)
     row("raw pixels, L2", flat_test[queries], flat_test[held_out],
         x_train.reshape(len(x_train), -1).astype(np.float32), "l2")
-    start = time.time()
-    embedder, steps = train_embedder(x_train, y_train, seconds)
-    embed_s = time.time() - start
+    embedder, budget = train_embedder(x_train, y_train, seconds, recipe)
     e_test, e_train = embed(embedder, x_test), embed(embedder, x_train)
-    row(f"embedder ({embed_s:.0f} s)", e_test[queries], e_test[held_out], e_train, "ip", steps)
-    start = time.time()
-    _, features, steps = train_classifier(x_train, y_train, seconds)
-    class_s = time.time() - start
-    f_test, f_train = embed(features, x_test), embed(features, x_train)
-    row(f"classifier's pooled features ({class_s:.0f} s)", f_test[queries], f_test[held_out],
-        f_train, "ip", steps)
-    print(f"\nFashion-MNIST recall@1, {len(queries)} test queries; training budget {seconds} s each")
-    print("| features | vs 9,000 held-out test images | vs the training images | steps |")
-    print("|---|---|---|---|")
+    row(f"embedder ({recipe['loss']})", e_test[queries], e_test[held_out], e_train, "ip", budget)
+    if classifier:
+        _, features, budget = train_classifier(x_train, y_train, seconds, recipe)
+        f_test, f_train = embed(features, x_test), embed(features, x_train)
+        row("same backbone as a classifier: pooled features before the softmax", f_test[queries],
+            f_test[held_out], f_train, "ip", budget)
+    print(f"\nFashion-MNIST recall@1, {len(queries)} {label} queries (100 per class); "
+          f"training budget {seconds:.0f} CPU s each (process CPU time, all threads); recipe "
+          + ", ".join(f"{k} {v}" for k, v in recipe.items()))
+    print(f"| features | vs the other {len(held_out):,} {label} images | vs the {len(y_train):,} "
+          "training images | steps | CPU s | wall s | images per CPU s |")
+    print("|---|---|---|---|---|---|---|")
     for name, held, trained, steps in rows:
-        print(f"| {name} | {held:.4f} | {trained:.4f} | {steps} |")
+        print(f"| {name} | {held:.4f} | {trained:.4f} | {steps or ' | | |'} |")
     return embedder, e_test[queries], y_test[queries], rows
 
 
@@ -280,7 +344,8 @@ def index_table(gallery, gallery_labels, queries, query_labels, settings, folder
     return results
 
 
-def server_latency(embedder, results, gallery_labels, query_images, folder, requests_per_model=200):
+def server_latency(embedder, recipe, results, gallery_labels, query_images, folder,
+                   requests_per_model=200):
     """p50/p99 ms of single-image REST ``:search`` requests (k=10) for each index kind."""
     import requests
     from PIL import Image
@@ -291,7 +356,7 @@ def server_latency(embedder, results, gallery_labels, query_images, folder, requ
     from visionpipe.serving.server import ModelServer
     from visionpipe.tasks import get_task
 
-    task = get_task(_config(), [str(c) for c in range(CLASSES)])
+    task = get_task(_config(recipe), [str(c) for c in range(CLASSES)])
     export_dir = os.path.join(folder, "export")
     export.export_saved_model(embedder, task, export_dir)
     fingerprint = vector_index.model_fingerprint(export_dir)
@@ -344,27 +409,46 @@ def server_latency(embedder, results, gallery_labels, query_images, folder, requ
 def main(argv) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.embedding_bench")
     parser.add_argument("--budget-s", type=float, default=900.0,
-                        help="CPU seconds of training for the embedder and for the classifier each")
+                        help="CPU seconds (process CPU time) of training for the embedder and for "
+                             "the classifier each")
+    parser.add_argument("--validation", action="store_true",
+                        help="choose a recipe: train on 54,000 training images, query the other "
+                             "6,000 (the test images are not used); no index or server part")
+    parser.add_argument("--no-classifier", action="store_true",
+                        help="skip the same-backbone classifier (recipe search)")
+    for key, value in DEFAULTS.items():
+        parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value)
     parser.add_argument("--ivf", nargs="+", default=["256,16,8", "1024,16,16", "256,8,8"],
                         help="IVF-PQ settings nlist,m,nprobe (the first is also served)")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--train-images", type=int, default=0,
                         help="use only the first N training images (a quick check; 0: all 60,000)")
     args = parser.parse_args(argv)
+    recipe = {key: getattr(args, key) for key in DEFAULTS}
 
     import visionpipe  # noqa: F401
 
     train, test = load_fashion(ensure_fashion_mnist())
     if args.train_images:
         train = (train[0][:args.train_images], train[1][:args.train_images])
-    embedder, query_vectors, query_labels, _ = fashion_table(train, test, args.budget_s)
+    if args.validation:
+        fitting, validation = validation_split(train)
+        fashion_table(fitting, validation, args.budget_s, recipe, not args.no_classifier,
+                      label="validation")
+        return 0
+    embedder, query_vectors, query_labels, _ = fashion_table(train, test, args.budget_s, recipe,
+                                                             not args.no_classifier)
     queries, _ = query_split(test[1])
     extra = min(GALLERY_SIZE - len(train[1]), len(train[1]))
     gallery, gallery_labels = augmented_gallery(embedder, *train, extra)
+    print(f"\ngallery: the embedder's embeddings of the {len(train[1]):,} training images and of "
+          f"{extra:,} flipped and 2-px-shifted copies of the first of them ({len(gallery):,} "
+          "real embeddings, no random vectors); queries: the 1,000 test queries")
     with tempfile.TemporaryDirectory() as folder:
         settings = [tuple(int(v) for v in s.split(",")) for s in args.ivf]
         results = index_table(gallery, gallery_labels, query_vectors, query_labels, settings, folder)
-        server_latency(embedder, results, gallery_labels, test[0][queries], folder, args.requests)
+        server_latency(embedder, recipe, results, gallery_labels, test[0][queries], folder,
+                       args.requests)
     return 0
 
 

@@ -221,7 +221,9 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
         raise ValueError(f"the train split is empty ({list(train_files)[:3]}...)")
     if (tcfg.class_weights == "balanced" or tcfg.oversample) and not task.single_label:
         raise ValueError("train.class_weights and train.oversample apply to single-label tasks only")
-    counts = data.class_counts(train_files, task.num_classes) if task.single_label else np.zeros(0)
+    one_label = task.single_label or task.image_labels == "single"
+    counts = data.class_counts(train_files, task.num_classes) if one_label else np.zeros(0)
+    task.train_class_counts = counts if one_label else None
     weights = class_weights(counts) if tcfg.class_weights == "balanced" else None
     oversample_counts = counts if tcfg.oversample else None
 

@@ -85,6 +85,10 @@ class Task(abc.ABC):
         self.image_size: Tuple[int, int] = image_hw(config.model.image_size, "model.image_size")
         #: what ``build_model`` loaded as pretrained weights ("" when none)
         self.weights_loaded = ""
+        #: examples per class id of the whole training split, for tasks whose images have one
+        #: label (``image_labels == "single"``): set by the trainer (``models.training.train``,
+        #: which reads every label) before it builds the training data; None when not known
+        self.train_class_counts: Optional[np.ndarray] = None
 
     @property
     def num_classes(self) -> int:

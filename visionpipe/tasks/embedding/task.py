@@ -64,11 +64,17 @@ class EmbeddingTask(Task):
 
     def batch_dataset(self, dataset, batch_size, drop_remainder=False):
         """Training data (an infinite stream): P x K class-balanced batches over the classes
-        the stream holds (a class the train split lacks is not drawn); otherwise plain."""
+        the training split holds (a class it lacks is not drawn: its draws would wait
+        forever); otherwise plain. The classes come from ``train_class_counts`` (every label of
+        the split, which the trainer reads), or else from a scan of the stream's first
+        ``sampler.CLASS_SCAN`` pairs."""
         if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
             from visionpipe.tasks.embedding.sampler import classes_in, pk_batches
 
-            classes = classes_in(dataset)
+            if self.train_class_counts is not None:
+                classes = [c for c, n in enumerate(self.train_class_counts) if n > 0]
+            else:
+                classes = classes_in(dataset)
             if len(classes) < self.num_classes:
                 log.warning("P x K sampler: the training data holds %d of the %d classes",
                             len(classes), self.num_classes)

@@ -8,6 +8,10 @@ and the REST ``:predict`` p50/p99 latency (the project's server in a subprocess 
 
     python -m benchmarks.segmentation_bench                        # the measured run (990 steps, 512 px, 256 px crops)
     python -m benchmarks.segmentation_bench --steps 10 --requests 3 model.image_size=128 segmentation.train_crop=64   # a smoke run
+    python -m benchmarks.segmentation_bench --serving-only          # REST bytes and p50 vs direct, with and without probabilities (untrained model)
+
+Training is timed in wall seconds and in the process's CPU seconds (user + system, all threads,
+``resource.getrusage``): the issue's budget is 15 CPU minutes.
 
 The Examples are built as ImageExampleGen builds them (the mask_folder source, data.mask_values
 mapping 0/255 to membrane/interior, the same validation and encoder), without Beam.
@@ -15,7 +19,9 @@ mapping 0/255 to membrane/interior, the same validation and encoder), without Be
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -89,14 +95,54 @@ def otsu_baseline(task, eval_files) -> Dict[str, float]:
     return acc.metrics(task.class_names)
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def rest_sizes(loaded, image: bytes) -> Dict[str, int]:
+    """JSON bytes of one image's REST answer: the whole answer as served (``json_answer``:
+    class map, PNG, image shape and, with segmentation.serve_probabilities, the
+    probabilities), the class map alone and the PNG alone."""
     from visionpipe.serving import rest_json
 
     out = {k: v.numpy() for k, v in loaded.signatures["serving_default"](images=tf.constant([image])).items()}
     full = json.dumps(rest_json.predict_response(out, True))
     png = json.dumps(rest_json.predict_response({"class_map_png_bytes": out["class_map_png_bytes"]}, True))
     ids = json.dumps(rest_json.predict_response({"class_map": out["class_map"]}, True))
-    return {"json_class_map_and_probabilities": len(full), "json_class_map": len(ids), "png_class_map": len(png)}
+    return {"json_answer": len(full), "json_class_map": len(ids), "png_class_map": len(png),
+            "answer_has_probabilities": int("probabilities" in out)}
+
+
+def serving_only(config, class_names, eval_image: bytes, requests: int, tmp: Path) -> int:
+    """REST answer bytes and :predict p50 vs the direct call of one untrained model exported
+    twice, with and without ``segmentation.serve_probabilities`` (latency does not depend on
+    the weights)."""
+    from visionpipe.models import export
+    from visionpipe.tasks import get_task
+
+    model = get_task(config, class_names).build_model()
+    rows = {}
+    for serve in (True, False):
+        variant = copy.deepcopy(config)
+        variant.segmentation.serve_probabilities = serve
+        task = get_task(variant, class_names)
+        base = tmp / f"probabilities_{serve}"
+        export.export_saved_model(model, task, str(base / "1"))
+        sizes = rest_sizes(tf.saved_model.load(str(base / "1")), eval_image)
+        latency = rest_latency(base, eval_image, requests)
+        rows[serve] = {**sizes, **latency,
+                       "rest_p50_over_direct_p50": round(latency["rest_p50_ms"] / latency["direct_p50_ms"], 2)}
+    print(f"one {config.model.image_size} px image, {requests} REST :predict requests (whole answer) "
+          f"vs the direct serving_default call:")
+    print(f"{'serve_probabilities':20} {'JSON bytes':>11} {'REST p50 ms':>11} {'p99':>7} "
+          f"{'direct p50':>10} {'REST/direct':>11}")
+    for serve, row in rows.items():
+        print(f"{str(serve).lower():20} {row['json_answer']:11,d} {row['rest_p50_ms']:11.1f} "
+              f"{row['rest_p99_ms']:7.1f} {row['direct_p50_ms']:10.1f} {row['rest_p50_over_direct_p50']:11.2f}")
+    print(f"PNG class map alone {rows[False]['png_class_map']:,d} bytes, JSON class map alone "
+          f"{rows[False]['json_class_map']:,d}")
+    return 0
 
 
 def rest_latency(base: Path, image: bytes, count: int) -> Dict[str, float]:
@@ -149,6 +195,8 @@ def main(argv) -> int:
     parser.add_argument("--steps", type=int, default=1000, help="training steps in all (rounded down to whole epochs)")
     parser.add_argument("--json", help="write the numbers here too")
     parser.add_argument("--requests", type=int, default=30, help="REST requests for the latency")
+    parser.add_argument("--serving-only", action="store_true",
+                        help="only the REST answer with and without probabilities (untrained model)")
     parser.add_argument("overrides", nargs="*",
                         default=[],
                         help="config overrides (default none: the config is the measured run's)")
@@ -164,15 +212,18 @@ def main(argv) -> int:
     epochs = max(1, min(config.train.epochs, args.steps))
     config.train.epochs, config.train.steps_per_epoch = epochs, max(1, args.steps // epochs)
     config.validate()
-    start = time.time()
+    start, start_cpu = time.time(), cpu_seconds()
     splits, class_names = build_examples(config)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if args.serving_only:
+            image = data.raw_images(write_split(splits["eval"], tmp / "eval.gz"), 1)[0]
+            return serving_only(config, class_names, image, args.requests, tmp)
         train_files = write_split(splits["train"], tmp / "train.gz")
         eval_files = write_split(splits["eval"], tmp / "eval.gz")
         task = get_task(config, class_names)
         result = training.train(config, task, train_files, eval_files, log_dir=str(tmp / "logs"))
-        train_seconds = time.time() - start
+        train_seconds, train_cpu = time.time() - start, cpu_seconds() - start_cpu
         export_dir = str(tmp / "export" / "1")  # a version folder: the server loads it
         export.export_saved_model(result.model, task, export_dir)
         loaded = tf.saved_model.load(export_dir)
@@ -184,6 +235,11 @@ def main(argv) -> int:
         images = data.pairs(train_files, task).map(lambda x, _: x).as_numpy_iterator()
         representative = tflite_convert.representative_dataset(images, 16)
         pairs = task.batch_dataset(data.pairs(eval_files, task), 2)
+        # the same weights scored without test-time flips (at model size: the membrane
+        # images are 512x512, their own size)
+        one_pass = copy.deepcopy(config)
+        one_pass.segmentation.test_time_flips = "none"
+        without_flips = get_task(one_pass, class_names).evaluate_model(result.model, pairs)
         tflite = {}
         for mode in ("float32", "int8"):
             content = task.convert_tflite(result.model, mode, representative if mode == "int8" else None)
@@ -198,7 +254,10 @@ def main(argv) -> int:
     report = {
         "steps": config.train.epochs * config.train.steps_per_epoch,
         "model_image_size": config.model.image_size, "train_seconds": round(train_seconds, 1),
+        "train_cpu_seconds": round(train_cpu, 1), "test_time_flips": config.segmentation.test_time_flips,
+        "elastic_displacement": config.segmentation.elastic_displacement,
         "model": {k: round(model_metrics[k], 4) for k in keys},
+        "model_without_test_time_flips": {k: round(without_flips[k], 4) for k in keys},
         "model_iou_per_class": {name: round(v["iou"], 4) for name, v in details["per_class"].items()},
         "model_boundary_f1": round(details["boundary_f1"]["f1"], 4),
         "otsu": {k: round(otsu[k], 4) for k in keys},
@@ -213,13 +272,16 @@ def main(argv) -> int:
             tflite["int8"]["ms_per_image"] / tflite["float32"]["ms_per_image"], 3),
         "rest_bytes": sizes,
         "rest_png_over_json_class_map": round(sizes["png_class_map"] / sizes["json_class_map"], 4),
-        "rest_png_over_json_full": round(sizes["png_class_map"] / sizes["json_class_map_and_probabilities"], 5),
+        "rest_png_over_json_answer": round(sizes["png_class_map"] / sizes["json_answer"], 5),
         "rest_latency": latency,
         "rest_p50_over_direct_p50": round(latency["rest_p50_ms"] / latency["direct_p50_ms"], 2),
     }
     print(f"held-out 6 images at 512x512 after {report['steps']} steps ({report['train_seconds']} s, "
-          f"model {config.model.image_size} px)")
+          f"{report['train_cpu_seconds']} CPU s, model {config.model.image_size} px, test-time flips "
+          f"{report['test_time_flips']}, elastic {report['elastic_displacement']} px)")
     print_comparison(report)
+    print(f"the same model without test-time flips (one pass): " + ", ".join(
+        f"{k} {v}" for k, v in report["model_without_test_time_flips"].items()))
     print(f"model IoU per class {report['model_iou_per_class']}, boundary F1 "
           f"({details['boundary_f1']['tolerance_px']} px) {report['model_boundary_f1']}")
     print(f"TFLite int8/float32 size {report['tflite_int8_over_float32_size']}, mIoU float32 "
@@ -228,8 +290,8 @@ def main(argv) -> int:
           f"float32 {report['tflite_float32_ms']} ms per image = "
           f"{report['tflite_int8_over_float32_latency']}")
     print(f"REST bytes per 512x512 image: {sizes}; PNG/JSON class map "
-          f"{report['rest_png_over_json_class_map']}, PNG/JSON with probabilities "
-          f"{report['rest_png_over_json_full']}")
+          f"{report['rest_png_over_json_class_map']}, PNG/JSON whole answer "
+          f"{report['rest_png_over_json_answer']}")
     print(f"REST :predict of one 512x512 image (whole answer), {args.requests} requests: p50 "
           f"{latency['rest_p50_ms']} ms (p99 {latency['rest_p99_ms']}) vs the direct serving_default "
           f"call {latency['direct_p50_ms']} ms (p99 {latency['direct_p99_ms']}): "

@@ -1,7 +1,8 @@
 """A segmentation export (visionpipe.models.export, 32 px U-Net) pushed under a base path
 answers the local server's gRPC Predict and REST :predict with the class map a direct call of
 its serving_default gives, at the request image's own size; REST sends
-``class_map_png_bytes`` as base64, which decodes to the same map."""
+``class_map_png_bytes`` as base64, which decodes to the same map, and (by default) no
+probabilities."""
 from __future__ import annotations
 
 import base64
@@ -66,6 +67,8 @@ def test_segmentation_export_answers_grpc_and_rest_with_the_direct_class_map(seg
         "instances": [{"b64": base64.b64encode(image).decode("ascii")}]})
     assert answer.status_code == 200, answer.text
     row = answer.json()["predictions"][0]
+    # segmentation.serve_probabilities is off by default: no float per pixel and class
+    assert set(row) == {"class_map", "class_map_png_bytes", "image_shape"}
     np.testing.assert_array_equal(np.asarray(row["class_map"]), expected)
     assert set(row["class_map_png_bytes"]) == {"b64"}
     decoded = Image.open(io.BytesIO(base64.b64decode(row["class_map_png_bytes"]["b64"])))

@@ -250,7 +250,7 @@ def _png(pixels):
 
 
 def test_serving_default_answers_at_each_images_own_size_and_the_png_is_the_same_map():
-    task = seg_task()
+    task = seg_task("segmentation.serve_probabilities=true")
     model = task.build_model()
     signatures = task.signatures(model)
     rng = np.random.default_rng(0)

@@ -8,6 +8,9 @@ from visionpipe.core.config import require as _require
 
 ARCHITECTURES = ("unet", "fcn", "deeplabv3plus", "segnet")
 LOSSES = ("cross_entropy", "dice", "focal", "cross_entropy+dice")
+# segmentation.test_time_flips -> the flips averaged (tf.reverse axes of [B, h, w, C]; () is as is)
+TEST_TIME_FLIPS = {"none": ((),), "horizontal": ((), (2,)), "vertical": ((), (1,)),
+                   "both": ((), (2,), (1,), (1, 2))}
 ENCODERS = ("paper", "backbone")
 
 
@@ -32,8 +35,25 @@ class SegmentationConfig:
     class_weights: List[float] = field(default_factory=list)
     focal_gamma: float = 2.0
     dice_weight: float = 1.0  # the Dice term's weight in cross_entropy+dice
-    # serve the per-pixel probabilities [B, h, w, C] (at model size) beside the class map
-    serve_probabilities: bool = True
+    # cross-entropy / focal: a pixel within boundary_radius px of a different id in its mask
+    # weighs (1 + boundary_weight) times its class weight (0: off)
+    boundary_weight: float = 0.0
+    boundary_radius: int = 1
+    # serve the per-pixel probabilities [B, h, w, C] (at model size) beside the class map. Off
+    # by default: the class map (and its PNG) is the answer, and a 512x512x2 float map made a
+    # REST JSON answer of 12 MB and 7x the direct call's latency
+    serve_probabilities: bool = False
+    # elastic deformation in training (with augment.enabled), image and mask together (the
+    # mask resampled nearest-neighbour, the image bilinear, borders reflected): a smooth random
+    # displacement field, Gaussian displacements of elastic_displacement px (std) on an
+    # elastic_grid x elastic_grid grid of control points, upsampled bicubic (the U-Net
+    # paper's: 10 px on 3 x 3). 0: off
+    elastic_displacement: float = 0.0
+    elastic_grid: int = 3
+    # evaluation and serving (every SavedModel signature, hence the gate): average the
+    # probabilities over flipped copies of the input (none | horizontal | vertical | both:
+    # 1, 2, 2, 4 passes); TFLite files hold the plain network (one pass)
+    test_time_flips: str = "none"
     # > 0: train on random train_crop x train_crop windows of the model-size image (and its
     # mask), cut after augmentation; evaluation, serving and TFLite still see the whole
     # model.image_size input (unet with the paper encoder and segnet only: fully convolutional)
@@ -61,6 +81,18 @@ class SegmentationConfig:
                  f"must be non-negative and not all 0, got {self.class_weights}")
         _require(self.focal_gamma >= 0, "segmentation.focal_gamma", "must be >= 0")
         _require(self.dice_weight >= 0, "segmentation.dice_weight", "must be >= 0")
+        _require(self.boundary_weight >= 0, "segmentation.boundary_weight",
+                 f"must be >= 0 (0: off), got {self.boundary_weight}")
+        _require(1 <= self.boundary_radius <= 16, "segmentation.boundary_radius",
+                 f"must be in [1, 16] pixels, got {self.boundary_radius}")
+        _require(not self.boundary_weight or self.loss != "dice", "segmentation.boundary_weight",
+                 "weighs cross-entropy / focal pixels: segmentation.loss=dice has none")
+        _require(self.elastic_displacement >= 0, "segmentation.elastic_displacement",
+                 f"must be >= 0 pixels (0: off), got {self.elastic_displacement}")
+        _require(2 <= self.elastic_grid <= 64, "segmentation.elastic_grid",
+                 f"must be in [2, 64] control points per side, got {self.elastic_grid}")
+        _require(self.test_time_flips in TEST_TIME_FLIPS, "segmentation.test_time_flips",
+                 f"must be one of {list(TEST_TIME_FLIPS)}, got {self.test_time_flips!r}")
         _require(self.train_crop >= 0, "segmentation.train_crop",
                  f"must be >= 0 (0: no crop), got {self.train_crop}")
         _require(not self.train_crop or self.fully_convolutional, "segmentation.train_crop",

@@ -16,7 +16,9 @@ neighbour, a batch of differently sized images padded with -1 to the largest),
 ``class_map_png_bytes`` (the same map, one 8-bit PNG per image: the compact REST answer;
 the ``_bytes`` suffix makes TF Serving's REST API send it as ``{"b64": ...}``),
 ``image_shape`` (``[B, 2]``, the size each map covers) and, with
-``segmentation.serve_probabilities``, ``probabilities`` ``[B, h, w, C]`` at model size.
+``segmentation.serve_probabilities`` (off by default), ``probabilities`` ``[B, h, w, C]`` at
+model size. With ``segmentation.test_time_flips`` every signature averages the network's
+probabilities over flipped copies of its input before the arg-max.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from visionpipe.core.registry import register_task
 from visionpipe.models import augment, preprocessing
 from visionpipe.runtime import tflite_convert
 from visionpipe.tasks.base import Task
-from visionpipe.tasks.segmentation.config import SegmentationConfig
+from visionpipe.tasks.segmentation.config import TEST_TIME_FLIPS, SegmentationConfig
 
 BACKGROUND = "background"
 PAD_ID = -1
@@ -72,6 +74,10 @@ class SegmentationTask(Task):
                 f"{factor}, got {config.model.image_size!r}")
         require(seg.train_crop <= min(height, width), "segmentation.train_crop",
                 f"{seg.train_crop} is larger than model.image_size {config.model.image_size!r}")
+        require(not seg.elastic_displacement or config.augment.enabled,
+                "segmentation.elastic_displacement",
+                f"{seg.elastic_displacement:g} px is a training augmentation: it needs "
+                f"augment.enabled=true (or set it to 0)")
 
     @classmethod
     def mask_ignore_value(cls, config) -> int:
@@ -102,10 +108,17 @@ class SegmentationTask(Task):
     def augment_batch(self, images, targets, seed):
         # In mask mode every geometric op reflects at the border or crops inside the image
         # (augment.OPS), so no op pads: no pixel needs the ignore index as a fill.
+        # Elastic deformation comes after the crop: it costs per pixel, and it reflects at
+        # the window's border as the other ops do at the image's.
         augmenter = self._augmenter()
         images, targets = augmenter(images, targets, seed) if augmenter else (images, targets)
         if self.seg.train_crop:
             images, targets = random_crops(images, targets, self.seg.train_crop, seed)
+        if self.seg.elastic_displacement and self.config.augment.enabled:
+            from visionpipe.tasks.segmentation.elastic import elastic_deform
+
+            images, targets = elastic_deform(images, targets, self.seg.elastic_displacement,
+                                             self.seg.elastic_grid, seed)
         return images, targets
 
     def _augmenter(self):
@@ -132,8 +145,19 @@ class SegmentationTask(Task):
                                                         sparse_y_pred=False)])
 
     # --- export -----------------------------------------------------------------------
+    def probabilities(self, model, images) -> tf.Tensor:
+        """The network's ``[B, h, w, C]`` probabilities, averaged over the flips of
+        ``segmentation.test_time_flips`` (each flipped copy's output flipped back)."""
+        flips = TEST_TIME_FLIPS[self.seg.test_time_flips]
+        total = None
+        for axes in flips:
+            out = model(tf.reverse(images, axes) if axes else images, training=False)
+            out = tf.reverse(out, axes) if axes else out
+            total = out if total is None else total + out
+        return total if len(flips) == 1 else total / float(len(flips))
+
     def serving_outputs(self, model, images) -> Dict[str, tf.Tensor]:
-        probabilities = model(images, training=False)
+        probabilities = self.probabilities(model, images)
         class_map = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         batch = tf.shape(images)[0]
         shape = tf.tile(tf.constant([self.image_size], tf.int32), [batch, 1])
@@ -156,7 +180,7 @@ class SegmentationTask(Task):
 
         pixels, image_shape = tf.map_fn(one, encoded, fn_output_signature=(
             tf.TensorSpec([height, width, 3], tf.float32), tf.TensorSpec([2], tf.int32)))
-        probabilities = model(pixels, training=False)
+        probabilities = self.probabilities(model, pixels)
         class_map = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         largest = tf.reduce_max(image_shape, axis=0)
 
@@ -335,10 +359,11 @@ class SegmentationTask(Task):
         return {**acc.metrics(self.class_names), "majority_class": self.class_names[majority]}
 
     def evaluate_model(self, model, dataset) -> Dict[str, float]:
-        """Metrics of an in-process Keras model on batched (image, mask) pairs (model size)."""
+        """Metrics of an in-process Keras model on batched (image, mask) pairs (model size),
+        with ``segmentation.test_time_flips`` as the signatures."""
         acc = self._accumulator()
         for images, masks in dataset:
-            acc.add(np.asarray(masks)[..., 0], np.argmax(model(images, training=False).numpy(), -1))
+            acc.add(np.asarray(masks)[..., 0], np.argmax(self.probabilities(model, images).numpy(), -1))
         return acc.metrics(self.class_names)
 
     # --- TFLite -----------------------------------------------------------------------
@@ -367,7 +392,8 @@ class SegmentationTask(Task):
 
     def evaluate_tflite(self, tflite_path, dataset) -> Dict[str, float]:
         """mIoU etc. of a .tflite segmenter (its output: probabilities [B, h, w, C]) on
-        batched (image, mask) pairs at model size, from the TFLite interpreter."""
+        batched (image, mask) pairs at model size, from the TFLite interpreter (the plain
+        network: one pass, no ``segmentation.test_time_flips``)."""
         from visionpipe.runtime.tflite_runtime import TFLiteModel
 
         model, acc = TFLiteModel(str(tflite_path)), self._accumulator()

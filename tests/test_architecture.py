@@ -3,6 +3,7 @@ the task registry, for the task names):
 
 - a task package (``visionpipe/tasks/``) imports none of the hosts above it;
 - ``visionpipe/core/`` imports nothing of visionpipe outside ``core``;
+- ``visionpipe/tracking/`` (kit) imports nothing of visionpipe but ``core``;
 - only the tasks and the registry compare a value with a task's name;
 - no two top-level packages import each other both ways (the rule of
   ``../shared/tools/import_directions.py``).
@@ -91,7 +92,8 @@ def _is_package_or_module(name: str) -> bool:
 def test_scan_reads_every_package_of_visionpipe():
     names = {module for _, module, _ in MODULES}
     assert {"visionpipe.core.registry", "visionpipe.tasks.base", "visionpipe.tasks.detection.task",
-            "visionpipe.components.evaluator.executor", "visionpipe.serving.server"} <= names
+            "visionpipe.components.evaluator.executor", "visionpipe.serving.server",
+            "visionpipe.tracking.trackers"} <= names
 
 
 def test_import_scan_resolves_relative_and_from_package_imports():
@@ -124,6 +126,22 @@ def test_core_imports_nothing_of_visionpipe_outside_core():
             # bare `import visionpipe` runs the root package's environment setup only
             if name.startswith("visionpipe.") and _top_package(name) != "core":
                 violations.append(f"{_where(path, node)}: imports {name} (core/ imports only core)")
+    assert not violations, "\n".join(sorted(set(violations)))
+
+
+#: kit packages that stand on the ground alone (tasks and hosts may use them)
+CORE_ONLY_KIT = ("tracking",)
+
+
+def test_core_only_kit_packages_import_nothing_of_visionpipe_but_core():
+    violations = []
+    for path, module, tree in MODULES:
+        if _own_package(path) not in CORE_ONLY_KIT:
+            continue
+        for name, node in _imports(path, module, tree):
+            if _top_package(name) not in ("", "core", _own_package(path)):
+                violations.append(f"{_where(path, node)}: imports {name} "
+                                  f"(visionpipe.{_own_package(path)} imports only core)")
     assert not violations, "\n".join(sorted(set(violations)))
 
 

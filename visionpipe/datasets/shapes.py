@@ -23,7 +23,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -115,6 +115,9 @@ class SceneObject:
     bbox: Tuple[int, int, int, int]  # xmin, ymin, xmax, ymax (pixel edges, max exclusive)
     full_area: int  # pixels of the unoccluded shape
     track_id: int = -1
+    #: the box of the whole shape, hidden parts included (set for video frames: MOT's
+    #: ground truth boxes are amodal, with the visible fraction beside them)
+    full_bbox: Optional[Tuple[int, int, int, int]] = None
 
     @property
     def area(self) -> int:
@@ -595,25 +598,8 @@ def render_sequence(num_frames: int, image_size: int = 64, seed: int = 7,
     colours = [_contrasting_colour(rng, reference) for _ in range(num_objects)]
     track_ids = np.arange(1, num_objects + 1)
     for frame_index in range(num_frames):
-        full_masks, polygons = [], []
-        for k in range(num_objects):
-            polygon = shape_polygon(classes[class_ids[k]], tuple(positions[k]), radii[k], angles[k])
-            polygons.append(polygon)
-            full_masks.append(_rasterize(polygon, image_size))
-        objects = []
-        for k in range(num_objects):
-            visible = full_masks[k].copy()
-            for above in full_masks[k + 1:]:
-                visible &= ~above
-            if visible.any():
-                objects.append(SceneObject(
-                    class_name=classes[class_ids[k]], class_id=int(class_ids[k]),
-                    polygon=polygons[k], colour=colours[k], mask=visible,
-                    bbox=mask_bbox(visible), full_area=int(full_masks[k].sum()),
-                    track_id=int(track_ids[k])))
-        scene = Scene(image_size=image_size, background=background, lighting=lighting,
-                      objects=objects)
-        yield Frame(index=frame_index, image=scene.render(), scene=scene)
+        yield _sequence_frame(frame_index, image_size, background, lighting, classes, class_ids,
+                              positions, radii, angles, colours, track_ids)
         positions += velocities
         for axis in range(2):
             low, high = radii, image_size - radii
@@ -622,3 +608,83 @@ def render_sequence(num_frames: int, image_size: int = 64, seed: int = 7,
             velocities[bounced_low | bounced_high, axis] *= -1
             positions[:, axis] = np.clip(positions[:, axis], low, high)
         angles += spins
+
+
+def _sequence_frame(index: int, image_size: int, background: BackgroundCrop, lighting: Lighting,
+                    classes: Sequence[str], class_ids, centres, radii, angles, colours,
+                    track_ids) -> Frame:
+    """One frame of moving shapes: later entries are drawn on top of earlier ones; an object
+    fully hidden is absent from ``scene.objects``."""
+    full_masks, polygons = [], []
+    for k in range(len(class_ids)):
+        polygon = shape_polygon(classes[class_ids[k]], tuple(centres[k]), radii[k], angles[k])
+        polygons.append(polygon)
+        full_masks.append(_rasterize(polygon, image_size))
+    objects = []
+    for k in range(len(class_ids)):
+        visible = full_masks[k].copy()
+        for above in full_masks[k + 1:]:
+            visible &= ~above
+        if visible.any():
+            objects.append(SceneObject(
+                class_name=classes[class_ids[k]], class_id=int(class_ids[k]),
+                polygon=polygons[k], colour=colours[k], mask=visible,
+                bbox=mask_bbox(visible), full_area=int(full_masks[k].sum()),
+                track_id=int(track_ids[k]), full_bbox=mask_bbox(full_masks[k])))
+    scene = Scene(image_size=image_size, background=background, lighting=lighting,
+                  objects=objects)
+    return Frame(index=index, image=scene.render(), scene=scene)
+
+
+def render_occlusion_sequence(num_frames: int = 30, image_size: int = 96, seed: int = 7,
+                              sequence: int = 0) -> Iterator[Frame]:
+    """Frames with a scripted occlusion, for tracking tests.
+
+    Track 1 (a circle) crosses the frame left to right at mid-height and passes behind track 3
+    (a large square near the centre, drawn on top), which hides it completely for a few
+    frames in the middle of the sequence; track 2 (a triangle) crosses right to left along the
+    top, never occluded. Track 1 comes out of the occlusion on its straight path, so a tracker
+    that keeps its id must carry it through frames where it has no detection.
+    """
+    if num_frames < 12:
+        raise ValueError(f"num_frames must be >= 12 for an occlusion, got {num_frames}")
+    _check_counts(1, image_size)
+    classes = ("circle", "triangle", "square")
+    rng = _rng(seed, _STREAM_SEQUENCE, 1_000_000 + sequence)
+    background = _random_background(rng)
+    reference = _background_pixels(background, image_size).reshape(-1, 3).mean(axis=0)
+    lighting = _random_lighting(rng)
+    colours = [_contrasting_colour(rng, reference) for _ in classes]
+    s = float(image_size)
+    radii = np.array([0.08, 0.09, 0.2]) * s
+    start = np.array([[0.12, 0.5], [0.86, 0.16], [0.5, 0.5]]) * s
+    end = np.array([[0.88, 0.5], [0.14, 0.16], [0.5, 0.5]]) * s
+    wobble = rng.uniform(-0.01, 0.01, size=(2,)) * s  # the occluder drifts a little
+    for index in range(num_frames):
+        t = index / (num_frames - 1)
+        centres = start + (end - start) * t
+        centres[2] += wobble * np.sin(2 * np.pi * t)
+        angles = np.array([0.0, 0.05 * index, 0.0])
+        yield _sequence_frame(index, image_size, background, lighting, classes, [0, 1, 2],
+                              centres, radii, angles, colours, [1, 2, 3])
+
+
+def write_mot_sequence(out_dir, frames: Iterable[Frame], image_format: str = "png") -> Path:
+    """A MOT Challenge sequence folder from rendered frames: ``img1/000001.<fmt>`` ... and
+    ``gt/gt.txt`` (``frame,id,x,y,w,h,1,class_id+1,visibility``, as MOT17: the whole shape's
+    box, hidden parts included, and the visible fraction; frames from 1; objects hidden
+    completely are absent from their frames)."""
+    out = Path(out_dir)
+    (out / "gt").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for frame in frames:
+        number = frame.index + 1
+        path = out / "img1" / f"{number:06d}.{image_format}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(frame.image).save(path)
+        for obj in frame.scene.objects:
+            xmin, ymin, xmax, ymax = obj.full_bbox or obj.bbox
+            lines.append(f"{number},{obj.track_id},{xmin},{ymin},{xmax - xmin},{ymax - ymin},1,"
+                         f"{obj.class_id + 1},{obj.visible_fraction:.3f}")
+    (out / "gt" / "gt.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+    return out

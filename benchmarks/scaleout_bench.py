@@ -1,4 +1,5 @@
-"""Scale-out benchmark: ingestion images/s with the multi-processing DirectRunner vs the
+"""Scale-out benchmark: ingestion images/s with the multi-processing DirectRunner and the
+portable runner (a local job service + an EXTERNAL pool of 2 SDK harnesses) vs the
 in-process one (the same images, the same Examples), and training steps/s of two
 MultiWorkerMirroredStrategy workers on 127.0.0.1 vs one process at the same global batch.
 
@@ -44,13 +45,14 @@ print(json.dumps({"seconds": result.seconds, "replicas": result.replicas}))
 """
 
 
-def ingest_rate(images_dir: str, out: str, runner: str, workers: int):
+def ingest_rate(images_dir: str, out: str, runner: str, workers: int, beam_args=()):
     from visionpipe.components.image_example_gen.ingest import ingest
     from visionpipe.core.config import load_config
 
     config = load_config(overrides=["task=classification", "data.source=folder",
                                     f"data.path={images_dir}", f"runner.beam_runner={runner}",
-                                    f"runner.beam_direct_num_workers={workers}"])
+                                    f"runner.beam_direct_num_workers={workers}",
+                                    f"runner.beam_args=[{', '.join(beam_args)}]"])
     start = time.time()
     result = ingest(config, out)
     return sum(result.counts_by_split.values()) / (time.time() - start), result
@@ -88,6 +90,15 @@ def main(argv) -> int:
     multi, _ = ingest_rate(images, os.path.join(tmp, "multi"), "direct_multiprocessing", args.workers)
     print(f"ingestion of {args.images} images: in-process DirectRunner {direct:.1f} images/s, "
           f"multi-processing ({args.workers} workers) {multi:.1f} images/s: ratio {multi / direct:.2f}")
+    from visionpipe.pipeline.local_beam_cluster import LocalBeamCluster
+
+    with LocalBeamCluster(workers=args.workers, log_dir=os.path.join(tmp, "cluster")) as cluster:
+        portable, _ = ingest_rate(images, os.path.join(tmp, "portable"), "portable", 1,
+                                  cluster.beam_args)
+        harnesses = cluster.workers_started()
+    print(f"ingestion of {args.images} images: portable runner ({harnesses} SDK harness "
+          f"processes in an EXTERNAL pool) {portable:.1f} images/s: ratio {portable / direct:.2f} "
+          "(includes the job submission and harness start)")
 
     uri, names = result.examples_uri, result.class_names
     cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(args.workers)]}

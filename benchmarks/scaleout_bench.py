@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 import visionpipe  # noqa: E402,F401
 
-from benchmarks.serving_bench import _free_port as free_port  # noqa: E402
+from visionpipe.pipeline.local_beam_cluster import free_port  # noqa: E402
 
 _WORKER = """
 import json, sys, time, visionpipe

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,21 +27,16 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import visionpipe  # noqa: E402,F401
+from visionpipe.pipeline.local_beam_cluster import free_port  # noqa: E402
 
 MODEL = "bench"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class _Server:
     """``python -m visionpipe.cli serve`` in a subprocess, stopped on exit."""
 
     def __init__(self, base: Path, *flags: str):
-        self.grpc_port, self.rest_port = _free_port(), _free_port()
+        self.grpc_port, self.rest_port = free_port(), free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "visionpipe.cli", "serve", f"--port={self.grpc_port}",
              f"--rest_api_port={self.rest_port}", f"--model_name={MODEL}", f"--model_base_path={base}",

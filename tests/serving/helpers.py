@@ -1,10 +1,11 @@
 """Small helpers shared by the serving tests."""
 from __future__ import annotations
 
-import socket
 import time
 
 import grpc
+
+from visionpipe.pipeline.local_beam_cluster import free_port  # noqa: F401 - the serving tests' import
 
 
 def wait_for(condition, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
@@ -15,12 +16,6 @@ def wait_for(condition, timeout: float = 30.0, interval: float = 0.05, what: str
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def grpc_predict_version(port: int, image: bytes, model: str = "toy", timeout: float = 30.0) -> int:

@@ -27,7 +27,8 @@ POOL_MODULE = "apache_beam.runners.worker.worker_pool_main"
 WORKER_STARTED = "Starting worker"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the tests and benchmarks use it too)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -42,8 +43,8 @@ class LocalBeamCluster:
         if workers < 1:
             raise UserError(f"--workers must be at least 1, got {workers}")
         self.workers = workers
-        self.job_port = job_port or _free_port()
-        self.pool_port = pool_port or _free_port()
+        self.job_port = job_port or free_port()
+        self.pool_port = pool_port or free_port()
         self.log_dir = Path(log_dir) if log_dir else None
         self.start_timeout_s = start_timeout_s
         self._processes: List[subprocess.Popen] = []

@@ -1,4 +1,4 @@
-"""Scale-out benchmark: ingestion images/s with the multi-processing DirectRunner and the
+"""Scale-out benchmark: ingestion and ingestion + statistics images/s with the multi-processing DirectRunner and the
 portable runner (a local job service + an EXTERNAL pool of 2 SDK harnesses) vs the
 in-process one (the same images, the same Examples), and training steps/s of two
 MultiWorkerMirroredStrategy workers on 127.0.0.1 vs one process at the same global batch.
@@ -58,6 +58,38 @@ def ingest_rate(images_dir: str, out: str, runner: str, workers: int, beam_args=
     return sum(result.counts_by_split.values()) / (time.time() - start), result
 
 
+def statistics_seconds(examples_uri: str, out: str, beam_args) -> float:
+    """Seconds TFDV takes to compute the statistics of the train split on ``beam_args``'
+    runner (what StatisticsGen runs), read back to check it saw every Example."""
+    import tensorflow_data_validation as tfdv
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from visionpipe.core.examples import split_dir
+
+    start = time.time()
+    stats = tfdv.generate_statistics_from_tfrecord(
+        data_location=os.path.join(split_dir(examples_uri, "train"), "*.gz"),
+        output_path=os.path.join(out, "train_stats.tfrecord"),
+        pipeline_options=PipelineOptions(list(beam_args)))
+    seconds = time.time() - start
+    return seconds, stats.datasets[0].num_examples
+
+
+def ingest_and_statistics_rate(images_dir, out, runner, workers, config_args):
+    """(ingestion images/s, ingestion + statistics images/s, the ingest result)."""
+    from visionpipe.core.config import load_config
+
+    rate, result = ingest_rate(images_dir, out, runner, workers, config_args)
+    config = load_config(overrides=[f"runner.beam_runner={runner}",
+                                    f"runner.beam_direct_num_workers={workers}",
+                                    f"runner.beam_args=[{', '.join(config_args)}]"])
+    images = sum(result.counts_by_split.values())
+    seconds, seen = statistics_seconds(result.examples_uri, out, config.runner.beam_pipeline_args())
+    if seen != result.counts_by_split["train"]:
+        raise SystemExit(f"statistics saw {seen} train Examples of {result.counts_by_split['train']}")
+    return rate, images / (images / rate + seconds), result
+
+
 def training_runs(uri, names, batch, steps, strategy, log_root, tf_configs):
     """Seconds of each of ``len(tf_configs)`` training processes run together (TF_CONFIG
     None: a process on its own)."""
@@ -86,19 +118,26 @@ def main(argv) -> int:
     tmp = tempfile.mkdtemp(prefix="scaleout_")
     images = os.path.join(tmp, "images")
     shapes.write_classification_folder(Path(images), args.images, 32, seed=11)
-    direct, result = ingest_rate(images, os.path.join(tmp, "direct"), "direct", 1)
-    multi, _ = ingest_rate(images, os.path.join(tmp, "multi"), "direct_multiprocessing", args.workers)
-    print(f"ingestion of {args.images} images: in-process DirectRunner {direct:.1f} images/s, "
-          f"multi-processing ({args.workers} workers) {multi:.1f} images/s: ratio {multi / direct:.2f}")
+    direct, direct_stats, result = ingest_and_statistics_rate(
+        images, os.path.join(tmp, "direct"), "direct", 1, ())
+    multi, multi_stats, _ = ingest_and_statistics_rate(
+        images, os.path.join(tmp, "multi"), "direct_multiprocessing", args.workers, ())
+    print(f"{args.images} images, in-process DirectRunner: ingestion {direct:.1f} images/s, "
+          f"ingestion + statistics {direct_stats:.1f} images/s")
+    print(f"multi-processing ({args.workers} workers): ingestion {multi:.1f} images/s "
+          f"(ratio {multi / direct:.2f}), ingestion + statistics {multi_stats:.1f} images/s "
+          f"(ratio {multi_stats / direct_stats:.2f})")
     from visionpipe.pipeline.local_beam_cluster import LocalBeamCluster
 
     with LocalBeamCluster(workers=args.workers, log_dir=os.path.join(tmp, "cluster")) as cluster:
-        portable, _ = ingest_rate(images, os.path.join(tmp, "portable"), "portable", 1,
-                                  cluster.beam_args)
+        portable, portable_stats, _ = ingest_and_statistics_rate(
+            images, os.path.join(tmp, "portable"), "portable", 1, cluster.beam_args)
         harnesses = cluster.workers_started()
-    print(f"ingestion of {args.images} images: portable runner ({harnesses} SDK harness "
-          f"processes in an EXTERNAL pool) {portable:.1f} images/s: ratio {portable / direct:.2f} "
-          "(includes the job submission and harness start)")
+    print(f"portable runner ({harnesses} SDK harness processes started in an EXTERNAL pool over "
+          f"its two jobs): ingestion "
+          f"{portable:.1f} images/s (ratio {portable / direct:.2f}), ingestion + statistics "
+          f"{portable_stats:.1f} images/s (ratio {portable_stats / direct_stats:.2f}); both include "
+          "each job's submission and harness start")
 
     uri, names = result.examples_uri, result.class_names
     cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(args.workers)]}

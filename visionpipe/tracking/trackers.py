@@ -73,7 +73,13 @@ class Track:
 
     def update(self, kf: KalmanBoxFilter, box: np.ndarray, score: float, class_id: int,
                embedding: Optional[np.ndarray]) -> None:
-        self.mean, self.covariance = kf.update(self.mean, self.covariance, xyxy_to_xyah(box))
+        self.record(*kf.update(self.mean, self.covariance, xyxy_to_xyah(box)), score,
+                    class_id, embedding)
+
+    def record(self, mean: np.ndarray, covariance: np.ndarray, score: float, class_id: int,
+               embedding: Optional[np.ndarray]) -> None:
+        """A match whose filter update is done (``mean``, ``covariance``: the new state)."""
+        self.mean, self.covariance = mean, covariance
         self.score = float(score)
         self.class_id = int(class_id)
         self.hits += 1
@@ -110,8 +116,13 @@ class Tracker:
         for track in self.tracks:
             track.predict(self.kf)
         matches, births = self._associate(boxes, scores, classes, embeddings)
-        for track, det in matches:
-            track.update(self.kf, boxes[det], scores[det], classes[det],
+        # every matched track's filter update in one stacked solve
+        means, covariances = self.kf.update_many(
+            np.array([t.mean for t, _ in matches]).reshape(-1, 8),
+            np.array([t.covariance for t, _ in matches]).reshape(-1, 8, 8),
+            xyxy_to_xyah(boxes[[d for _, d in matches]]).reshape(-1, 4))
+        for (track, det), mean, covariance in zip(matches, means, covariances):
+            track.record(mean, covariance, scores[det], classes[det],
                          None if embeddings is None else embeddings[det])
             if track.state == TENTATIVE and track.hits >= self.config.min_hits:
                 self._confirm(track)
@@ -238,9 +249,12 @@ class DeepSortTracker(Tracker):
         measurements = xyxy_to_xyah(boxes[dets])
         ious = iou_matrix(np.array([t.box for t in tracks]), boxes[dets])
         cost = np.empty((len(tracks), len(dets)))
+        motions = self.kf.gating_distances(np.array([t.mean for t in tracks]),
+                                           np.array([t.covariance for t in tracks]),
+                                           measurements)
         for row, track in enumerate(tracks):
             appearance = cosine_distance(np.array(track.gallery), embeddings[dets])
-            motion = self.kf.gating_distance(track.mean, track.covariance, measurements)
+            motion = motions[row]
             blended = (c.motion_weight * np.minimum(motion / c.mahalanobis_gate, 1.0)
                        + (1 - c.motion_weight) * appearance)
             # motion gate: within the Mahalanobis gate or overlapping the prediction (a

@@ -235,3 +235,14 @@ def test_batched_kalman_update_equals_the_per_track_one():
         assert not np.allclose(m1, mean)
         np.testing.assert_allclose(m2, m1, rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(c2, c1, rtol=1e-10, atol=1e-10)
+
+
+def test_deepsort_gallery_takes_only_confident_matches():
+    tracker = make_tracker(TrackerConfig(tracker="deepsort", min_hits=1, gallery_min_score=0.6))
+    box = np.array([[10.0, 10.0, 30.0, 30.0]])
+    tracker.update(box, [0.9], embeddings=[[1.0, 0.0]])
+    tracker.update(box + 1, [0.55], embeddings=[[0.0, 1.0]])  # matched (IoU), not kept
+    tracker.update(box + 2, [0.8], embeddings=[[0.9, 0.1]])
+    (track,) = tracker.tracks
+    assert track.hits == 3
+    np.testing.assert_allclose(np.array(track.gallery), [[1.0, 0.0], [0.9, 0.1]])

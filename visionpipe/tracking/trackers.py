@@ -20,6 +20,8 @@ and keeps its id. The trackers differ in how they associate:
   then IoU, as SORT, for the tracks left (DeepSORT's paper limits this stage to tentative and
   just-missed tracks; here lost tracks join it). A track lost behind an occluder is
   re-identified by its appearance when it reappears away from where IoU would find it.
+  Only matches scoring at least ``gallery_min_score`` join a gallery: a half-hidden
+  object's crop shows its occluder, and would later match the occluder's detection.
 """
 from __future__ import annotations
 
@@ -122,8 +124,9 @@ class Tracker:
             np.array([t.covariance for t, _ in matches]).reshape(-1, 8, 8),
             xyxy_to_xyah(boxes[[d for _, d in matches]]).reshape(-1, 4))
         for (track, det), mean, covariance in zip(matches, means, covariances):
+            keep = embeddings is not None and scores[det] >= self.config.gallery_min_score
             track.record(mean, covariance, scores[det], classes[det],
-                         None if embeddings is None else embeddings[det])
+                         embeddings[det] if keep else None)
             if track.state == TENTATIVE and track.hits >= self.config.min_hits:
                 self._confirm(track)
         for track in self.tracks:

@@ -33,7 +33,7 @@ import numpy as np
 
 from visionpipe.tracking.config import TrackerConfig
 from visionpipe.tracking.kalman import KalmanBoxFilter, xyah_to_xyxy, xyxy_to_xyah
-from visionpipe.tracking.matching import assign, cosine_distance, iou_matrix
+from visionpipe.tracking.matching import assign, iou_matrix, normalise
 
 TENTATIVE, CONFIRMED, DELETED = "tentative", "confirmed", "deleted"
 #: the cost of a pair a gate excludes (above every admissible cost)
@@ -62,8 +62,19 @@ class Track:
         self.state = TENTATIVE
         self.track_id = 0  # given when confirmed, so reported ids are 1, 2, 3, ...
         self.gallery = collections.deque(maxlen=gallery_size)
+        self._gallery_matrix: Optional[np.ndarray] = None
+        self._add_embedding(embedding)
+
+    def _add_embedding(self, embedding: Optional[np.ndarray]) -> None:
         if embedding is not None:
             self.gallery.append(np.asarray(embedding, dtype=np.float64))
+            self._gallery_matrix = None
+
+    def gallery_matrix(self) -> np.ndarray:
+        """The gallery as L2-normalised rows (G, D), kept until the gallery changes."""
+        if self._gallery_matrix is None:
+            self._gallery_matrix = normalise(np.array(self.gallery))
+        return self._gallery_matrix
 
     @property
     def box(self) -> np.ndarray:
@@ -86,8 +97,7 @@ class Track:
         self.class_id = int(class_id)
         self.hits += 1
         self.time_since_update = 0
-        if embedding is not None:
-            self.gallery.append(np.asarray(embedding, dtype=np.float64))
+        self._add_embedding(embedding)
 
 
 class Tracker:
@@ -251,20 +261,22 @@ class DeepSortTracker(Tracker):
         c = self.config
         measurements = xyxy_to_xyah(boxes[dets])
         ious = iou_matrix(np.array([t.box for t in tracks]), boxes[dets])
-        cost = np.empty((len(tracks), len(dets)))
         motions = self.kf.gating_distances(np.array([t.mean for t in tracks]),
                                            np.array([t.covariance for t in tracks]),
                                            measurements)
+        # smallest cosine distance to each track's gallery (no gallery: 1, gated out)
+        queries = normalise(embeddings[dets])
+        appearance = np.ones((len(tracks), len(dets)))
         for row, track in enumerate(tracks):
-            appearance = cosine_distance(np.array(track.gallery), embeddings[dets])
-            motion = motions[row]
-            blended = (c.motion_weight * np.minimum(motion / c.mahalanobis_gate, 1.0)
-                       + (1 - c.motion_weight) * appearance)
-            # motion gate: within the Mahalanobis gate or overlapping the prediction (a
-            # small, fast object's prediction can be a few pixels off yet overlap well)
-            implausible = (motion > c.mahalanobis_gate) & (ious[row] < c.iou_threshold)
-            gated = implausible | (appearance > c.max_cosine_distance)
-            cost[row] = np.where(gated, _INFEASIBLE, blended)
+            if track.gallery:
+                appearance[row] = 1.0 - np.max(track.gallery_matrix() @ queries.T, axis=0)
+        blended = (c.motion_weight * np.minimum(motions / c.mahalanobis_gate, 1.0)
+                   + (1 - c.motion_weight) * appearance)
+        # motion gate: within the Mahalanobis gate or overlapping the prediction (a small,
+        # fast object's prediction can be a few pixels off yet overlap well)
+        implausible = (motions > c.mahalanobis_gate) & (ious < c.iou_threshold)
+        gated = implausible | (appearance > c.max_cosine_distance)
+        cost = np.where(gated, _INFEASIBLE, blended)
         return self._class_gate(cost, tracks, dets, classes)
 
 

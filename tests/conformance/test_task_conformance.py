@@ -327,6 +327,9 @@ def test_export_has_the_three_signatures_labels_and_task_file(trained, ingested)
     assert export.read_class_names(trained.export_dir) == ingested.class_names
     assert export.read_task_name(trained.export_dir) == ingested.name
     assert export.read_warmup_requests(trained.export_dir)
+    # the files the task ships beside its model (a detector's tracker config) are there
+    for relative, text in trained.task.export_files().items():
+        assert (Path(trained.export_dir) / relative).read_text() == text, relative
 
 
 def test_signature_methods_are_written_into_the_saved_model(trained):

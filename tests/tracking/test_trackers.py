@@ -206,3 +206,43 @@ def test_bytetrack_on_pets09_public_detections_is_above_measured_bounds(shared_d
     m = mot.mot_metrics({"pets09": (sequence.gt, hyp)})["overall"]
     # measured MOTA 0.748, IDF1 0.839, 1 switch (SORT: 0.705, 0.831, 3)
     assert m["mota"] > 0.72 and m["idf1"] > 0.80 and m["num_switches"] <= 3, m
+
+
+def test_batched_gating_distances_equal_the_per_track_ones():
+    kf = KalmanBoxFilter()
+    rng = np.random.default_rng(0)
+    states = [kf.predict(*kf.initiate(np.array([50, 40, 0.5, 30.0]) + rng.normal(0, 3, 4)))
+              for _ in range(5)]
+    measurements = np.array([50, 40, 0.5, 30.0]) + rng.normal(0, 5, (7, 4))
+    batched = kf.gating_distances(np.array([m for m, _ in states]),
+                                  np.array([c for _, c in states]), measurements)
+    one_by_one = np.array([kf.gating_distance(m, c, measurements) for m, c in states])
+    assert batched.shape == (5, 7) and np.all(one_by_one > 0)
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-10)
+    assert kf.gating_distances(np.zeros((0, 8)), np.zeros((0, 8, 8)), measurements).shape == (0, 7)
+
+
+def test_batched_kalman_update_equals_the_per_track_one():
+    kf = KalmanBoxFilter()
+    rng = np.random.default_rng(1)
+    states = [kf.predict(*kf.initiate(np.array([50, 40, 0.5, 30.0]) + rng.normal(0, 3, 4)))
+              for _ in range(4)]
+    measurements = np.array([52, 41, 0.5, 31.0]) + rng.normal(0, 2, (4, 4))
+    means, covariances = kf.update_many(np.array([m for m, _ in states]),
+                                        np.array([c for _, c in states]), measurements)
+    for (mean, cov), z, m2, c2 in zip(states, measurements, means, covariances):
+        m1, c1 = kf.update(mean, cov, z)
+        assert not np.allclose(m1, mean)
+        np.testing.assert_allclose(m2, m1, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(c2, c1, rtol=1e-10, atol=1e-10)
+
+
+def test_deepsort_gallery_takes_only_confident_matches():
+    tracker = make_tracker(TrackerConfig(tracker="deepsort", min_hits=1, gallery_min_score=0.6))
+    box = np.array([[10.0, 10.0, 30.0, 30.0]])
+    tracker.update(box, [0.9], embeddings=[[1.0, 0.0]])
+    tracker.update(box + 1, [0.55], embeddings=[[0.0, 1.0]])  # matched (IoU), not kept
+    tracker.update(box + 2, [0.8], embeddings=[[0.9, 0.1]])
+    (track,) = tracker.tracks
+    assert track.hits == 3
+    np.testing.assert_allclose(np.array(track.gallery), [[1.0, 0.0], [0.9, 0.1]])

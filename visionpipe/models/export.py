@@ -34,6 +34,10 @@ def export_saved_model(model: tf.keras.Model, task, export_dir: str,
         model.save(export_dir, save_format="tf", signatures=signatures, include_optimizer=False)
     set_method_names(export_dir, task.signature_methods)
     write_task_file(export_dir, task.name)
+    for relative, text in task.export_files().items():
+        path = Path(export_dir) / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     warmup = list(warmup_images)
     if warmup:
         write_warmup_requests(export_dir, warmup, model_name)

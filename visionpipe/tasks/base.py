@@ -161,6 +161,12 @@ class Task(abc.ABC):
         ``held_out`` is the split ``finalize_split`` names, batched (image, target) pairs."""
 
     # --- export ---------------------------------------------------------------------------
+    def export_files(self) -> Dict[str, str]:
+        """{path inside the export: text} written beside the SavedModel at export (e.g. an
+        ``assets.extra/`` file clients read), so the Pusher ships them with the model.
+        Default: none."""
+        return {}
+
     @abc.abstractmethod
     def serving_outputs(self, model: tf.keras.Model, images: tf.Tensor) -> Dict[str, tf.Tensor]:
         """Model input batch -> the dict every signature returns (post-processing inside)."""

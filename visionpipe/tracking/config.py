@@ -39,6 +39,11 @@ class TrackerConfig:
     max_cosine_distance: float = 0.2
     #: DeepSORT: recent embeddings kept per track (the gallery)
     gallery_size: int = 50
+    #: DeepSORT: a matched detection scoring below this does not join the track's gallery
+    #: (detectors score half-hidden objects low, and their crops show the occluder, which
+    #: would later match the occluder's detection; cf. Deep OC-SORT's confidence-weighted
+    #: appearance updates). 0: every match joins
+    gallery_min_score: float = 0.6
     #: DeepSORT: weight of the Mahalanobis distance in the appearance cost (0: appearance only,
     #: the DeepSORT paper's choice; the gate applies either way)
     motion_weight: float = 0.0
@@ -59,7 +64,8 @@ class TrackerConfig:
             require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
                     k + name, f"must be an integer >= 1, got {value!r}")
         for name in ("iou_threshold", "high_score", "low_score", "low_iou_threshold",
-                     "new_track_score", "max_cosine_distance", "motion_weight"):
+                     "new_track_score", "max_cosine_distance", "motion_weight",
+                     "gallery_min_score"):
             value = getattr(self, name)
             require(_is_number(value) and 0.0 <= value <= 1.0, k + name,
                     f"must be a number in [0, 1], got {value!r}")

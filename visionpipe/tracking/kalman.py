@@ -89,3 +89,44 @@ class KalmanBoxFilter:
         factor = np.linalg.cholesky(projected_cov)
         z = np.linalg.solve(factor, d.T)
         return np.sum(z * z, axis=0)
+
+    def gating_distances(self, means: np.ndarray, covariances: np.ndarray,
+                         measurements: np.ndarray) -> np.ndarray:
+        """:meth:`gating_distance` of many states at once: (T, 8) means and (T, 8, 8)
+        covariances against (N, 4) ``xyah`` measurements -> (T, N), in one stacked Cholesky
+        and solve (one LAPACK call instead of one per track)."""
+        means = np.asarray(means, dtype=np.float64).reshape(-1, 8)
+        measurements = np.asarray(measurements, dtype=np.float64).reshape(-1, 4)
+        if not len(means) or not len(measurements):
+            return np.zeros((len(means), len(measurements)))
+        h = means[:, 3]
+        std = np.stack([self.std_position * h, self.std_position * h, np.full_like(h, 1e-1),
+                        self.std_position * h], 1)
+        projected = (self.observation @ np.asarray(covariances, dtype=np.float64)
+                     @ self.observation.T)
+        projected = projected + np.einsum("ti,ij->tij", np.square(std), np.eye(4))
+        d = measurements[None, :, :] - (means @ self.observation.T)[:, None, :]  # (T, N, 4)
+        factor = np.linalg.cholesky(projected)
+        z = np.linalg.solve(factor, np.swapaxes(d, 1, 2))  # (T, 4, N)
+        return np.sum(z * z, axis=1)
+
+    def update_many(self, means: np.ndarray, covariances: np.ndarray,
+                    measurements: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """:meth:`update` of T states with their T ``xyah`` measurements at once (one stacked
+        solve): (T, 8) means and (T, 8, 8) covariances."""
+        means = np.asarray(means, dtype=np.float64).reshape(-1, 8)
+        covariances = np.asarray(covariances, dtype=np.float64).reshape(-1, 8, 8)
+        measurements = np.asarray(measurements, dtype=np.float64).reshape(-1, 4)
+        if not len(means):
+            return means, covariances
+        h = means[:, 3]
+        std = np.stack([self.std_position * h, self.std_position * h, np.full_like(h, 1e-1),
+                        self.std_position * h], 1)
+        projected = (self.observation @ covariances @ self.observation.T
+                     + np.einsum("ti,ij->tij", np.square(std), np.eye(4)))
+        cross = covariances @ self.observation.T  # (T, 8, 4): P H^T
+        gain = np.swapaxes(np.linalg.solve(projected, np.swapaxes(cross, 1, 2)), 1, 2)
+        innovation = measurements - means @ self.observation.T
+        means = means + np.einsum("tij,tj->ti", gain, innovation)
+        covariances = covariances - gain @ projected @ np.swapaxes(gain, 1, 2)
+        return means, covariances

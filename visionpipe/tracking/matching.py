@@ -26,14 +26,15 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def cosine_distance(gallery: np.ndarray, queries: np.ndarray) -> np.ndarray:
     """Smallest ``1 - cos`` between any gallery row and each query row: (M,)."""
-    gallery = _normalise(gallery)
-    queries = _normalise(queries)
+    gallery = normalise(gallery)
+    queries = normalise(queries)
     if not len(gallery):
         return np.ones(len(queries))
     return np.min(1.0 - gallery @ queries.T, axis=0)
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
+def normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (a 1-D vector becomes one row; zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
         x = x[None, :]

@@ -74,9 +74,11 @@ def read_mot_file(path: Union[str, Path]) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(-1, width or 7)
 
 
-def _frame_files(root: Path) -> Dict[int, Path]:
-    for name in ("img1", "img"):
-        folder = root / name
+def frame_files(root: Union[str, Path], subfolders: Sequence[str] = ("img1", "img")) -> Dict[int, Path]:
+    """Frame number -> image file of the first of ``subfolders`` of ``root`` that exists (``()``:
+    ``root`` itself); numbers from the files' trailing digits, else their sorted order from 1."""
+    root = Path(root)
+    for folder in [root / name for name in subfolders] or [root]:
         if folder.is_dir():
             files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             numbers = [re.search(r"(\d+)$", p.stem) for p in files]
@@ -95,7 +97,7 @@ def read_mot_sequence(root: Union[str, Path]) -> MotSequence:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such sequence folder")
-    frames = _frame_files(root)
+    frames = frame_files(root)
     sequence = MotSequence(name=root.name, root=root, frames=frames)
     gt_path = root / "gt" / "gt.txt"
     if gt_path.is_file():

@@ -20,6 +20,8 @@ and keeps its id. The trackers differ in how they associate:
   then IoU, as SORT, for the tracks left (DeepSORT's paper limits this stage to tentative and
   just-missed tracks; here lost tracks join it). A track lost behind an occluder is
   re-identified by its appearance when it reappears away from where IoU would find it.
+  Only matches scoring at least ``gallery_min_score`` join a gallery: a half-hidden
+  object's crop shows its occluder, and would later match the occluder's detection.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ import numpy as np
 
 from visionpipe.tracking.config import TrackerConfig
 from visionpipe.tracking.kalman import KalmanBoxFilter, xyah_to_xyxy, xyxy_to_xyah
-from visionpipe.tracking.matching import assign, cosine_distance, iou_matrix
+from visionpipe.tracking.matching import assign, iou_matrix, normalise
 
 TENTATIVE, CONFIRMED, DELETED = "tentative", "confirmed", "deleted"
 #: the cost of a pair a gate excludes (above every admissible cost)
@@ -60,8 +62,19 @@ class Track:
         self.state = TENTATIVE
         self.track_id = 0  # given when confirmed, so reported ids are 1, 2, 3, ...
         self.gallery = collections.deque(maxlen=gallery_size)
+        self._gallery_matrix: Optional[np.ndarray] = None
+        self._add_embedding(embedding)
+
+    def _add_embedding(self, embedding: Optional[np.ndarray]) -> None:
         if embedding is not None:
             self.gallery.append(np.asarray(embedding, dtype=np.float64))
+            self._gallery_matrix = None
+
+    def gallery_matrix(self) -> np.ndarray:
+        """The gallery as L2-normalised rows (G, D), kept until the gallery changes."""
+        if self._gallery_matrix is None:
+            self._gallery_matrix = normalise(np.array(self.gallery))
+        return self._gallery_matrix
 
     @property
     def box(self) -> np.ndarray:
@@ -73,13 +86,18 @@ class Track:
 
     def update(self, kf: KalmanBoxFilter, box: np.ndarray, score: float, class_id: int,
                embedding: Optional[np.ndarray]) -> None:
-        self.mean, self.covariance = kf.update(self.mean, self.covariance, xyxy_to_xyah(box))
+        self.record(*kf.update(self.mean, self.covariance, xyxy_to_xyah(box)), score,
+                    class_id, embedding)
+
+    def record(self, mean: np.ndarray, covariance: np.ndarray, score: float, class_id: int,
+               embedding: Optional[np.ndarray]) -> None:
+        """A match whose filter update is done (``mean``, ``covariance``: the new state)."""
+        self.mean, self.covariance = mean, covariance
         self.score = float(score)
         self.class_id = int(class_id)
         self.hits += 1
         self.time_since_update = 0
-        if embedding is not None:
-            self.gallery.append(np.asarray(embedding, dtype=np.float64))
+        self._add_embedding(embedding)
 
 
 class Tracker:
@@ -110,9 +128,15 @@ class Tracker:
         for track in self.tracks:
             track.predict(self.kf)
         matches, births = self._associate(boxes, scores, classes, embeddings)
-        for track, det in matches:
-            track.update(self.kf, boxes[det], scores[det], classes[det],
-                         None if embeddings is None else embeddings[det])
+        # every matched track's filter update in one stacked solve
+        means, covariances = self.kf.update_many(
+            np.array([t.mean for t, _ in matches]).reshape(-1, 8),
+            np.array([t.covariance for t, _ in matches]).reshape(-1, 8, 8),
+            xyxy_to_xyah(boxes[[d for _, d in matches]]).reshape(-1, 4))
+        for (track, det), mean, covariance in zip(matches, means, covariances):
+            keep = embeddings is not None and scores[det] >= self.config.gallery_min_score
+            track.record(mean, covariance, scores[det], classes[det],
+                         embeddings[det] if keep else None)
             if track.state == TENTATIVE and track.hits >= self.config.min_hits:
                 self._confirm(track)
         for track in self.tracks:
@@ -237,17 +261,22 @@ class DeepSortTracker(Tracker):
         c = self.config
         measurements = xyxy_to_xyah(boxes[dets])
         ious = iou_matrix(np.array([t.box for t in tracks]), boxes[dets])
-        cost = np.empty((len(tracks), len(dets)))
+        motions = self.kf.gating_distances(np.array([t.mean for t in tracks]),
+                                           np.array([t.covariance for t in tracks]),
+                                           measurements)
+        # smallest cosine distance to each track's gallery (no gallery: 1, gated out)
+        queries = normalise(embeddings[dets])
+        appearance = np.ones((len(tracks), len(dets)))
         for row, track in enumerate(tracks):
-            appearance = cosine_distance(np.array(track.gallery), embeddings[dets])
-            motion = self.kf.gating_distance(track.mean, track.covariance, measurements)
-            blended = (c.motion_weight * np.minimum(motion / c.mahalanobis_gate, 1.0)
-                       + (1 - c.motion_weight) * appearance)
-            # motion gate: within the Mahalanobis gate or overlapping the prediction (a
-            # small, fast object's prediction can be a few pixels off yet overlap well)
-            implausible = (motion > c.mahalanobis_gate) & (ious[row] < c.iou_threshold)
-            gated = implausible | (appearance > c.max_cosine_distance)
-            cost[row] = np.where(gated, _INFEASIBLE, blended)
+            if track.gallery:
+                appearance[row] = 1.0 - np.max(track.gallery_matrix() @ queries.T, axis=0)
+        blended = (c.motion_weight * np.minimum(motions / c.mahalanobis_gate, 1.0)
+                   + (1 - c.motion_weight) * appearance)
+        # motion gate: within the Mahalanobis gate or overlapping the prediction (a small,
+        # fast object's prediction can be a few pixels off yet overlap well)
+        implausible = (motions > c.mahalanobis_gate) & (ious < c.iou_threshold)
+        gated = implausible | (appearance > c.max_cosine_distance)
+        cost = np.where(gated, _INFEASIBLE, blended)
         return self._class_gate(cost, tracks, dets, classes)
 
 

@@ -9,6 +9,8 @@ Targets are keras-cv dense boxes in pixels of the model input (``model.image_siz
 """
 from __future__ import annotations
 
+import json
+import os
 from typing import Dict
 
 import visionpipe  # noqa: F401
@@ -19,6 +21,7 @@ from visionpipe.core.registry import register_task
 from visionpipe.models import augment, preprocessing
 from visionpipe.tasks.base import Task
 from visionpipe.tasks.detection.config import DetectionConfig
+from visionpipe.tracking.config import TRACKER_FILE, TrackerConfig
 
 PAD = -1.0
 
@@ -28,7 +31,9 @@ class DetectionTask(Task):
     name = "detection"
     feature_keys = (features.ENCODED, features.OBJECT_LABEL, *features.BBOX_KEYS)
     label_feature = features.OBJECT_TEXT
-    config_sections = {"detection": DetectionConfig}
+    #: ``tracking``: the tracker a client runs over this detector's boxes (`visionpipe track`),
+    #: pushed beside the model as ``assets.extra/visionpipe_tracker.json``
+    config_sections = {"detection": DetectionConfig, "tracking": TrackerConfig}
     # what the augmentation builder applies in box mode (BoxAugmenter adds detection.mosaic)
     augment_keys = augment.honoured_keys(augment.BOXES)
     default_gate_metric = "map_50"
@@ -132,6 +137,12 @@ class DetectionTask(Task):
                                    iou_threshold=det.iou_threshold,
                                    max_detections=det.max_detections, pre_nms_top_k=det.pre_nms_top_k)
         return nms.serving_dict(kept, self.image_size, self.class_names)
+
+    def export_files(self) -> Dict[str, str]:
+        """The ``tracking`` section, validated, as the tracker file `visionpipe track` reads."""
+        tracking = self.config.tracking.validate()
+        return {os.path.join("assets.extra", TRACKER_FILE):
+                json.dumps(tracking.to_dict(), indent=2, sort_keys=True) + "\n"}
 
     def serving_outputs(self, model: tf.keras.Model, images: tf.Tensor) -> Dict[str, tf.Tensor]:
         return self.postprocess(*self.raw_predictions(model, images))

@@ -125,9 +125,13 @@ class ClassificationTask(Task):
         predicted = np.argmax(probabilities, axis=-1)
         truth = np.argmax(targets, axis=-1)
         top_k = np.argsort(-probabilities, axis=-1, kind="stable")[:, :self.top_k]
+        from visionpipe.tasks.classification import confusion
+
+        matrix = confusion.confusion_matrix(truth, predicted, self.num_classes)
         return {"accuracy": float(np.mean(predicted == truth)),
                 "top_k_accuracy": float(np.mean([t in row for t, row in zip(truth, top_k)])),
                 "macro_auc": macro_auc(probabilities, targets),
+                **confusion.confusion_metrics(matrix, self.class_names),
                 "num_examples": int(len(truth))}
 
     # --- evaluation ---------------------------------------------------------------------

@@ -22,3 +22,21 @@ def digits_examples(tmp_path_factory):
     config = digits_config(tmp)
     result = ingest(resolve_data_source(config, str(tmp / "run")), str(tmp / "ingest"))
     return config, result.examples_uri, result.class_names
+
+
+@pytest.fixture(scope="session")
+def trained(digits_examples, tmp_path_factory):
+    """(task, training result, export dir): a digits classifier trained for 2 epochs."""
+    from visionpipe.core.examples import split_files
+    from visionpipe.models import data, export, training
+    from visionpipe.tasks import get_task
+
+    config, examples_uri, names = digits_examples
+    task = get_task(config, names)
+    tmp = tmp_path_factory.mktemp("trained")
+    result = training.train(config, task, split_files(examples_uri, "train"),
+                            split_files(examples_uri, "eval"), str(tmp / "logs"))
+    export_dir = str(tmp / "export")
+    images = data.raw_images(split_files(examples_uri, "eval"), 3)
+    export.export_saved_model(result.model, task, export_dir, images, "digits")
+    return task, result, export_dir

@@ -110,21 +110,6 @@ def test_a_non_square_classifier_trains_exports_and_its_signatures_and_tflite_ag
     assert by_bytes.shape == (1, len(names))
 
 
-@pytest.fixture(scope="module")
-def trained(digits_examples, tmp_path_factory):
-    from visionpipe.models import training
-
-    config, examples_uri, names = digits_examples
-    task = get_task(config, names)
-    tmp = tmp_path_factory.mktemp("trained")
-    result = training.train(config, task, split_files(examples_uri, "train"),
-                            split_files(examples_uri, "eval"), str(tmp / "logs"))
-    export_dir = str(tmp / "export")
-    images = data.raw_images(split_files(examples_uri, "eval"), 3)
-    export.export_saved_model(result.model, task, export_dir, images, "digits")
-    return task, result, export_dir
-
-
 def test_three_signatures_agree_on_the_same_images(trained, digits_examples):
     task, _, export_dir = trained
     _, examples_uri, names = digits_examples

@@ -276,7 +276,15 @@ class TrainConfig:
     fine_tune_layers: int = 20
     fine_tune_lr_factor: float = 0.1
     label_smoothing: float = 0.0
-    class_weights: str = "none"  # none | balanced
+    # the classifier head's loss (classification, multilabel): cross_entropy | focal
+    # (Lin et al. 2017: each example's cross-entropy times (1 - p_true) ** focal_gamma, so
+    # easy examples weigh little; focal_gamma 0 is plain cross-entropy)
+    loss: str = "cross_entropy"
+    focal_gamma: float = 2.0
+    # none | balanced (n / (k * n_c)) | effective_number (Cui et al. 2019: (1 - beta) /
+    # (1 - beta ** n_c), scaled so the weights average 1 over the training examples)
+    class_weights: str = "none"
+    class_weight_beta: float = 0.999
     oversample: bool = False
     early_stopping_patience: int = 0  # 0: off
     mixed_precision: str = "auto"  # auto (on GPU) | on | off
@@ -303,8 +311,13 @@ class TrainConfig:
                  "must be 'cosine' or 'constant'")
         require(self.fine_tune_epochs >= 0, "train.fine_tune_epochs", "must be >= 0")
         require(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
-        require(self.class_weights in ("none", "balanced"), "train.class_weights",
-                 "must be 'none' or 'balanced'")
+        require(self.class_weights in CLASS_WEIGHTINGS, "train.class_weights",
+                 f"must be one of {list(CLASS_WEIGHTINGS)}, got {self.class_weights!r}")
+        require(0.0 < self.class_weight_beta < 1.0, "train.class_weight_beta",
+                 f"must be in (0, 1), e.g. 0.999, got {self.class_weight_beta}")
+        require(self.loss in HEAD_LOSSES, "train.loss",
+                 f"must be one of {list(HEAD_LOSSES)}, got {self.loss!r}")
+        require(self.focal_gamma >= 0, "train.focal_gamma", f"must be >= 0, got {self.focal_gamma}")
         require(self.mixed_precision in ("auto", "on", "off"), "train.mixed_precision",
                  "must be auto, on or off")
         require(self.warm_start in ("none", "latest_blessed"), "train.warm_start",
@@ -320,6 +333,8 @@ class TrainConfig:
                  "fit on a tf.data input without a dataset creator; use multi_worker)")
 
 
+CLASS_WEIGHTINGS = ("none", "balanced", "effective_number")
+HEAD_LOSSES = ("cross_entropy", "focal")
 DEFAULT_MAX_DROP = 0.02
 
 
@@ -545,6 +560,10 @@ class PipelineConfig:
         self._fill_task_defaults(task)
         self._check_gate_metrics(task)
         self._check_augment_keys(task)
+        require(self.train.loss == TrainConfig.loss or self.train.loss in task.train_losses,
+                "train.loss", f"task {self.task!r} does not apply train.loss="
+                f"{self.train.loss!r}; it honours {list(task.train_losses) or 'none'} "
+                "(detection and segmentation set their losses in their own sections)")
         task.validate_config(self)
         if self.data.allow_unlabeled:
             require(task.image_labels == "multi", "data.allow_unlabeled",

@@ -171,11 +171,22 @@ def _current_learning_rate(optimizer):
         return None
 
 
-def class_weights(counts: np.ndarray) -> Dict[int, float]:
-    """'balanced' weights: n / (k * n_c) for the classes that occur."""
+def class_weights(counts: np.ndarray, kind: str = "balanced",
+                  beta: float = 0.999) -> Dict[int, float]:
+    """Weights of the classes that occur. 'balanced': n / (k * n_c). 'effective_number':
+    (1 - beta) / (1 - beta ** n_c) (the "effective number" of a class's examples, Cui et al.
+    2019), scaled so that sum_c w_c * n_c = n as the balanced ones are (a mean weight of 1
+    per training example, so the learning rate means the same); beta -> 0 gives all 1."""
+    counts = np.asarray(counts, np.float64)
     present = counts > 0
     total, k = counts.sum(), present.sum()
-    return {c: float(total / (k * counts[c])) for c in range(len(counts)) if present[c]}
+    if kind == "balanced":
+        return {c: float(total / (k * counts[c])) for c in range(len(counts)) if present[c]}
+    if kind != "effective_number":
+        raise ValueError(f"unknown class weighting {kind!r}")
+    raw = np.where(present, (1.0 - beta) / (1.0 - np.power(beta, np.maximum(counts, 1))), 0.0)
+    raw *= total / float(np.sum(raw * counts))
+    return {c: float(raw[c]) for c in range(len(counts)) if present[c]}
 
 
 def learning_rate(tcfg, base: float, epochs: int, steps: int):
@@ -219,12 +230,13 @@ def train(config, task, train_files: Sequence[str], eval_files: Sequence[str], l
     num_train, num_eval = data.count_examples(train_files), data.count_examples(eval_files)
     if num_train == 0:
         raise ValueError(f"the train split is empty ({list(train_files)[:3]}...)")
-    if (tcfg.class_weights == "balanced" or tcfg.oversample) and not task.single_label:
+    if (tcfg.class_weights != "none" or tcfg.oversample) and not task.single_label:
         raise ValueError("train.class_weights and train.oversample apply to single-label tasks only")
     one_label = task.single_label or task.image_labels == "single"
     counts = data.class_counts(train_files, task.num_classes) if one_label else np.zeros(0)
     task.train_class_counts = counts if one_label else None
-    weights = class_weights(counts) if tcfg.class_weights == "balanced" else None
+    weights = (class_weights(counts, tcfg.class_weights, tcfg.class_weight_beta)
+               if tcfg.class_weights != "none" else None)
     oversample_counts = counts if tcfg.oversample else None
 
     global_batch = tcfg.batch_size * replicas

@@ -46,6 +46,9 @@ class Task(abc.ABC):
     #: ``augment.*`` keys this task's augmenter honours; a non-default value of any other
     #: ``augment.*`` key is a config error (None: every key)
     augment_keys: Optional[Sequence[str]] = None
+    #: ``train.loss`` values this task's head honours (a non-default one it does not is a
+    #: config error)
+    train_losses: Sequence[str] = ()
     #: gate defaults used when the config leaves ``evaluate.*`` at the global defaults
     default_gate_metric: str = ""
     #: one class id per example (class weights and oversampling apply)

@@ -28,6 +28,7 @@ class ClassificationTask(Task):
     onnx_unsupported = ""
     generated_sources = ("shapes", "digits")
     augment_keys = augment.honoured_keys(augment.LABELS)  # images + MixUp/CutMix of the labels
+    train_losses = ("cross_entropy", "focal")
 
     @classmethod
     def metric_names(cls, config):
@@ -70,7 +71,13 @@ class ClassificationTask(Task):
         return tf.keras.Model(inputs, outputs, name=f"{self.name}_{cfg.backbone}")
 
     def loss(self):
-        return tf.keras.losses.CategoricalCrossentropy(label_smoothing=self.config.train.label_smoothing)
+        t = self.config.train
+        if t.loss == "focal":
+            # alpha 1: the per-class balance is train.class_weights' job, and gamma 0 is then
+            # exactly the cross-entropy
+            return tf.keras.losses.CategoricalFocalCrossentropy(
+                alpha=1.0, gamma=t.focal_gamma, label_smoothing=t.label_smoothing)
+        return tf.keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
 
     def metrics(self):
         return [tf.keras.metrics.CategoricalAccuracy(name="accuracy"),
@@ -125,9 +132,13 @@ class ClassificationTask(Task):
         predicted = np.argmax(probabilities, axis=-1)
         truth = np.argmax(targets, axis=-1)
         top_k = np.argsort(-probabilities, axis=-1, kind="stable")[:, :self.top_k]
+        from visionpipe.tasks.classification import confusion
+
+        matrix = confusion.confusion_matrix(truth, predicted, self.num_classes)
         return {"accuracy": float(np.mean(predicted == truth)),
                 "top_k_accuracy": float(np.mean([t in row for t, row in zip(truth, top_k)])),
                 "macro_auc": macro_auc(probabilities, targets),
+                **confusion.confusion_metrics(matrix, self.class_names),
                 "num_examples": int(len(truth))}
 
     # --- evaluation ---------------------------------------------------------------------

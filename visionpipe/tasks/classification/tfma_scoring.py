@@ -1,8 +1,9 @@
 """Classification's scorer: TensorFlow Model Analysis on the ``serving_examples`` signature.
 
-Metrics: accuracy, top-k, AUC (macro over one-vs-rest), per-class precision/recall/AUC, the
-multi-class confusion matrix and the example count, sliced overall, per class and by image
-size. The gate (thresholds, change vs the baseline, the trivial floor) is the Evaluator's;
+Metrics: accuracy, top-k, AUC (macro over one-vs-rest), per-class AUC, the multi-class
+confusion matrix and the example count, sliced overall, per class and by image size; from the
+overall slice's confusion matrix (the arg-max class), balanced accuracy, macro F1 and per-class
+precision/recall (``confusion.confusion_metrics``, as the TFLite scores compute them). The gate (thresholds, change vs the baseline, the trivial floor) is the Evaluator's;
 TFMA only computes, and its results stay in the evaluation artifact for TFMA's own views.
 """
 from __future__ import annotations
@@ -11,10 +12,13 @@ import json
 import os
 from typing import Dict, Sequence
 
+import numpy as np
+
 import visionpipe  # noqa: F401
 import tensorflow_model_analysis as tfma
 
 from visionpipe.core import features
+from visionpipe.tasks.classification import confusion
 
 # Our metric names -> the Keras metric class TFMA computes under that name.
 _KERAS_METRICS = {
@@ -24,7 +28,8 @@ _KERAS_METRICS = {
 PREDICTION_KEY = "scores"
 
 
-GATED_METRICS = sorted(set(_KERAS_METRICS) | {"macro_auc"})
+GATED_METRICS = sorted(set(_KERAS_METRICS) | {"macro_auc", "balanced_accuracy", "macro_f1",
+                                               "precision/", "recall/"})
 
 
 def build_eval_config(task) -> tfma.EvalConfig:
@@ -36,8 +41,7 @@ def build_eval_config(task) -> tfma.EvalConfig:
         metrics.append(tfma.MetricConfig(class_name=class_name,
                                          config=json.dumps({"name": name, **extra})))
     per_class = tfma.MetricsSpec(
-        metrics=[tfma.MetricConfig(class_name="Precision"), tfma.MetricConfig(class_name="Recall"),
-                 tfma.MetricConfig(class_name="AUC", config=json.dumps({"name": "auc"}))],
+        metrics=[tfma.MetricConfig(class_name="AUC", config=json.dumps({"name": "auc"}))],
         binarize=tfma.BinarizationOptions(class_ids={"values": list(range(task.num_classes))}))
     macro = tfma.MetricsSpec(
         metrics=[tfma.MetricConfig(class_name="AUC", config=json.dumps({"name": "macro_auc"}))],
@@ -86,6 +90,11 @@ def overall_metrics(evaluation_uri: str, class_names: Sequence[str]) -> Dict[str
         results = tfma.load_eval_result(evaluation_uri)
     except Exception:  # noqa: BLE001 - an evaluation without results has no metrics to show
         return out
+    for slice_key, per_output in results.plots:
+        if not slice_key:
+            matrix = _confusion_matrix(per_output, len(class_names))
+            if matrix is not None:
+                out.update(confusion.confusion_metrics(matrix, class_names))
     for slice_key, per_output in results.slicing_metrics:
         if slice_key:
             continue
@@ -101,6 +110,23 @@ def overall_metrics(evaluation_uri: str, class_names: Sequence[str]) -> Dict[str
                         label = f"{name}/{_class_of(sub_key, class_names)}" if sub_key else name
                         out[label] = float(value["doubleValue"])
     return out
+
+
+def _confusion_matrix(plots_by_output, num_classes: int):
+    """The [truth, prediction] counts of TFMA's MultiClassConfusionMatrixPlot at threshold 0
+    (each example counted at its arg-max class); None when the plot is missing. Proto3 JSON
+    leaves out zeros, so an absent class id is class 0."""
+    for by_sub_key in plots_by_output.values():
+        plot = by_sub_key.get("", {}).get("multiClassConfusionMatrixAtThresholds")
+        if not plot:
+            continue
+        matrix = np.zeros((num_classes, num_classes))
+        for entry in plot["matrices"][0].get("entries", []):
+            actual, predicted = entry.get("actualClassId", 0), entry.get("predictedClassId", 0)
+            if 0 <= actual < num_classes and 0 <= predicted < num_classes:
+                matrix[actual, predicted] += entry.get("numWeightedExamples", 0.0)
+        return matrix
+    return None
 
 
 def _class_of(sub_key: str, class_names: Sequence[str]) -> str:

@@ -42,7 +42,11 @@ class MultiLabelTask(ClassificationTask):
         return tf.minimum(tf.reduce_sum(tf.one_hot(label_ids, self.num_classes), axis=0), 1.0)
 
     def loss(self):
-        return tf.keras.losses.BinaryCrossentropy(label_smoothing=self.config.train.label_smoothing)
+        t = self.config.train
+        if t.loss == "focal":
+            return tf.keras.losses.BinaryFocalCrossentropy(
+                gamma=t.focal_gamma, label_smoothing=t.label_smoothing)
+        return tf.keras.losses.BinaryCrossentropy(label_smoothing=t.label_smoothing)
 
     def metrics(self):
         threshold = self.config.model.multilabel_threshold

@@ -63,3 +63,50 @@ def test_classifier_head_pools_as_configured_and_pooling_is_checked_by_name():
         assert isinstance(get_task(config, ["a", "b"]).build_model().get_layer("pool"), layer)
     with pytest.raises(ConfigError, match="model.pooling: must be avg or max"):
         load_config(overrides=["model.pooling=mean"])
+
+
+def _attention_backbone(attention, width=8):
+    return backbones.build_backbone(load_config(overrides=[
+        "model.image_size=32", f"model.width={width}", f"model.attention={attention}"]).model)
+
+
+def test_cbam_gates_channels_then_positions_and_keeps_the_feature_shape():
+    plain, cbam = _attention_backbone("none"), _attention_backbone("cbam")
+    assert cbam.output_shape == plain.output_shape
+    names = {layer.name for layer in cbam.layers}
+    assert {f"stage{s}_cbam_{part}" for s in range(4)
+            for part in ("channel_gate", "spatial_gate")} <= names
+    images = tf.random.uniform([2, 32, 32, 3], 0, 1)
+    probe = tf.keras.Model(cbam.inputs, [cbam.get_layer("stage1_cbam_channel_gate").output,
+                                         cbam.get_layer("stage1_cbam_spatial_gate").output,
+                                         cbam.get_layer("stage1_relu1").output,
+                                         cbam.get_layer("stage1_cbam_spatial_scale").output])
+    channel, spatial, before, after = [t.numpy() for t in probe(images)]
+    assert channel.shape == (2, 1, 1, 16) and spatial.shape == (2, 16, 16, 1)
+    assert (0 < channel).all() and (channel < 1).all() and (0 < spatial).all() and (spatial < 1).all()
+    np.testing.assert_allclose(after, before * channel * spatial, rtol=1e-5, atol=1e-6)
+
+
+def test_a_cbam_classifier_converts_to_int8_tflite_with_builtin_ops_only_and_agrees():
+    from visionpipe.runtime import tflite_convert
+    from visionpipe.runtime.tflite_runtime import TFLiteModel
+
+    inputs = tf.keras.Input((32, 32, 3))
+    x = tf.keras.layers.GlobalAveragePooling2D()(_attention_backbone("cbam", width=4)(inputs))
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(3, activation="softmax")(x))
+    images = np.random.default_rng(0).uniform(0, 1, (16, 32, 32, 3)).astype(np.float32)
+    representative = tflite_convert.representative_dataset(images, 16)
+    content = tflite_convert.convert(model, "int8", representative)  # builtins only: no Flex
+    interpreter = TFLiteModel(model_content=content)
+    got = interpreter.scores(images)
+    np.testing.assert_allclose(got, model.predict(images, verbose=0), atol=0.05)
+
+
+def test_attention_is_checked_by_name_and_squeeze_excite_is_attention_se():
+    assert load_config(overrides=["model.squeeze_excite=true"]).model.attention == "se"
+    with pytest.raises(ConfigError, match="model.attention: must be none, se or cbam"):
+        load_config(overrides=["model.attention=transformer"])
+    with pytest.raises(ConfigError, match="model.squeeze_excite: is attention: se"):
+        load_config(overrides=["model.squeeze_excite=true", "model.attention=cbam"])
+    with pytest.raises(ConfigError, match="model.attention: applies to small_cnn only"):
+        load_config(overrides=["model.backbone=mobilenet_v2", "model.attention=cbam"])

@@ -8,10 +8,10 @@ from visionpipe.models.backbones import small_cnn
 from visionpipe.optimize.weight_selection import evenly_spaced, initialize_from_teacher
 
 
-def _classifier(width, se=False, seed=0):
+def _classifier(width, attention="none", seed=0):
     tf.keras.utils.set_random_seed(seed)
     inputs = tf.keras.Input((16, 16, 3))
-    x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(small_cnn(16, width, se)(inputs))
+    x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(small_cnn(16, width, attention)(inputs))
     return tf.keras.Model(inputs, tf.keras.layers.Dense(5, name="logits")(x))
 
 
@@ -32,7 +32,7 @@ def test_a_student_as_wide_as_the_teacher_becomes_an_exact_copy():
 
 
 def test_a_narrower_student_keeps_the_same_channels_out_of_one_layer_and_into_the_next():
-    teacher, student = _classifier(12, se=True), _classifier(4, seed=3)
+    teacher, student = _classifier(12, attention="se"), _classifier(4, seed=3)
     result = initialize_from_teacher(teacher, student)
     weights = {w.name: w.numpy() for w in teacher.weights}
     kept = evenly_spaced(12, 4)  # stage 0 has `width` channels

@@ -223,7 +223,10 @@ class ModelConfig:
     backbone: str = "small_cnn"
     image_size: ImageSize = 64  # one integer (square) or [height, width]
     width: int = 32  # small_cnn base filters
-    squeeze_excite: bool = False
+    # small_cnn: attention after every stage: none | se (squeeze-and-excitation) | cbam
+    # (channel + spatial, Woo et al. 2018)
+    attention: str = "none"
+    squeeze_excite: bool = False  # the same as attention: se
     stem_stride: int = 1  # small_cnn: 2 halves every feature map (about 4x fewer FLOPs)
     # classifier head's global pooling: "avg", or "max" (presence of small things: a label is
     # present when any place shows it)
@@ -251,6 +254,15 @@ class ModelConfig:
             self.image_size = [height, width]  # a tuple set in code: YAML-safe and comparable
         require(self.width >= 4, "model.width", "must be >= 4")
         require(self.stem_stride in (1, 2), "model.stem_stride", "must be 1 or 2")
+        require(self.attention in ("none", "se", "cbam"), "model.attention",
+                f"must be none, se or cbam, got {self.attention!r}")
+        if self.squeeze_excite:
+            require(self.attention in ("none", "se"), "model.squeeze_excite",
+                    f"is attention: se, but model.attention is {self.attention!r}; set one")
+            self.attention = "se"
+        if self.attention != "none":
+            require(self.backbone == "small_cnn", "model.attention",
+                    f"applies to small_cnn only, not {self.backbone!r} (whose blocks are fixed)")
         require(self.pooling in ("avg", "max"), "model.pooling",
                 f"must be avg or max, got {self.pooling!r}")
         if self.stem_stride != 1:

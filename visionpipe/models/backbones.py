@@ -1,4 +1,5 @@
-"""Backbones: a small CNN (optional squeeze-and-excitation attention) and three
+"""Backbones: a small CNN (optional attention after every stage: squeeze-and-excitation or
+CBAM) and three
 tf.keras.applications networks, always built with ``weights=None`` (nothing is downloaded).
 
 Every backbone takes float32 pixels in [0, 255]; ``input_normalization`` gives the first
@@ -48,12 +49,48 @@ def squeeze_excite(x: tf.Tensor, ratio: int = 4, name: str = "se") -> tf.Tensor:
     return tf.keras.layers.Multiply(name=f"{name}_scale")([x, s])
 
 
-def small_cnn(image_size, width: int = 32, se: bool = False,
+@tf.keras.utils.register_keras_serializable(package="visionpipe")
+class ChannelPool(tf.keras.layers.Layer):
+    """[b, h, w, c] -> [b, h, w, 2]: the mean and the max over the channels (CBAM's spatial
+    attention input; builtin MEAN and REDUCE_MAX ops in TFLite)."""
+
+    def call(self, inputs):
+        return tf.concat([tf.reduce_mean(inputs, axis=-1, keepdims=True),
+                          tf.reduce_max(inputs, axis=-1, keepdims=True)], axis=-1)
+
+
+def cbam(x: tf.Tensor, ratio: int = 4, kernel_size: int = 7, name: str = "cbam") -> tf.Tensor:
+    """Convolutional Block Attention Module (Woo et al. 2018): channel attention (one MLP shared
+    by the average- and the max-pooled descriptor, summed, sigmoid) then spatial attention (a
+    7x7 conv over the channel mean and max, sigmoid), each multiplied into the features."""
+    channels = x.shape[-1]
+    reduce = tf.keras.layers.Conv2D(max(channels // ratio, 4), 1, activation="relu",
+                                    name=f"{name}_reduce")
+    expand = tf.keras.layers.Conv2D(channels, 1, name=f"{name}_expand")
+    avg = tf.keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_avg")(x)
+    peak = tf.keras.layers.GlobalMaxPooling2D(keepdims=True, name=f"{name}_max")(x)
+    channel = tf.keras.layers.Add(name=f"{name}_channel_sum")([expand(reduce(avg)),
+                                                               expand(reduce(peak))])
+    channel = tf.keras.layers.Activation("sigmoid", name=f"{name}_channel_gate")(channel)
+    x = tf.keras.layers.Multiply(name=f"{name}_channel_scale")([x, channel])
+    spatial = ChannelPool(name=f"{name}_channel_pool")(x)
+    spatial = tf.keras.layers.Conv2D(1, kernel_size, padding="same", activation="sigmoid",
+                                     name=f"{name}_spatial_gate")(spatial)
+    return tf.keras.layers.Multiply(name=f"{name}_spatial_scale")([x, spatial])
+
+
+ATTENTION = {"se": squeeze_excite, "cbam": cbam}
+
+
+def small_cnn(image_size, width: int = 32, attention: str = "none",
               stem_stride: int = 1) -> tf.keras.Model:
     """Four conv stages (width, 2w, 4w, 8w) of conv-BN-ReLU x2; every stage after the first
     starts with a stride-2 conv. ``stem_stride=2`` makes the very first conv stride 2 too:
     every feature map is halved, so a step costs about a quarter of the FLOPs.
+    ``attention``: "none", "se" or "cbam" after every stage.
     ``image_size``: one integer (square) or ``(height, width)``."""
+    if attention != "none" and attention not in ATTENTION:
+        raise ValueError(f"model.attention: unknown attention {attention!r}")
     inputs = tf.keras.Input((*preprocessing.hw(image_size), 3), name="normalized_pixels")
     x = inputs
     for stage, filters in enumerate((width, width * 2, width * 4, width * 8)):
@@ -63,8 +100,8 @@ def small_cnn(image_size, width: int = 32, se: bool = False,
                                        name=f"stage{stage}_conv{i}")(x)
             x = tf.keras.layers.BatchNormalization(momentum=0.9, name=f"stage{stage}_bn{i}")(x)
             x = tf.keras.layers.ReLU(name=f"stage{stage}_relu{i}")(x)
-        if se:
-            x = squeeze_excite(x, name=f"stage{stage}_se")
+        if attention != "none":
+            x = ATTENTION[attention](x, name=f"stage{stage}_{attention}")
     return tf.keras.Model(inputs, x, name=BACKBONE_LAYER_NAME)
 
 
@@ -75,8 +112,10 @@ def build_backbone(model_config) -> tf.keras.Model:
     shape = (*size, 3)
     name = model_config.backbone
     if name == "small_cnn":
-        return small_cnn(size, model_config.width, model_config.squeeze_excite,
-                         model_config.stem_stride)
+        attention = model_config.attention
+        if attention == "none" and model_config.squeeze_excite:  # an unvalidated config
+            attention = "se"
+        return small_cnn(size, model_config.width, attention, model_config.stem_stride)
     apps = tf.keras.applications
     if name == "mobilenet_v2":
         net = apps.MobileNetV2(input_shape=shape, include_top=False, weights=None)

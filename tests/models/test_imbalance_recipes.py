@@ -17,12 +17,17 @@ def _loss(task, y_true, y_pred):
     return fn(tf.constant(y_true, tf.float32), tf.constant(y_pred, tf.float32)).numpy()
 
 
-@pytest.mark.parametrize("task_name", ["classification", "multilabel"])
-def test_focal_loss_scales_each_example_by_one_minus_p_true_to_the_gamma(task_name):
+def _plain_and_focal(task_name, gamma):
     names = ["a", "b", "c"]
     plain = get_task(load_config(overrides=[f"task={task_name}"]), names)
     focal = get_task(load_config(overrides=[f"task={task_name}", "train.loss=focal",
-                                            "train.focal_gamma=2"]), names)
+                                            f"train.focal_gamma={gamma}"]), names)
+    return plain, focal
+
+
+@pytest.mark.parametrize("task_name", ["classification", "multilabel"])
+def test_focal_loss_scales_each_example_by_one_minus_p_true_to_the_gamma(task_name):
+    plain, focal = _plain_and_focal(task_name, 2)
     y_true = [[1, 0, 0], [1, 0, 0]]
     y_pred = [[0.9, 0.05, 0.05],   # easy: p_true 0.9
               [0.3, 0.35, 0.35]]   # hard: p_true 0.3
@@ -36,10 +41,7 @@ def test_focal_loss_scales_each_example_by_one_minus_p_true_to_the_gamma(task_na
 
 @pytest.mark.parametrize("task_name", ["classification", "multilabel"])
 def test_focal_loss_with_gamma_zero_is_the_cross_entropy(task_name):
-    names = ["a", "b", "c"]
-    plain = get_task(load_config(overrides=[f"task={task_name}"]), names)
-    focal = get_task(load_config(overrides=[f"task={task_name}", "train.loss=focal",
-                                            "train.focal_gamma=0"]), names)
+    plain, focal = _plain_and_focal(task_name, 0)
     y_true, y_pred = [[0, 1, 0]], [[0.2, 0.5, 0.3]]
     np.testing.assert_allclose(_loss(focal, y_true, y_pred), _loss(plain, y_true, y_pred), rtol=1e-5)
 

@@ -208,11 +208,15 @@ def test_bytetrack_on_pets09_public_detections_is_above_measured_bounds(shared_d
     assert m["mota"] > 0.72 and m["idf1"] > 0.80 and m["num_switches"] <= 3, m
 
 
+def _predicted_states(kf, rng, n):
+    return [kf.predict(*kf.initiate(np.array([50, 40, 0.5, 30.0]) + rng.normal(0, 3, 4)))
+            for _ in range(n)]
+
+
 def test_batched_gating_distances_equal_the_per_track_ones():
     kf = KalmanBoxFilter()
     rng = np.random.default_rng(0)
-    states = [kf.predict(*kf.initiate(np.array([50, 40, 0.5, 30.0]) + rng.normal(0, 3, 4)))
-              for _ in range(5)]
+    states = _predicted_states(kf, rng, 5)
     measurements = np.array([50, 40, 0.5, 30.0]) + rng.normal(0, 5, (7, 4))
     batched = kf.gating_distances(np.array([m for m, _ in states]),
                                   np.array([c for _, c in states]), measurements)
@@ -225,8 +229,7 @@ def test_batched_gating_distances_equal_the_per_track_ones():
 def test_batched_kalman_update_equals_the_per_track_one():
     kf = KalmanBoxFilter()
     rng = np.random.default_rng(1)
-    states = [kf.predict(*kf.initiate(np.array([50, 40, 0.5, 30.0]) + rng.normal(0, 3, 4)))
-              for _ in range(4)]
+    states = _predicted_states(kf, rng, 4)
     measurements = np.array([52, 41, 0.5, 31.0]) + rng.normal(0, 2, (4, 4))
     means, covariances = kf.update_many(np.array([m for m, _ in states]),
                                         np.array([c for _, c in states]), measurements)

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "visionpipe.cli.schedule",
     "visionpipe.cli.runs",
     "visionpipe.cli.beam_cluster",
+    "visionpipe.cli.explain",
 ]
 
 

@@ -111,3 +111,25 @@ def test_thresholds_without_the_evaluation_and_a_task_without_it_are_refused():
     with pytest.raises(ConfigError, match="^evaluate.robustness.enabled: task 'detection'"):
         load_config(overrides=["task=detection", "evaluate.robustness.enabled=true"])
     assert _cfg("evaluate.robustness.thresholds={pgd_8: 0.2}").thresholds == {"pgd_8": 0.2}
+
+
+def test_the_multilabel_robustness_model_restores_the_served_thresholds(tmp_path):
+    """Its F1 under attack is scored at the thresholds the export serves, not the defaults."""
+    from tests.support.toy_model import sample_image
+    from visionpipe.models import export
+    from visionpipe.tasks import get_task
+
+    config = load_config(overrides=["task=multilabel", "model.image_size=16", "model.width=4",
+                                    "data.image_size=16"])
+    trained = get_task(config, ["a", "b", "c"])
+    trained.thresholds[:] = [0.2, 0.45, 0.8]  # what finalize would have calibrated
+    export.export_saved_model(trained.build_model(), trained, str(tmp_path / "1"),
+                              [sample_image(16)], "ml")
+    fresh = get_task(config, ["a", "b", "c"])
+    assert np.allclose(fresh.thresholds, config.model.multilabel_threshold)
+    model = fresh.robustness_model(str(tmp_path / "1"))
+    np.testing.assert_allclose(fresh.thresholds, [0.2, 0.45, 0.8], rtol=1e-6)
+    outputs = model(np.zeros((2, 16, 16, 3), np.float32)).numpy()
+    assert outputs.shape == (2, 3)
+    targets = (outputs >= fresh.thresholds).astype(np.float32)  # exactly the served decisions
+    assert fresh.robustness_score(outputs, targets) == 1.0

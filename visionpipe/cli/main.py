@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "visionpipe.cli.runs",
     "visionpipe.cli.beam_cluster",
     "visionpipe.cli.track",
+    "visionpipe.cli.explain",
 ]
 
 

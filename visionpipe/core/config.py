@@ -350,6 +350,70 @@ HEAD_LOSSES = ("cross_entropy", "focal")
 DEFAULT_MAX_DROP = 0.02
 
 
+def _condition_number(value: float) -> str:
+    return f"{float(value):g}"
+
+
+@dataclass
+class RobustnessConfig:
+    """``evaluate.robustness``: the task metric under corruptions and white-box attacks on the
+    candidate's Keras model (``visionpipe.models.robustness``), gated by ``thresholds``
+    (absolute lower bounds) and ``max_drops`` (below the clean value), keyed by condition
+    (``condition_names()``: ``clean``, ``occlusion_0.25``, ``fgsm_8``, ...)."""
+    enabled: bool = False
+    max_images: int = 200  # eval images attacked (0: the whole split)
+    occlusion: List[float] = field(default_factory=lambda: [0.1, 0.25])  # grey square, area fraction
+    brightness: List[float] = field(default_factory=lambda: [0.5, 1.5])  # pixel gain
+    contrast: List[float] = field(default_factory=lambda: [0.5])  # gain around the image mean
+    illumination_gradient: List[float] = field(default_factory=lambda: [0.5])  # 1-s .. 1+s ramp
+    fgsm_epsilons: List[float] = field(default_factory=lambda: [2.0, 8.0])  # pixels of [0, 255]
+    pgd_epsilons: List[float] = field(default_factory=lambda: [2.0, 8.0])  # L-infinity, pixels
+    pgd_steps: int = 10
+    pgd_step_size: float = 0.0  # pixels per step; 0: 2.5 * epsilon / steps
+    pgd_random_start: bool = True
+    thresholds: Dict[str, float] = field(default_factory=dict)  # {condition: lower bound}
+    max_drops: Dict[str, float] = field(default_factory=dict)  # {condition: drop below clean}
+    explain_images: int = 8  # Grad-CAM overlays of eval images in the report (0: none)
+    seed: int = 0
+
+    def condition_names(self) -> List[str]:
+        n = _condition_number
+        return (["clean"] + [f"occlusion_{n(v)}" for v in self.occlusion]
+                + [f"brightness_{n(v)}" for v in self.brightness]
+                + [f"contrast_{n(v)}" for v in self.contrast]
+                + [f"gradient_{n(v)}" for v in self.illumination_gradient]
+                + [f"fgsm_{n(v)}" for v in self.fgsm_epsilons]
+                + [f"pgd_{n(v)}" for v in self.pgd_epsilons])
+
+    def validate(self) -> None:
+        key = "evaluate.robustness"
+        require(self.max_images >= 0, f"{key}.max_images", "must be >= 0 (0: the whole split)")
+        for value in self.occlusion:
+            require(0.0 < value < 1.0, f"{key}.occlusion", f"area fractions must be in (0, 1), got {value}")
+        for name in ("brightness", "contrast"):
+            for value in getattr(self, name):
+                require(value >= 0.0, f"{key}.{name}", f"gains must be >= 0, got {value}")
+        for value in self.illumination_gradient:
+            require(0.0 < value <= 1.0, f"{key}.illumination_gradient",
+                    f"strengths must be in (0, 1], got {value}")
+        for name in ("fgsm_epsilons", "pgd_epsilons"):
+            for value in getattr(self, name):
+                require(0.0 < value <= 255.0, f"{key}.{name}",
+                        f"epsilons are pixels of [0, 255]: must be in (0, 255], got {value}")
+        require(self.pgd_steps >= 1, f"{key}.pgd_steps", "must be >= 1")
+        require(self.pgd_step_size >= 0.0, f"{key}.pgd_step_size", "must be >= 0 (0: automatic)")
+        require(self.explain_images >= 0, f"{key}.explain_images", "must be >= 0")
+        known = self.condition_names()
+        for field_name in ("thresholds", "max_drops"):
+            for name, value in getattr(self, field_name).items():
+                require(name in known, f"{key}.{field_name}.{name}",
+                        f"not a configured condition; use one of {known}")
+                require(0.0 <= value <= 1.0, f"{key}.{field_name}.{name}", "must be in [0, 1]")
+        if (self.thresholds or self.max_drops) and not self.enabled:
+            raise ConfigError(f"{key}.enabled: robustness thresholds are set but the robustness "
+                              "evaluation is off: set evaluate.robustness.enabled=true")
+
+
 @dataclass
 class EvaluateConfig:
     gate_metric: str = ""  # empty: the task's default (accuracy, f1, map_50, ...)
@@ -359,8 +423,10 @@ class EvaluateConfig:
     min_margin_over_trivial: float = 0.05
     slice_by_class: bool = True
     slice_by_image_size: bool = True
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
 
     def validate(self) -> None:
+        self.robustness.validate()
         for name, value in (self.max_drops or {}).items():
             require(value >= 0, f"evaluate.max_drops.{name}", "must be >= 0")
         require(0.0 <= self.min_margin_over_trivial <= 1.0, "evaluate.min_margin_over_trivial",
@@ -577,6 +643,9 @@ class PipelineConfig:
                 f"{self.train.loss!r}; it honours {list(task.train_losses) or 'none'} "
                 "(detection and segmentation set their losses in their own sections)")
         task.validate_config(self)
+        if self.evaluate.robustness.enabled:
+            require(not task.robustness_unsupported, "evaluate.robustness.enabled",
+                    f"task {self.task!r}: {task.robustness_unsupported}")
         if self.data.allow_unlabeled:
             require(task.image_labels == "multi", "data.allow_unlabeled",
                     f"applies to multi-label tasks only (task is {self.task!r}): a single-label "

@@ -103,6 +103,10 @@ def _evaluation_panels(summary, art, config, report_dir) -> List[Panel]:
     if examples is not None:
         task = get_task(config, read_class_names(examples.uri))
         out += task.report_panels(ev, os.path.dirname(ev["report"]), report_dir)
+    if ev.get("robustness"):
+        from visionpipe.components.evaluator import robustness
+
+        out += robustness.panels_of(ev["robustness"], os.path.dirname(ev["report"]), report_dir)
     metrics = ev.get("metrics") or {}
     out.append(Panel("all metrics of the candidate", headers=("metric", "value"),
                      rows=sorted(metrics.items())))

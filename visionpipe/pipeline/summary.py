@@ -222,6 +222,10 @@ def format_summary(summary: Dict[str, Any]) -> str:
                 f"{name} {value:.3f}" + (f" (chance {metrics['positive_rate/' + name]:.2f})"
                                          if "positive_rate/" + name in metrics else "")
                 for name, value in per_label_ap.items())))
+        robust = (ev.get("robustness") or {}).get("metrics") or {}
+        if robust:  # evaluate.robustness: the gate metric per condition
+            lines.append(row(f"robustness ({ev.get('gate_metric')})", ", ".join(
+                f"{name} {value:.3f}" for name, value in robust.items() if value is not None)))
         robustness = (ev.get("details") or {}).get("occlusion") or {}
         if robustness:
             shown = ", ".join(f"{k.split('/')[0].replace('occluded_', '')}% {v:.3f}"

@@ -125,3 +125,22 @@ def history_png(history: dict, phase_epochs: dict, report_dir: str, name: str) -
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return save(fig, report_dir, name)
+
+
+def bars_png(values: Sequence[tuple], report_dir: str, name: str, title: str,
+             xlabel: str) -> str:
+    """``values``: (label, value) as horizontal bars, top to bottom in the given order (e.g. a
+    metric per robustness condition); values in [0, 1]."""
+    plt = _pyplot()
+    labels = [str(label) for label, _ in values]
+    numbers = [float("nan") if v is None else float(v) for _, v in values]
+    fig, ax = plt.subplots(figsize=(5.5, 0.9 + 0.28 * len(values)))
+    ax.barh(range(len(values)), numbers, color="#4c78a8")
+    for i, value in enumerate(numbers):
+        ax.text(min(value, 0.98) if value == value else 0, i, f" {value:.3f}", va="center",
+                fontsize=7)
+    ax.set_yticks(range(len(values)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set(title=title, xlabel=xlabel, xlim=(0, 1.08))
+    ax.grid(alpha=0.3, axis="x")
+    return save(fig, report_dir, name)

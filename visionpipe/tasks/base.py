@@ -70,6 +70,11 @@ class Task(abc.ABC):
     #: why ``optimize.onnx`` does not apply to this task (it implements no ``evaluate_onnx``);
     #: empty when it does
     onnx_unsupported: str = "the task does not score ONNX files (no Task.evaluate_onnx)"
+    #: why ``evaluate.robustness`` (corruptions, FGSM/PGD, Grad-CAM in the report) does not
+    #: apply to this task; empty when it implements ``robustness_loss`` and
+    #: ``robustness_score`` on its Keras model's outputs
+    robustness_unsupported: str = ("the task declares no robustness loss and score "
+                                   "(Task.robustness_loss / Task.robustness_score)")
     #: ``data.source`` values of generated data this task can write (see ``write_generated``)
     generated_sources: Sequence[str] = ()
     #: True when ``finalize`` needs held-out predictions after training (e.g. thresholds)
@@ -267,6 +272,27 @@ class Task(abc.ABC):
         ``evaluation_details`` returned, its files relative to ``evaluation_dir``); PNGs are
         written into ``report_dir`` and named relative to it. Default: none."""
         return []
+
+    # --- robustness and explanations (evaluate.robustness, ``visionpipe explain``) ---------
+    def robustness_model(self, export_dir: str) -> tf.keras.Model:
+        """The Keras model inside an export that the attacks and explanations differentiate;
+        a task whose serving post-processing depends on values fitted after training (e.g.
+        thresholds) restores them here. Default: ``export.load_keras_model``."""
+        return export.load_keras_model(export_dir)
+
+    def robustness_loss(self, targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
+        """The loss the white-box attacks increase: the Keras model's ``outputs`` against the
+        ``example_to_inputs`` targets (differentiable)."""
+        raise NotImplementedError(f"task {self.name!r}: {self.robustness_unsupported}")
+
+    def robustness_score(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        """The gate metric of the Keras model's outputs against the targets (numpy)."""
+        raise NotImplementedError(f"task {self.name!r}: {self.robustness_unsupported}")
+
+    def explained_class(self, outputs: np.ndarray) -> np.ndarray:
+        """The class id per image an explanation shows (the Keras model's outputs ->
+        ``[B]``); the explained quantity is ``outputs[i, id]``. Default: the arg-max."""
+        return np.argmax(np.asarray(outputs).reshape(len(outputs), -1), axis=-1)
 
     # --- TFLite ---------------------------------------------------------------------------
     def static_shape_model(self, model: tf.keras.Model) -> tf.keras.Model:

@@ -48,6 +48,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                             thresholds=ev.thresholds, max_drops=ev.max_drops, trivial=trivial,
                             min_margin_over_trivial=ev.min_margin_over_trivial,
                             baseline=metrics.get("baseline"))
+        robust = None
+        if ev.robustness.enabled:
+            from visionpipe.components.evaluator import robustness
+
+            robust = robustness.evaluate(task, exports["candidate"], eval_files, ev.robustness,
+                                         output_dir=evaluation.uri)
+            result = gate.GateResult(blessed=result.blessed and not robust["failures"],
+                                     failures=result.failures + robust["failures"],
+                                     notes=result.notes + robust["notes"], rows=result.rows)
+            logging.info("Evaluator robustness (%s): %s", task.gate_metric, robust["metrics"])
         report = {
             "task": task.name, "split": split, "gate_metric": task.gate_metric,
             "blessed": result.blessed, "failures": result.failures, "notes": result.notes,
@@ -55,6 +65,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             "min_margin_over_trivial": ev.min_margin_over_trivial,
             "metrics": _json_safe(metrics["candidate"]), "trivial": _json_safe(trivial),
             "baseline": _json_safe(metrics["baseline"]) if "baseline" in metrics else None,
+            "robustness": robust,
             "details": task.evaluation_details(exports["candidate"], eval_files,
                                                output_dir=evaluation.uri),
         }

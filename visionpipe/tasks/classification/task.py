@@ -141,6 +141,16 @@ class ClassificationTask(Task):
                 **confusion.confusion_metrics(matrix, self.class_names),
                 "num_examples": int(len(truth))}
 
+    # --- robustness -------------------------------------------------------------------
+    robustness_unsupported = ""
+
+    def robustness_loss(self, targets, outputs):
+        return self.loss()(targets, outputs)
+
+    def robustness_score(self, outputs, targets) -> float:
+        metrics = self.metrics_from_predictions(np.asarray(outputs), np.asarray(targets))
+        return float(metrics.get(self.gate_metric, metrics["accuracy"]))
+
     # --- evaluation ---------------------------------------------------------------------
     def evaluate_exports(self, export_dirs, eval_files, work_dir, beam_pipeline_args=()):
         from visionpipe.tasks.classification import tfma_scoring

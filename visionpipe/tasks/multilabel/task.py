@@ -89,6 +89,19 @@ class MultiLabelTask(ClassificationTask):
         whose metric is undefined on this data has no key (so a gate on it fails by name)."""
         return multilabel_metrics(probabilities, targets, self.thresholds, self.class_names)
 
+    # --- robustness -------------------------------------------------------------------
+    def robustness_model(self, export_dir):
+        """The Keras model, with the served per-label thresholds restored (calibrated by
+        ``finalize``, kept in the signatures' ``thresholds`` output) for the F1 it scores."""
+        serve = self.load_export(export_dir).signatures["serving_tensor"]
+        pixels = tf.zeros([1, *self.image_size, 3], tf.float32)
+        self.thresholds = serve(pixels=pixels)["thresholds"].numpy()[0].astype(np.float32)
+        return super().robustness_model(export_dir)
+
+    def robustness_score(self, outputs, targets) -> float:
+        metrics = self.metrics_from_predictions(np.asarray(outputs), np.asarray(targets))
+        return float(metrics.get(self.gate_metric, metrics["f1"]))
+
     # --- evaluation ---------------------------------------------------------------------
     def evaluate_exports(self, export_dirs, eval_files, work_dir, beam_pipeline_args=()):
         # TFMA's metrics expect one label id per example: multi-label scores its own outputs.

@@ -29,6 +29,12 @@ def test_matching_takes_anchors_over_the_iou_threshold_and_each_objects_best_anc
     np.testing.assert_allclose(box_targets.numpy(), expected, atol=1e-5)
 
 
+def test_a_batch_without_any_object_columns_is_all_background():
+    box_targets, class_targets = ssd.encode_targets(ANCHORS, np.zeros((2, 0, 4), np.float32),
+                                                    np.zeros((2, 0), np.float32))
+    assert class_targets.numpy().tolist() == [[-1] * 5] * 2 and not box_targets.numpy().any()
+
+
 def test_a_lower_threshold_matches_more_anchors_to_their_best_object():
     boxes = np.array([[[0, 0, 10, 10], [22, 22, 32, 32]]], np.float32)
     _, class_targets = ssd.encode_targets(ANCHORS, boxes, np.array([[1, 0]], np.float32), match_iou=0.15)

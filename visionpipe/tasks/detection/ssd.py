@@ -48,29 +48,29 @@ def encode_targets(anchors, gt_boxes, gt_classes, match_iou: float = 0.5,
     anchors = tf.convert_to_tensor(anchors, tf.float32)
     gt_boxes = tf.convert_to_tensor(gt_boxes, tf.float32)
     gt_classes = tf.convert_to_tensor(gt_classes, tf.float32)
+    # one padding object more, so a batch without any objects (N = 0) still has a column
+    batch = tf.shape(gt_boxes)[0]
+    gt_boxes = tf.concat([gt_boxes, tf.zeros([batch, 1, 4])], axis=1)
+    gt_classes = tf.concat([gt_classes, -tf.ones([batch, 1])], axis=1)
     num_anchors = tf.shape(anchors)[0]
-    valid = gt_classes >= 0  # [B, N]
-    iou = bounding_box.compute_iou(anchors, gt_boxes, bounding_box_format="yxyx")  # [B, A, N]
+    valid = gt_classes >= 0  # [B, N + 1]
+    iou = bounding_box.compute_iou(anchors, gt_boxes, bounding_box_format="yxyx")  # [B, A, N + 1]
     iou = tf.where(valid[:, None, :], iou, -1.0)
-    # padding column so an image without objects still has something to argmax over
-    iou = tf.concat([iou, -tf.ones_like(iou[..., :1])], axis=-1)
     best_gt = tf.argmax(iou, axis=-1, output_type=tf.int32)  # [B, A]
     positive = tf.reduce_max(iou, axis=-1) >= match_iou
     # each real object's best anchor
-    best_anchor = tf.argmax(iou[..., :-1], axis=1, output_type=tf.int32)  # [B, N]
+    best_anchor = tf.argmax(iou, axis=1, output_type=tf.int32)  # [B, N + 1]
     forced = tf.one_hot(best_anchor, num_anchors) * tf.cast(valid, tf.float32)[..., None]  # [B, N, A]
     forced_any = tf.reduce_max(forced, axis=1) > 0  # [B, A]
     forced_gt = tf.argmax(forced, axis=1, output_type=tf.int32)
     matched = tf.where(forced_any, forced_gt, best_gt)
     positive = tf.logical_or(positive, forced_any)
 
-    padded_boxes = tf.concat([gt_boxes, tf.zeros_like(gt_boxes[:, :1])], axis=1)
-    padded_classes = tf.concat([gt_classes, -tf.ones_like(gt_classes[:, :1])], axis=1)
-    matched_boxes = tf.gather(padded_boxes, matched, batch_dims=1)  # [B, A, 4]
+    matched_boxes = tf.gather(gt_boxes, matched, batch_dims=1)  # [B, A, 4]
     deltas = _encode_box_to_deltas(anchors=anchors, boxes=matched_boxes, anchor_format="yxyx",
                                    box_format="yxyx", variance=variance)
     box_targets = tf.where(positive[..., None], deltas, 0.0)
-    class_targets = tf.where(positive, tf.gather(padded_classes, matched, batch_dims=1), -1.0)
+    class_targets = tf.where(positive, tf.gather(gt_classes, matched, batch_dims=1), -1.0)
     return box_targets, tf.cast(class_targets, tf.int32)
 
 

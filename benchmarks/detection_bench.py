@@ -4,6 +4,10 @@ each box, int8-vs-float TFLite mAP and latency, and the share of inference time 
 
     python benchmarks/detection_bench.py --minutes 30            # the budget
     python benchmarks/detection_bench.py --minutes 4 --json out.json model.image_size=256
+    python benchmarks/detection_bench.py --config configs/bccd_ssd.yaml --minutes 5   # SSD-MobileNetV2
+
+Run it once per architecture config (RetinaNet: the default config; SSD: configs/bccd_ssd.yaml;
+or `detection.architecture=...`) at the same --minutes for the README's comparison.
 
 The Examples are built exactly as ImageExampleGen builds them (same encoder, and images with
 a zero-area box are quarantined, not trained on); splits are BCCD's ImageSets/Main files as in

@@ -1,5 +1,5 @@
 """DetectionTask end to end on tiny generated scenes: Examples -> example_to_inputs ->
-augment -> padded batches -> RetinaNet/YOLOv8 training -> SavedModel with NMS inside ->
+augment -> padded batches -> RetinaNet/YOLOv8/SSD training -> SavedModel with NMS inside ->
 serving_default on PNG bytes -> COCO gate component."""
 import json
 import os
@@ -96,7 +96,7 @@ def test_a_non_square_detector_scales_boxes_per_axis_trains_a_step_and_decodes_p
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("architecture", ["retinanet", "yolov8"])
+@pytest.mark.parametrize("architecture", ["retinanet", "yolov8", "ssd"])
 def test_detector_trains_exports_with_nms_and_serves_boxes(tmp_path, architecture):
     from visionpipe.models import export
 
@@ -111,6 +111,8 @@ def test_detector_trains_exports_with_nms_and_serves_boxes(tmp_path, architectur
     losses = history.history["loss"]
     assert all(np.isfinite(losses))
     assert task.augmenter().report()["boxes_in"] > 0
+    if architecture == "ssd":  # matching and hard-negative mining give a loss that falls
+        assert losses[-1] < losses[0], losses
 
     export_dir = export.export_saved_model(model, task, str(tmp_path / "model"))
     served = tf.saved_model.load(export_dir)
@@ -129,8 +131,10 @@ def test_detector_trains_exports_with_nms_and_serves_boxes(tmp_path, architectur
     assert (boxes >= 0).all() and (boxes <= 1).all() and (boxes[:, 2] >= boxes[:, 0]).all()
     assert set(out["detection_class_names"][0, :n]) <= {b"red", b"green"}
 
-    if architecture == "retinanet":
+    if architecture in ("retinanet", "ssd"):
         _check_tflite_keeps_nms_and_matches_keras(task, model, export_dir, tmp_path)
+    if architecture == "ssd":
+        _check_int8_tflite_keeps_nms(task, export_dir, tmp_path)
 
 
 def _check_tflite_keeps_nms_and_matches_keras(task, model, export_dir, tmp_path):
@@ -146,6 +150,27 @@ def _check_tflite_keeps_nms_and_matches_keras(task, model, export_dir, tmp_path)
     np.testing.assert_allclose(lite["detection_scores"], keras_out["detection_scores"], atol=1e-4)
     metrics = task.evaluate_tflite(str(path), _pairs(task, _examples(4, seed=5)))
     assert metrics["num_images"] == 4 and 0.0 <= metrics["map_50"] <= 1.0
+
+
+def _check_int8_tflite_keeps_nms(task, export_dir, tmp_path):
+    from visionpipe.tasks.detection import evaluation
+
+    calibration, _ = next(iter(task.batch_dataset(_pairs(task, _examples(8, seed=6)), 8)))
+
+    def representative():
+        for image in calibration.numpy():
+            yield [image[None]]
+
+    path = tmp_path / "detector_int8.tflite"
+    path.write_bytes(task.convert_tflite(export_dir, "int8", representative))
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    pixels, _ = next(iter(task.batch_dataset(_pairs(task, _examples(2, seed=4)), 2)))
+    lite = evaluation.tflite_predict_fn(str(path))(pixels.numpy())
+    assert lite["detection_boxes"].shape == (2, task.detection.max_detections, 4)
+    assert (lite["num_detections"] > 0).all()
+    names = {n for n in lite["detection_class_names"][0, :int(lite["num_detections"][0])]}
+    assert names <= {b"red", b"green"}
 
 
 @pytest.mark.e2e

@@ -57,3 +57,39 @@ def test_an_untrained_second_detector_is_refused_against_the_blessed_first(det_r
     assert evaluation["trivial"]["map_50"] == 0.0  # the detector that finds nothing
     assert evaluation["blessed"] is False and untrained["push"]["pushed"] is False
     assert any("dropped more than" in failure for failure in evaluation["failures"])
+
+
+def test_ssd_is_gated_pushed_with_its_tflite_files_and_the_pushed_model_answers(tmp_path):
+    """SSD-on-small_cnn through the whole pipeline, a few short epochs: blessed on mAP@.5,
+    pushed with float32/int8 TFLite (NMS inside), and the pushed SavedModel finds objects."""
+    import numpy as np
+    import tensorflow as tf
+
+    from visionpipe.tasks.detection import evaluation as det_eval
+
+    config = _config(tmp_path, "name=ssd_e2e", "detection.architecture=ssd", "data.num_images=96",
+                     "train.epochs=5", "train.steps_per_epoch=25", "evaluate.thresholds={map_50: 0.08}",
+                     "optimize.enabled=true", "optimize.ptq_modes=[int8]", "optimize.latency_runs=2",
+                     "optimize.representative_samples=16", "optimize.max_int8_drop=0.5")
+    summary = commands._run(config)[1]
+    evaluation = summary["evaluation"]
+    assert evaluation["metrics"]["map_50"] >= 0.08 > evaluation["trivial"]["map_50"], evaluation
+    assert evaluation["blessed"] is True and summary["push"]["pushed"] is True
+    version_dir = Path(summary["push"]["path"])
+    assert "model_int8.tflite" in summary["optimization"]["blessed_files"]
+    assert (version_dir / "model_int8.tflite").exists()
+
+    served = tf.saved_model.load(str(version_dir))
+    images = sorted((tmp_path / "runs").rglob("images/*.png"))[:4]
+    out = {k: v.numpy() for k, v in served.signatures["serving_default"](
+        images=tf.constant([p.read_bytes() for p in images])).items()}
+    assert (out["num_detections"] > 0).all()
+    names = set(out["detection_class_names"][0, :int(out["num_detections"][0])])
+    assert names <= {n.encode() for n in config.data.class_names or
+                     ("circle", "cross", "square", "star", "triangle")}
+
+    pixels = np.stack([tf.image.resize(tf.io.decode_png(p.read_bytes(), 3), (64, 64)).numpy()
+                       for p in images[:2]])
+    lite = det_eval.tflite_predict_fn(str(version_dir / "model_int8.tflite"))(pixels)
+    assert lite["detection_boxes"].shape == (2, config.detection.max_detections, 4)
+    assert (lite["num_detections"] > 0).all()

@@ -1,4 +1,4 @@
-"""keras-cv detectors (RetinaNet, YOLOv8) on VisionPipe's backbones.
+"""keras-cv detectors (RetinaNet, YOLOv8) and SSD (``ssd.py``) on VisionPipe's backbones.
 
 The project backbone's multi-scale features (``backbones.multiscale_features``: the input
 normalisation, the backbone's last feature maps at strides 8/16/32, extra stride-2 blocks
@@ -49,13 +49,17 @@ def pyramid_backbone(model_config):
 
 
 def build_detector(config, num_classes: int):
-    """RetinaNet or YOLOv8 from ``config.detection``; input float32 ``[None, h, w, 3]``.
+    """RetinaNet, YOLOv8 or SSD from ``config.detection``; input float32 ``[None, h, w, 3]``.
 
     Returns ``(model, weights_loaded)``; the layer named ``backbone`` is the normalisation,
     the project backbone and any extra pyramid blocks, up to P3..P5."""
     import keras_cv
 
     det = config.detection
+    if det.architecture == "ssd":
+        from visionpipe.tasks.detection import ssd
+
+        return ssd.build_ssd(config, num_classes)
     backbone, weights_loaded = pyramid_backbone(config.model)
     if det.architecture == "yolov8":
         model = YOLOV8Detector(backbone=backbone, num_classes=num_classes,
@@ -88,7 +92,9 @@ def _name_backbone(model):
 
 def compile_detector(model, config, learning_rate: float) -> None:
     optimizer = tf.keras.optimizers.Adam(learning_rate, global_clipnorm=10.0)
-    if config.detection.architecture == "yolov8":
+    if config.detection.architecture == "ssd":  # the loss is SSD.compute_loss
+        model.compile(optimizer=optimizer, jit_compile=False)
+    elif config.detection.architecture == "yolov8":
         model.compile(optimizer=optimizer, classification_loss="binary_crossentropy",
                       box_loss="ciou", jit_compile=False)
     else:
@@ -102,6 +108,10 @@ def decode(model, raw: Dict[str, tf.Tensor], image_size) -> Tuple[tf.Tensor, tf.
     is the model input's ``(height, width)``."""
     import keras_cv
 
+    from visionpipe.tasks.detection import ssd
+
+    if isinstance(model, ssd.SSD):
+        return model.decode(raw)
     height, width = preprocessing.hw(image_size)
     if isinstance(model, keras_cv.models.YOLOV8Detector):
         from keras_cv.src.models.object_detection.yolo_v8 import yolo_v8_detector as yolo

@@ -1,5 +1,5 @@
-"""Object detection: keras-cv RetinaNet (anchor-based) or YOLOv8 (anchor-free) on the
-project's backbones, box-aware augmentation, NMS inside every exported signature and a COCO
+"""Object detection: keras-cv RetinaNet (anchor-based), YOLOv8 (anchor-free) or SSD
+(``ssd.py``: default boxes, hard-negative mining) on the project's backbones, box-aware augmentation, NMS inside every exported signature and a COCO
 mAP gate computed by pycocotools.
 
 Targets are keras-cv dense boxes in pixels of the model input (``model.image_size``,
@@ -40,7 +40,7 @@ class DetectionTask(Task):
     generated_sources = ("shapes",)
     tflite_modes = ("float32", "float16", "int8")  # visionpipe.tasks.detection.tflite.MODES
     keras_rewrites_unsupported = (
-        "not available for detection: the keras-cv detector's decoding and NMS live outside "
+        "not available for detection: the detector's decoding and NMS live outside "
         "its Keras graph, so the model cannot be cloned, pruned, distilled or repaired layer "
         "by layer; use the float16/int8 files, which convert with NMS inside")
     onnx_unsupported = ""
